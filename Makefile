@@ -1,0 +1,34 @@
+# fx developer tasks. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+WS := workspaces/demo
+
+.PHONY: install demo test test-fast protos bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[tensorflow,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m fx_cli.demo --workspaces workspaces
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow"
+
+protos: $(STAMP)
+	$(PY) -m fx_cli.proto.generate
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) workspaces/*/ .pytest_cache

@@ -1,0 +1,1 @@
+"""The aggregator role: round state machine, assigners, straggler policies, persistence, servicer."""

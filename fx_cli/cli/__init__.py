@@ -1,0 +1,1 @@
+"""The click shell: parse, validate, call one core function, print its result."""

@@ -1,0 +1,77 @@
+"""The ``fx`` entry point: global options and the one place errors become exit codes."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from fx_cli import __version__
+from fx_cli.cli.lazy import LazyGroup
+from fx_cli.errors import FxError
+
+GROUPS = {
+    "workspace": "fx_cli.cli.workspace:workspace",
+    "plan": "fx_cli.cli.plan:plan",
+    "aggregator": "fx_cli.cli.aggregator:aggregator",
+    "collaborator": "fx_cli.cli.collaborator:collaborator",
+    "model": "fx_cli.cli.model:model",
+    "pki": "fx_cli.cli.pki:pki",
+}
+
+
+class FxGroup(LazyGroup):
+    """Root group: turns every ``FxError`` into a message, a hint and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FxError as err:
+            if (ctx.obj or {}).get("traceback"):
+                raise
+            report_error(err)
+            raise click.exceptions.Exit(err.exit_code) from None
+
+
+def report_error(err: FxError) -> None:
+    """Print an ``FxError`` to stderr: the message in red, then the hint."""
+    from fx_cli.cli.output import err_console
+
+    console = err_console()
+    console.print(f"[bold red]error:[/] {err.message}", highlight=False, markup=True)
+    if err.hint:
+        console.print(f"[yellow]what to do:[/] {err.hint}", highlight=False)
+
+
+@click.group(cls=FxGroup, lazy_subcommands=GROUPS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-v", "--version", prog_name="fx", message="%(prog)s %(version)s")
+@click.option("-l", "--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="How much to log.")
+@click.option("--traceback", "--debug", "traceback", is_flag=True,
+              help="Re-raise errors with a full traceback instead of the short message.")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, traceback: bool) -> None:
+    """fx: federated learning across sites whose data never leaves them.
+
+    \b
+    Typical flow (OpenFL TaskRunner compatible):
+      fx workspace create --prefix ws --template keras/digits
+      cd ws && fx plan initialize
+      fx workspace certify && fx aggregator generate-cert-request && fx aggregator certify -s
+      fx aggregator start            # on the server
+      fx collaborator start -n one   # at each data site
+    """
+    from fx_cli.logs import setup_logging
+
+    ctx.obj = {"traceback": traceback, "log_level": log_level}
+    setup_logging(log_level)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(entry())

@@ -1,0 +1,59 @@
+"""``fx plan initialize | print | freeze``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fx_cli.cli.output import console, ok
+
+PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
+                    type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+
+
+@click.command()
+@PLAN
+@click.option("-c", "--cols", "cols_path", default="plan/cols.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Authorized collaborators.")
+@click.option("-d", "--data", "data_path", default="plan/data.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Collaborator data paths.")
+@click.option("-a", "--aggregator-address", "--aggregator_address", "agg_addr",
+              help="Aggregator address to write into the plan (default: keep, or this host's FQDN if 'auto').")
+@click.option("-i", "--init-model", "--init_model_path", "init_model",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights: a .pbuf or a native model file (e.g. .keras).")
+def initialize(plan_path: Path, cols_path: Path, data_path: Path, agg_addr: str | None,
+               init_model: Path | None) -> None:
+    """Write the initial model weights and resolve the aggregator address."""
+    from fx_cli.plan.initialize import initialize as run
+
+    done = run(plan_path, cols_path, data_path, agg_addr, init_model)
+    ok(f"wrote {done.init_path} ({done.tensor_count} tensors, {done.total_bytes:,} bytes)")
+    console().print(f"aggregator: {done.agg_addr}:{done.agg_port}   federation: plan_{done.plan_hash[:8]}")
+
+
+@click.command("print")
+@PLAN
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def print_(plan_path: Path, as_json: bool) -> None:
+    """Show the merged plan (defaults applied, 'auto' values resolved)."""
+    import json
+
+    from fx_cli.plan import load_plan
+    from fx_cli.plan.yamlio import dump_yaml
+
+    plan = load_plan(plan_path)
+    text = json.dumps(plan.config, indent=2) if as_json else dump_yaml(plan.config)
+    click.echo(f"# {plan.path}  hash {plan.hash[:16]}  federation {plan.federation_id}")
+    click.echo(text, nl=False)
+
+
+@click.command()
+@PLAN
+def freeze(plan_path: Path) -> None:
+    """Write a read-only copy plan/plan_<hash8>.yaml of an initialised plan."""
+    from fx_cli.plan import load_plan
+    from fx_cli.plan.freeze import freeze as run
+
+    path, new = run(load_plan(plan_path))
+    ok(f"froze plan to {path}" if new else f"plan already frozen as {path}")

@@ -1,0 +1,19 @@
+"""Federation run commands (placeholder until the runtime lands: each exits non-zero)."""
+from __future__ import annotations
+
+import click
+
+from fx_cli.errors import NotImplementedYet
+
+
+def _stub(name: str) -> click.Command:
+    @click.command(name=name.split()[-1], context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise NotImplementedYet(f"fx {name}")
+    return command
+
+
+aggregator_start = _stub("aggregator start")
+collaborator_start = _stub("collaborator start")
+collaborator_ping = _stub("collaborator ping")

@@ -1,0 +1,37 @@
+"""The one error family of fx: every failure a user can hit carries a hint."""
+from __future__ import annotations
+
+
+class FxError(Exception):
+    """An error the user can act on: what happened, and what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class PlanError(FxError):
+    """One or more problems in plan.yaml, cols.yaml or data.yaml, all reported at once."""
+
+    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+        self.problems = list(problems)
+        head = "the plan has 1 problem" if len(problems) == 1 else f"the plan has {len(problems)} problems"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems),
+                         hint or "fix the keys named above and run the command again")
+
+
+class ModelFileError(FxError):
+    """A .pbuf model file that is missing, corrupt, truncated or inconsistent."""
+
+
+class NotImplementedYet(FxError):
+    """A command whose capability has not been built yet. Never pretends success."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: not implemented yet", "this command is planned; see the issue tracker")

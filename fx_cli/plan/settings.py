@@ -1,0 +1,80 @@
+"""Typed settings of the core sections (aggregator, collaborator, network).
+
+These dataclasses are the schema: unknown keys and wrong types in
+``<section>.settings`` are reported against them.  Keys OpenFL accepts but fx
+does not need are kept for compatibility and documented as ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Optional, Union
+
+
+@dataclass(frozen=True)
+class AggregatorSettings:
+    rounds_to_train: int = 10
+    init_state_path: str = "save/init.pbuf"
+    best_state_path: str = "save/best.pbuf"
+    last_state_path: str = "save/last.pbuf"
+    persist_checkpoint: bool = True
+    persistent_db_path: str = "local_state/aggregator.db"
+    write_logs: bool = False
+    log_memory_usage: bool = False
+    save_native_model: bool = False
+    # Which aggregated metric picks best_state_path, and which direction is better.
+    best_metric: str = "accuracy"
+    best_metric_higher_is_better: bool = True
+    # Seconds to wait for a collaborator that never joined before ending the run.
+    join_deadline: float = 600.0
+    # Seconds without a heartbeat after which a collaborator is considered gone.
+    heartbeat_timeout: float = 120.0
+    # Upper bound on one round, in seconds (None: no bound beyond heartbeats).
+    round_deadline: Optional[float] = None
+    # Accepted for OpenFL compatibility; fx keeps no tensor DB rounds.
+    db_store_rounds: int = 2
+    use_delta_updates: bool = False
+    secure_aggregation: bool = False
+    single_col_cert_common_name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CollaboratorSettings:
+    opt_treatment: Literal["RESET", "CONTINUE_LOCAL", "CONTINUE_GLOBAL"] = "RESET"
+    use_delta_updates: bool = False
+    heartbeat_interval: float = 5.0
+    write_logs: bool = False
+    log_memory_usage: bool = False
+    db_store_rounds: int = 1
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    agg_addr: str = "auto"
+    agg_port: Union[int, str] = "auto"
+    use_tls: bool = True
+    require_client_auth: bool = True
+    cert_folder: str = "cert"
+    # First retry delay in seconds; retries back off exponentially with jitter.
+    client_reconnect_interval: float = 1.0
+    # Give up reconnecting after this many seconds without reaching the aggregator.
+    reconnect_deadline: float = 300.0
+    # Largest chunk of a streamed tensor, in MiB.
+    chunk_size_mib: float = 4.0
+    transport_protocol: Literal["grpc"] = "grpc"
+    hash_salt: Any = "auto"
+    enable_atomic_connections: bool = False
+    tls_ciphers: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+CORE_SETTINGS: dict[str, type] = {
+    "aggregator": AggregatorSettings,
+    "collaborator": CollaboratorSettings,
+    "network": NetworkSettings,
+}
+
+
+def settings_from(cls: type, values: dict[str, Any]) -> Any:
+    """Build a settings dataclass from an already validated mapping."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})

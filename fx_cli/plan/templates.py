@@ -1,0 +1,100 @@
+"""Resolving ``template:`` class paths against an allow-list.
+
+A ``template`` names code to run, so it may only point into the fx package or
+the workspace's own ``src`` package.  OpenFL class paths that have an fx
+equivalent are translated, so OpenFL plans keep working.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from fx_cli.errors import FxError
+
+ALLOWED_ROOTS = ("fx_cli", "src")
+
+_OPENFL = {
+    "openfl.component.Aggregator": "fx_cli.aggregator.Aggregator",
+    "openfl.component.aggregator.Aggregator": "fx_cli.aggregator.Aggregator",
+    "openfl.component.Collaborator": "fx_cli.collaborator.Collaborator",
+    "openfl.component.collaborator.Collaborator": "fx_cli.collaborator.Collaborator",
+    "openfl.federation.Network": "fx_cli.transport.Network",
+    "openfl.component.RandomGroupedAssigner": "fx_cli.aggregator.assigners.RandomGroupedAssigner",
+    "openfl.component.StaticGroupedAssigner": "fx_cli.aggregator.assigners.StaticGroupedAssigner",
+    "openfl.component.WaitForAllPolicy": "fx_cli.aggregator.stragglers.WaitForAllPolicy",
+    "openfl.component.PercentagePolicy": "fx_cli.aggregator.stragglers.PercentagePolicy",
+    "openfl.component.CutoffTimePolicy": "fx_cli.aggregator.stragglers.CutoffTimePolicy",
+    "openfl.pipelines.NoCompressionPipeline": "fx_cli.compression.NoCompressionPipeline",
+}
+for _name in ("WeightedAverage", "Median", "GeometricMedian"):
+    _OPENFL[f"openfl.interface.aggregation_functions.{_name}"] = f"fx_cli.aggregation.{_name}"
+_OPENFL["openfl.interface.aggregation_functions.AdamAdaptiveAggregation"] = "fx_cli.aggregation.FedAdam"
+_OPENFL["openfl.interface.aggregation_functions.YogiAdaptiveAggregation"] = "fx_cli.aggregation.FedYogi"
+_OPENFL["openfl.interface.aggregation_functions.AdagradAdaptiveAggregation"] = "fx_cli.aggregation.FedAdagrad"
+OPENFL_ALIASES: dict[str, str] = dict(_OPENFL)
+
+
+def canonical(path: str) -> str:
+    """The fx class path for ``path`` (OpenFL aliases translated)."""
+    return OPENFL_ALIASES.get(path, path)
+
+
+def check_allowed(path: str, where: str) -> str | None:
+    """A problem string when ``path`` is not an allowed class path, else None."""
+    if not isinstance(path, str) or "." not in path:
+        return f"{where}: expected a dotted class path like 'src.taskrunner.MyRunner', got {path!r}"
+    root = canonical(path).split(".", 1)[0]
+    if root not in ALLOWED_ROOTS:
+        return (f"{where}: '{path}' is outside the allowed packages; templates may only name "
+                f"classes in fx_cli or the workspace's src package")
+    return None
+
+
+def use_workspace_src(workspace: Path) -> None:
+    """Make ``import src.x`` load from ``<workspace>/src`` (and nowhere else)."""
+    src_dir = (workspace / "src").resolve()
+    current = sys.modules.get("src")
+    if current is not None and list(getattr(current, "__path__", [])) == [str(src_dir)]:
+        return
+    for name in [m for m in sys.modules if m == "src" or m.startswith("src.")]:
+        del sys.modules[name]
+    init = src_dir / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "src", init if init.exists() else None, submodule_search_locations=[str(src_dir)])
+    if spec is None:  # pragma: no cover - spec_from_file_location always succeeds with a location
+        raise FxError(f"cannot load the workspace package at {src_dir}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["src"] = module
+    if spec.loader is not None and init.exists():
+        spec.loader.exec_module(module)
+
+
+def resolve_class(path: str, workspace: Path, where: str) -> Any:
+    """Import and return the class named by an allowed ``template`` path."""
+    problem = check_allowed(path, where)
+    if problem:
+        raise FxError(problem, "use a class from fx_cli or put your class in the workspace's src/ folder")
+    target = canonical(path)
+    module_name, _, attr = target.rpartition(".")
+    if target.startswith("src."):
+        use_workspace_src(workspace)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise FxError(f"{where}: cannot import module '{module_name}' for template '{path}': {err}",
+                      _import_hint(err)) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise FxError(f"{where}: module '{module_name}' has no class '{attr}'",
+                      "check the spelling of the template's class name") from None
+
+
+def _import_hint(err: ImportError) -> str:
+    missing = getattr(err, "name", "") or ""
+    if missing.split(".")[0] in ("tensorflow", "keras", "sklearn"):
+        return "this plan needs the TensorFlow extra: pip install 'fx[tensorflow]'"
+    return "check the template path and that the workspace's src/ folder holds the module"

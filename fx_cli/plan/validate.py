@@ -1,0 +1,107 @@
+"""Validation of a merged plan: every problem, each with its file and key path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fx_cli.errors import FxError
+from fx_cli.plan.schema import check_settings, suggest
+from fx_cli.plan.settings import CORE_SETTINGS
+from fx_cli.plan.templates import check_allowed, resolve_class
+
+SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
+            "tasks", "compression_pipeline", "straggler_handling_policy")
+REQUIRED = ("data_loader", "task_runner")
+# Keys fx passes to constructors itself; a plan must not set them.
+INJECTED = {
+    "data_loader": ("data_path",),
+    "task_runner": ("data_loader",),
+    "assigner": ("authorized_cols", "rounds_to_train", "selected_task_group"),
+}
+TASK_KEYS = ("function", "kwargs", "aggregation_type", "description")
+
+
+def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check_classes: bool = True) -> list[str]:
+    """All problems in a merged plan (empty when valid)."""
+    problems: list[str] = []
+    for name in config:
+        if name not in SECTIONS:
+            problems.append(f"{file}: {name}: unknown section{suggest(name, SECTIONS)}")
+    for name in REQUIRED:
+        if not (config.get(name) or {}).get("template"):
+            problems.append(f"{file}: {name}.template: required key missing")
+    for name, section in config.items():
+        if name not in SECTIONS or not isinstance(section, dict):
+            continue
+        problems += _check_section(name, section, file, workspace, check_classes)
+    return problems
+
+
+def _check_section(name: str, section: dict[str, Any], file: str, ws: Path, check_classes: bool) -> list[str]:
+    problems: list[str] = []
+    allowed_keys = ("template", "settings") if name != "tasks" else None
+    if allowed_keys:
+        for key in section:
+            if key not in allowed_keys:
+                problems.append(f"{file}: {name}.{key}: unknown key{suggest(key, allowed_keys)}")
+    settings = section.get("settings")
+    if not isinstance(settings, dict):
+        return problems + [f"{file}: {name}.settings: expected a mapping, got {type(settings).__name__}"]
+    if name == "tasks":
+        return problems + _check_tasks(section, file, ws, check_classes)
+    template = section.get("template")
+    if template is not None:
+        problem = check_allowed(template, f"{file}: {name}.template")
+        if problem:
+            return problems + [problem]
+    if name in CORE_SETTINGS:
+        return problems + check_settings(settings, CORE_SETTINGS[name], f"{file}: {name}.settings")
+    if template and check_classes:
+        problems += _check_class(template, settings, f"{file}: {name}", ws, INJECTED.get(name, ()))
+    return problems
+
+
+def _check_class(template: str, settings: dict[str, Any], where: str, ws: Path,
+                 injected: tuple[str, ...]) -> list[str]:
+    try:
+        cls = resolve_class(template, ws, f"{where}.template")
+    except FxError as err:
+        return [err.message]
+    return check_settings(settings, cls, f"{where}.settings", injected)
+
+
+def _check_tasks(section: dict[str, Any], file: str, ws: Path, check_classes: bool) -> list[str]:
+    problems: list[str] = []
+    for task, spec in section.items():
+        if task in ("settings", "template"):
+            continue
+        where = f"{file}: tasks.{task}"
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: expected a mapping with 'function' and 'kwargs'")
+            continue
+        for key in spec:
+            if key not in TASK_KEYS:
+                problems.append(f"{where}.{key}: unknown key{suggest(key, TASK_KEYS)}")
+        if not isinstance(spec.get("function"), str):
+            problems.append(f"{where}.function: required key missing (the task runner method to call)")
+        if not isinstance(spec.get("kwargs", {}) or {}, dict):
+            problems.append(f"{where}.kwargs: expected a mapping")
+        agg = spec.get("aggregation_type")
+        if agg is not None:
+            problems += _check_aggregation(agg, f"{where}.aggregation_type", ws, check_classes)
+    return problems
+
+
+def _check_aggregation(agg: Any, where: str, ws: Path, check_classes: bool) -> list[str]:
+    if isinstance(agg, str):
+        agg = {"template": agg}
+    if not isinstance(agg, dict) or "template" not in agg:
+        return [f"{where}: expected a mapping with 'template' (and optional 'settings')"]
+    problems = [f"{where}.{k}: unknown key{suggest(k, ('template', 'settings'))}"
+                for k in agg if k not in ("template", "settings")]
+    problem = check_allowed(agg["template"], f"{where}.template")
+    if problem:
+        return problems + [problem]
+    if check_classes:
+        problems += _check_class(agg["template"], agg.get("settings") or {}, where, ws, ())
+    return problems

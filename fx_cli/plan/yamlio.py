@@ -1,0 +1,42 @@
+"""Reading YAML files with errors that name the file (never a silent ``{}``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fx_cli.errors import PlanError
+
+
+def read_yaml(path: str | os.PathLike[str], *, what: str = "file") -> Any:
+    """Parse a YAML file; a missing or malformed file raises ``PlanError``."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlanError([f"{p}: {what} not found"])
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise PlanError([f"{p}{where}: not valid YAML: {problem}"]) from None
+
+
+def dump_yaml(data: Any) -> str:
+    """Serialise plan data in a stable, readable block style (insertion order kept)."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, p)

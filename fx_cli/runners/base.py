@@ -1,0 +1,65 @@
+"""The task-runner interface every runner (shipped or in a workspace's src/) implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclass
+class TaskResult:
+    """What a task returns: scalar metrics, and for training the updated tensors."""
+
+    metrics: dict[str, float]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class TaskRunner(ABC):
+    """Holds a model and runs tasks on local data.
+
+    Tensors are exchanged as ``{stable_name: numpy array}``.  ``train_task`` and
+    ``validate_task`` receive the task's plan ``kwargs`` (minus ``apply``, which
+    the collaborator handles by loading the global or keeping the local model).
+    """
+
+    def __init__(self, data_loader: Any = None, **settings: Any) -> None:
+        self.data_loader = data_loader
+
+    @abstractmethod
+    def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
+        """The model's named tensors (plus optimizer state when asked)."""
+
+    @abstractmethod
+    def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
+        """Load named tensors into the model; unknown or missing names raise."""
+
+    @abstractmethod
+    def train_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        """Train locally; return metrics and the trained tensors."""
+
+    @abstractmethod
+    def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        """Evaluate the current model on the validation split; return metrics."""
+
+    def train_data_size(self) -> int:
+        return int(getattr(self.data_loader, "train_size", lambda: 0)())
+
+    def valid_data_size(self) -> int:
+        return int(getattr(self.data_loader, "valid_size", lambda: 0)())
+
+    def reset_optimizer(self) -> None:
+        """Forget optimizer state (opt_treatment RESET). Runners without one do nothing."""
+
+    def optimizer_tensor_names(self) -> list[str]:
+        """Names of optimizer tensors in ``get_tensors(with_opt_vars=True)``."""
+        return []
+
+    def save_native(self, path: str) -> str:
+        """Write the model in the framework's own format; returns the written path."""
+        raise NotImplementedError(f"{type(self).__name__} has no native model format")
+
+    def load_native(self, path: str) -> None:
+        """Load weights from a framework-native model file."""
+        raise NotImplementedError(f"{type(self).__name__} has no native model format")

@@ -1,0 +1,39 @@
+"""A runner with one tiny tensor, for certificate and connectivity checks."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from fx_cli.runners.base import TaskResult, TaskRunner
+
+
+class NoOpData:
+    def __init__(self, data_path: str | None = None, **_: Any) -> None:
+        self.data_path = data_path
+
+    def train_size(self) -> int:
+        return 1
+
+    def valid_size(self) -> int:
+        return 1
+
+
+class NoOpRunner(TaskRunner):
+    """Model: ``dummy_tensor`` = 1.0 (as OpenFL's no-op template). Tasks change nothing."""
+
+    def __init__(self, data_loader: NoOpData | None = None) -> None:
+        super().__init__(data_loader)
+        self.tensor = np.array(1.0, dtype=np.float32)
+
+    def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
+        return {"dummy_tensor": self.tensor}
+
+    def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
+        self.tensor = np.asarray(tensors["dummy_tensor"], dtype=np.float32)
+
+    def train_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        return TaskResult({"loss": 0.0}, {"dummy_tensor": self.tensor})
+
+    def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        return TaskResult({"accuracy": 1.0})

@@ -1,0 +1,98 @@
+"""A framework-free runner with a model of any size and deterministic "training".
+
+Each collaborator's shard ``k`` (its ``data.yaml`` value) pulls the weights
+towards a target that depends on ``k``; sample counts differ per shard, so
+weighted averaging is visible in the result.  Everything is seeded and exact,
+which makes it the runner for fast tests and benchmarks at any model size.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from fx_cli.errors import FxError
+from fx_cli.runners.base import TaskResult, TaskRunner
+
+
+class SyntheticData:
+    """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples."""
+
+    def __init__(self, data_path: str | None = None, samples_per_shard: int = 100, **_: Any) -> None:
+        self.shard = _shard_index(data_path)
+        self.samples_per_shard = samples_per_shard
+
+    def train_size(self) -> int:
+        return self.samples_per_shard * max(self.shard, 1)
+
+    def valid_size(self) -> int:
+        return max(self.train_size() // 2, 1)
+
+
+def _shard_index(data_path: str | None) -> int:
+    if data_path is None:
+        return 0
+    try:
+        shard = int(str(data_path).strip())
+    except ValueError:
+        raise FxError(f"synthetic data path must be a shard number like 1, got {data_path!r}",
+                      "set the collaborator's line in plan/data.yaml to NAME,SHARD_NUMBER") from None
+    if shard < 1:
+        raise FxError(f"synthetic shard number must be >= 1, got {shard}", "use 1, 2, 3, ... in plan/data.yaml")
+    return shard
+
+
+def tensor_sizes(num_params: int, num_tensors: int) -> list[int]:
+    """Split ``num_params`` over ``num_tensors`` as evenly as possible."""
+    base, extra = divmod(num_params, num_tensors)
+    return [base + (1 if i < extra else 0) for i in range(num_tensors)]
+
+
+class SyntheticRunner(TaskRunner):
+    """``num_params`` float32 values over ``num_tensors`` tensors named ``w0``, ``w1``, ..."""
+
+    def __init__(self, data_loader: SyntheticData | None = None, num_params: int = 1000,
+                 num_tensors: int = 4, learning_rate: float = 0.5, seed: int = 0) -> None:
+        super().__init__(data_loader)
+        if num_tensors < 1 or num_params < num_tensors:
+            raise FxError(f"synthetic model needs num_params >= num_tensors >= 1 (got {num_params}, {num_tensors})",
+                          "fix task_runner.settings in plan/plan.yaml")
+        self.learning_rate = learning_rate
+        rng = np.random.default_rng(seed)
+        self.weights = {f"w{i}": rng.standard_normal(n, dtype=np.float32)
+                        for i, n in enumerate(tensor_sizes(num_params, num_tensors))}
+
+    def _target(self, index: int) -> np.float32:
+        shard = self.data_loader.shard if self.data_loader else 0
+        return np.float32((shard + 1) * 0.1 + index * 0.01)
+
+    def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
+        return dict(self.weights)
+
+    def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
+        missing = set(self.weights) - set(tensors)
+        unknown = set(tensors) - set(self.weights)
+        if missing or unknown:
+            raise FxError(f"synthetic model tensors do not match: missing {sorted(missing)}, unknown {sorted(unknown)}",
+                          "the model file was made for another plan; check task_runner.settings")
+        for name, array in tensors.items():
+            if array.shape != self.weights[name].shape:
+                raise FxError(f"tensor '{name}': shape {array.shape} does not fit the model's {self.weights[name].shape}",
+                              "the model file was made for another plan; check num_params/num_tensors")
+            self.weights[name] = np.asarray(array, dtype=np.float32)
+
+    def _loss(self) -> float:
+        total = sum(float(np.square(w - self._target(i), dtype=np.float64).sum())
+                    for i, w in enumerate(self.weights.values()))
+        return total / sum(w.size for w in self.weights.values())
+
+    def train_task(self, round_num: int, epochs: int = 1, **kwargs: Any) -> TaskResult:
+        lr = np.float32(self.learning_rate)
+        for _ in range(int(epochs)):
+            self.weights = {name: w + lr * (self._target(i) - w)
+                            for i, (name, w) in enumerate(self.weights.items())}
+        return TaskResult({"loss": self._loss()}, dict(self.weights))
+
+    def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        loss = self._loss()
+        return TaskResult({"accuracy": 1.0 / (1.0 + loss), "loss": loss})

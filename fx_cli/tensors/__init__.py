@@ -1,0 +1,1 @@
+"""Tensors at rest: the ``.pbuf`` model-file format (OpenFL-compatible)."""

@@ -1,0 +1,1 @@
+"""Workspaces: creation from templates, export and import archives."""

@@ -1,0 +1,40 @@
+"""``fx workspace create``: a new workspace from a template, with its plan merged and resolved."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from fx_cli.errors import FxError
+from fx_cli.plan.loader import load_plan
+from fx_cli.plan.yamlio import dump_yaml, write_text_atomic
+from fx_cli.workspace.templates import template_dir
+
+WORKSPACE_DIRS = ("plan", "src", "save", "logs", "data", "cert", "local_state")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+@dataclass
+class CreatedWorkspace:
+    path: Path
+    template: str
+    plan_hash: str
+
+
+def create_workspace(prefix: Path, template: str, force: bool = False) -> CreatedWorkspace:
+    """Copy ``template`` into ``prefix`` and write its merged plan."""
+    source = template_dir(template)
+    if prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir())) and not force:
+        raise FxError(f"{prefix} already exists and is not empty",
+                      "choose another --prefix, or pass --force to create the workspace over it")
+    prefix.mkdir(parents=True, exist_ok=True)
+    for name in WORKSPACE_DIRS:
+        (prefix / name).mkdir(exist_ok=True)
+    shutil.copytree(source, prefix, dirs_exist_ok=True, ignore=_IGNORE)
+    (prefix / "cert").chmod(0o700)
+    if not (prefix / "requirements.txt").exists():
+        (prefix / "requirements.txt").write_text("")
+    plan = load_plan(prefix / "plan" / "plan.yaml", workspace=prefix)
+    write_text_atomic(prefix / "plan" / "plan.yaml",
+                      f"# Merged from template '{template}' by fx workspace create.\n" + dump_yaml(plan.config))
+    return CreatedWorkspace(prefix, template, load_plan(prefix / "plan" / "plan.yaml").hash)
