@@ -1,0 +1,1 @@
+"""Zip archives read and written by fx (workspace archives, certificate packages)."""

@@ -1,0 +1,148 @@
+"""Extracting untrusted zip files.
+
+Every zip fx reads (workspace archives, certificate packages) is treated as
+hostile: the whole member list is checked before one byte is written, and
+extraction goes to a temporary folder beside the target that is renamed into
+place only when complete.  Nothing is ever written outside the target.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from fx_cli.errors import FxError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 10_000
+    max_member_bytes: int = 1024 * MiB
+    max_total_bytes: int = 4096 * MiB
+    max_ratio: float = 200.0  # uncompressed/compressed, per member above 1 MiB
+
+
+class UnsafeArchive(FxError):
+    """A zip that fx refuses to extract."""
+
+    def __init__(self, archive: Path, what: str) -> None:
+        super().__init__(f"{archive}: refused: {what}",
+                         "nothing was extracted; ask the sender for a fresh archive made by fx")
+
+
+def _member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
+    name = info.filename
+    mode = info.external_attr >> 16
+    if "\\" in name or "\x00" in name:
+        return f"member {name!r} has a backslash or NUL in its name"
+    path = PurePosixPath(name)
+    if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return f"member {name!r} has an absolute path"
+    if ".." in path.parts:
+        return f"member {name!r} climbs out of the target with '..'"
+    if stat.S_ISLNK(mode):
+        return f"member {name!r} is a symbolic link"
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return f"member {name!r} is a device, FIFO or other special file"
+    if info.file_size > limits.max_member_bytes:
+        return f"member {name!r} is {info.file_size:,} bytes, over the {limits.max_member_bytes:,}-byte limit"
+    if info.file_size > MiB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        return f"member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x (zip bomb?)"
+    return None
+
+
+def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
+                  allowed: Callable[[str], bool] | None = None) -> list[zipfile.ZipInfo]:
+    """Validate the whole member list; returns the file members to extract."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise UnsafeArchive(archive, f"{len(infos)} members, over the limit of {limits.max_members}")
+    seen: dict[str, str] = {}
+    total = 0
+    files = []
+    for info in infos:
+        problem = _member_problem(info, limits)
+        if problem:
+            raise UnsafeArchive(archive, problem)
+        key = info.filename.rstrip("/")
+        if key in seen:
+            raise UnsafeArchive(archive, f"member {info.filename!r} appears twice")
+        if key.lower() in {k.lower() for k in seen}:
+            raise UnsafeArchive(archive, f"member {info.filename!r} differs only in case from another member")
+        seen[key] = info.filename
+        if info.is_dir():
+            continue
+        if allowed is not None and not allowed(info.filename):
+            raise UnsafeArchive(archive, f"unexpected member {info.filename!r}")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise UnsafeArchive(archive, f"members add up to over {limits.max_total_bytes:,} bytes")
+        files.append(info)
+    return files
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    """Open a zip, turning 'not a zip' into a clear error."""
+    try:
+        return zipfile.ZipFile(archive)
+    except FileNotFoundError:
+        raise FxError(f"{archive}: no such file", "check the path of the archive") from None
+    except zipfile.BadZipFile as err:
+        raise UnsafeArchive(archive, f"not a valid zip file ({err})") from None
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zf.open(info) as src, open(dest, "xb") as out:
+        while chunk := src.read(MiB):
+            written += len(chunk)
+            if written > info.file_size:  # the header lied about the size
+                raise UnsafeArchive(archive, f"member {info.filename!r} is larger than its header says")
+            out.write(chunk)
+
+
+def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: Limits = Limits(),
+            allowed: Callable[[str], bool] | None = None) -> list[str]:
+    """Extract into ``target``, which must not exist yet; returns the extracted file names."""
+    archive, target = Path(archive), Path(target)
+    if target.exists():
+        raise FxError(f"{target} already exists", "choose another destination or remove it first")
+    with open_zip(archive) as zf:
+        files = check_members(archive, zf, limits, allowed)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            root = staging.resolve()
+            for info in files:
+                dest = (staging / info.filename).resolve()
+                if root not in dest.parents:
+                    raise UnsafeArchive(archive, f"member {info.filename!r} resolves outside the target")
+                try:
+                    _copy_member(zf, info, dest, archive)
+                except zipfile.BadZipFile as err:
+                    raise UnsafeArchive(archive, f"member {info.filename!r} is corrupt ({err})") from None
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return [i.filename for i in files]
+
+
+def read_members(archive: str | os.PathLike[str], names: set[str], *, limits: Limits = Limits(max_member_bytes=MiB)
+                 ) -> dict[str, bytes]:
+    """Read small members into memory; the archive may hold exactly ``names`` and nothing else."""
+    archive = Path(archive)
+    with open_zip(archive) as zf:
+        files = check_members(archive, zf, limits, allowed=lambda n: n in names)
+        found = {i.filename for i in files}
+        if found != names:
+            raise UnsafeArchive(archive, f"expected members {sorted(names)}, found {sorted(found)}")
+        return {i.filename: zf.read(i) for i in files}
