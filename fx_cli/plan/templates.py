@@ -7,6 +7,7 @@ equivalent are translated, so OpenFL plans keep working.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -62,13 +63,16 @@ def use_workspace_src(workspace: Path) -> None:
     for name in [m for m in sys.modules if m == "src" or m.startswith("src.")]:
         del sys.modules[name]
     init = src_dir / "__init__.py"
-    spec = importlib.util.spec_from_file_location(
-        "src", init if init.exists() else None, submodule_search_locations=[str(src_dir)])
-    if spec is None:  # pragma: no cover - spec_from_file_location always succeeds with a location
+    if init.exists():
+        spec = importlib.util.spec_from_file_location("src", init, submodule_search_locations=[str(src_dir)])
+    else:  # a plain folder of modules: an empty package rooted there
+        spec = importlib.machinery.ModuleSpec("src", None, is_package=True)
+        spec.submodule_search_locations = [str(src_dir)]
+    if spec is None:  # pragma: no cover
         raise FxError(f"cannot load the workspace package at {src_dir}")
     module = importlib.util.module_from_spec(spec)
     sys.modules["src"] = module
-    if spec.loader is not None and init.exists():
+    if spec.loader is not None:
         spec.loader.exec_module(module)
 
 
