@@ -13,11 +13,9 @@ from fx_cli.plan.defaults_files import load_defaults
 from fx_cli.plan.merge import deep_merge
 from fx_cli.plan.settings import (AggregatorSettings, CollaboratorSettings, CORE_SETTINGS,
                                   NetworkSettings, settings_from)
-from fx_cli.plan.validate import validate_config
+from fx_cli.plan.validate import SECTIONS, validate_config
 from fx_cli.plan.yamlio import read_yaml
 
-SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
-            "tasks", "compression_pipeline", "straggler_handling_policy")
 SECTION_KEYS = ("template", "settings", "defaults")
 DEFAULT_TEMPLATES = {
     "aggregator": "fx_cli.aggregator.Aggregator",
