@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m fx_cli.demo --workspaces workspaces
+	$(PY) scripts/demo.py --workspaces workspaces
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
