@@ -49,7 +49,7 @@ def _member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return f"member {name!r} climbs out of the target with '..'"
     if stat.S_ISLNK(mode):
         return f"member {name!r} is a symbolic link"
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: permission bits only
         return f"member {name!r} is a device, FIFO or other special file"
     if info.file_size > limits.max_member_bytes:
         return f"member {name!r} is {info.file_size:,} bytes, over the {limits.max_member_bytes:,}-byte limit"
