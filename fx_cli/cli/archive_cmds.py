@@ -1,18 +1,76 @@
-"""Workspace archives (placeholder until export/import land: each exits non-zero)."""
+"""``fx workspace export | import``."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
-from fx_cli.errors import NotImplementedYet
+from fx_cli.cli.output import console, err_console, ok
 
 
-def _stub(name: str) -> click.Command:
-    @click.command(name=name.split()[-1], context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        raise NotImplementedYet(f"fx {name}")
-    return command
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Archive to write (default: <workspace>.zip in the current folder).")
+@click.option("--force", is_flag=True, help="Replace an existing archive.")
+def export(output: Path | None, force: bool) -> None:
+    """Zip this workspace (plan, code, initial model, pinned requirements) for the other sites."""
+    from fx_cli.workspace.export import export_workspace
+
+    done = export_workspace(Path.cwd(), output, force)
+    ok(f"exported {done.archive} ({len(done.included)} files, {done.size:,} bytes), "
+       f"federation {done.federation_id}")
+    out = console()
+    out.print("included:")
+    for name in done.included:
+        out.print(f"  {name}")
+    out.print("left out:")
+    for name, reason in done.left_out or [("(nothing)", "")]:
+        out.print(f"  {name}" + (f": {reason}" if reason else ""))
+    out.print("requirements.txt pins: " + ", ".join(done.pins))
+    for note in done.notes:
+        err_console().print(f"[yellow]note:[/] {note}")
+    out.print(f"plan hash: {done.plan_hash}")
 
 
-export = _stub("workspace export")
-import_ = _stub("workspace import")
+@click.command("import")
+@click.option("-a", "--archive", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Workspace archive made by `fx workspace export`.")
+@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
+              help="New folder to unpack into (default: the archive's name without .zip).")
+@click.option("--install/--no-install", default=None,
+              help="pip-install requirements.txt into this environment [default: install when interactive].")
+@click.option("-s", "--silent", is_flag=True, help="Non-interactive: install only with an explicit --install.")
+@click.option("--pip-arg", "pip_args", multiple=True, metavar="ARG",
+              help="Extra argument for pip, repeatable (e.g. --pip-arg=--no-index --pip-arg=--find-links=DIR).")
+def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bool,
+            pip_args: tuple[str, ...]) -> None:
+    """Unpack a workspace archive into a new folder, verify its plan and install its requirements."""
+    from fx_cli.workspace.import_ import import_workspace, next_steps
+
+    done = import_workspace(archive, prefix)
+    ok(f"imported {archive} into {done.path} ({len(done.files)} files)")
+    console().print(f"federation: {done.plan.federation_id}   plan hash: {done.plan.plan_hash}")
+    console().print(f"aggregator: {done.plan.agg_addr}:{done.plan.agg_port}")
+    console().print("check that this federation id matches the one the aggregator's owner announced")
+    for warning in done.warnings:
+        err_console().print(f"[yellow]warning:[/] {warning}")
+    if install is None:
+        install = not silent and sys.stdin.isatty()
+    _install(done.path / "requirements.txt", install, pip_args)
+    console().print("next steps:")
+    for step in next_steps(done):
+        console().print(f"  {step}")
+
+
+def _install(requirements: Path, install: bool, pip_args: tuple[str, ...]) -> None:
+    """Run pip with its output shown as progress, or say how to do it later."""
+    if not install:
+        console().print(f"requirements not installed; to install them: "
+                        f"{Path(sys.executable).name} -m pip install -r {requirements}")
+        return
+    from fx_cli.workspace.requirements import pip_install
+
+    err_console().print(f"installing {requirements} with pip ...")
+    pip_install(requirements, pip_args, on_line=lambda line: err_console().print(f"  pip: {line}", markup=False))
+    ok(f"installed the requirements of {requirements}")

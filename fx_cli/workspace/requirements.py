@@ -1,0 +1,178 @@
+"""Capturing a workspace's requirements on export, and installing them on import.
+
+Versions are read from package metadata and imports are found by parsing
+source files, so no framework (TensorFlow above all) is ever imported here.
+"""
+from __future__ import annotations
+
+import ast
+import collections
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from fx_cli import __version__
+from fx_cli.errors import FxError
+
+FX_DIST = "fx"
+# Always pinned: fx moves every tensor as a numpy array.
+ALWAYS_PINNED = ("numpy",)
+_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?=$|[\[<>=!~;@\s])")
+PIP_TAIL_LINES = 15
+
+
+@dataclass
+class Captured:
+    """The requirements.txt an archive carries, and what was decided on the way."""
+
+    text: str
+    pins: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(line: str) -> str | None:
+    """The distribution a requirements line names, or None (comments, options, URLs)."""
+    match = _NAME.match(line.strip())
+    return canonical_name(match.group(1)) if match else None
+
+
+def imported_top_levels(files: Iterable[Path]) -> set[str]:
+    """Top-level absolute module names imported anywhere in ``files`` (function bodies included)."""
+    names: set[str] = set()
+    for path in files:
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError) as err:
+            raise FxError(f"{path}: cannot be parsed as Python ({err})",
+                          "fix the file or remove it from the workspace before exporting") from None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def code_files(workspace: Path, templates: Iterable[str]) -> list[Path]:
+    """The workspace's ``src`` sources plus the fx modules its plan templates name."""
+    files = sorted(p for p in (workspace / "src").rglob("*.py") if "__pycache__" not in p.parts)
+    package = Path(__file__).resolve().parent.parent
+    for template in templates:
+        module = template.rsplit(".", 1)[0].split(".")
+        if module[0] != "fx_cli":
+            continue
+        base = package.joinpath(*module[1:])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                files.append(candidate)
+                break
+    return files
+
+
+def framework_pins(top_levels: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Exact versions of the installed distributions providing ``top_levels``; and the unresolved names."""
+    providers = importlib.metadata.packages_distributions()
+    pins: dict[str, str] = {}
+    missing: list[str] = []
+    for top in sorted(top_levels | set(ALWAYS_PINNED)):
+        if top in sys.stdlib_module_names or top in ("fx_cli", "src", "__future__"):
+            continue
+        dists = providers.get(top)
+        if not dists:
+            missing.append(top)
+            continue
+        for dist in dict.fromkeys(dists):
+            pins[canonical_name(dist)] = importlib.metadata.version(dist)
+    pins.pop(FX_DIST, None)
+    return pins, missing
+
+
+def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[str]]:
+    """The workspace's own lines, then exact pins; a user line naming a pinned package is replaced."""
+    notes: list[str] = []
+    kept: list[str] = []
+    for line in user_text.splitlines():
+        name = requirement_name(line)
+        if name in pins or name == FX_DIST:
+            pinned = f"{name}=={pins.get(name, __version__)}"
+            notes.append(f"requirements.txt: '{line.strip()}' replaced by the exact pin '{pinned}'")
+            continue
+        kept.append(line.rstrip())
+    while kept and not kept[-1]:
+        kept.pop()
+    version = ".".join(map(str, sys.version_info[:3]))
+    lines = kept + ([""] if kept else []) + [
+        f"# Pinned by fx workspace export: the versions in use where it ran (Python {version}).",
+        f"{FX_DIST}=={__version__}",
+    ] + [f"{name}=={ver}" for name, ver in sorted(pins.items())]
+    return "\n".join(lines) + "\n", notes
+
+
+def capture(workspace: Path, templates: Iterable[str]) -> Captured:
+    """Build the archive's requirements.txt for ``workspace``."""
+    req = workspace / "requirements.txt"
+    user_text = req.read_text(encoding="utf-8") if req.is_file() else ""
+    pins, missing = framework_pins(imported_top_levels(code_files(workspace, templates)))
+    text, notes = merge_requirements(user_text, pins)
+    if not req.is_file():
+        notes.append("the workspace has no requirements.txt; the archive's holds only the pins")
+    notes += [f"module '{m}' is imported by the workspace code but not installed here, so it is not pinned"
+              for m in missing]
+    return Captured(text, [f"{FX_DIST}=={__version__}"] + [f"{n}=={v}" for n, v in sorted(pins.items())], notes)
+
+
+def fx_pin(requirements_text: str) -> str | None:
+    """The fx version an archive's requirements pin, if any."""
+    for line in requirements_text.splitlines():
+        if requirement_name(line) == FX_DIST and "==" in line:
+            return line.split("==", 1)[1].split(";")[0].strip()
+    return None
+
+
+def pip_install(requirements: Path, extra_args: Sequence[str] = (),
+                on_line: Callable[[str], None] = lambda line: None) -> None:
+    """``python -m pip install -r requirements`` into this environment, streaming pip's output."""
+    # fx itself is the running program: pip must never swap it, nor fetch a same-named project.
+    text = requirements.read_text(encoding="utf-8")
+    filtered = "".join(line + "\n" for line in text.splitlines() if requirement_name(line) != FX_DIST)
+    fd, tmp = tempfile.mkstemp(prefix=".fx-requirements-", suffix=".txt", dir=requirements.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(filtered)
+        _run_pip([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                  "-r", tmp, *extra_args], requirements, on_line)
+    finally:
+        os.unlink(tmp)
+
+
+def _run_pip(cmd: list[str], requirements: Path, on_line: Callable[[str], None]) -> None:
+    tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=requirements.parent)
+    except OSError as err:
+        raise FxError(f"could not run pip for {requirements}: {err}",
+                      f"install them yourself: {sys.executable} -m pip install -r {requirements}") from None
+    assert proc.stdout is not None
+    with proc:
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            tail.append(line)
+            on_line(line)
+    if proc.returncode:
+        shown = "\n".join(f"    {line}" for line in tail if line.strip())
+        raise FxError(f"pip could not install the requirements in {requirements} "
+                      f"(exit code {proc.returncode}); pip said:\n{shown}",
+                      f"fix or remove the requirement pip names above, then run "
+                      f"`{sys.executable} -m pip install -r {requirements}` (the workspace itself was imported)")
