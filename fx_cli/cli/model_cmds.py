@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from fx_cli.cli.output import console
-from fx_cli.errors import NotImplementedYet
+from fx_cli.cli.output import console, ok
 
 
 @click.command()
@@ -32,6 +31,18 @@ def info(path: Path) -> None:
 
 
 @click.command()
-def save() -> None:
-    """Convert a .pbuf into the framework's native format."""
-    raise NotImplementedYet("fx model save")
+@click.option("-i", "--input", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The .pbuf model file to convert, e.g. save/last.pbuf.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Where to write the converted model (e.g. final.keras or final.npz).")
+@click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Plan whose task runner defines the model.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["keras", "npz"]), default=None,
+              help="keras: a native .keras file; npz: named numpy arrays. Default: from the output suffix.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def save(model_path: Path, output: Path, plan_path: Path, fmt: str | None, force: bool) -> None:
+    """Convert a .pbuf into the framework's native format (or a .npz of named arrays)."""
+    from fx_cli.runners.export import save_model
+
+    saved = save_model(plan_path, model_path, output, fmt, force)
+    ok(f"wrote {saved.path} ({saved.format}, {saved.tensor_count} tensors from round {saved.round_number})")
