@@ -32,10 +32,10 @@ def never_shipped(name: str) -> str | None:
     path = PurePosixPath(name)
     if "__pycache__" in path.parts or path.suffix == ".pyc":
         return "Python bytecode cache"
-    if path.suffix.lower() in SECRET_SUFFIXES:
-        return "certificate, key or certificate request"
     if path.parts and path.parts[0] in SITE_DIRS:
         return SITE_DIRS[path.parts[0]]
+    if path.suffix.lower() in SECRET_SUFFIXES:
+        return "certificate, key or certificate request"
     return None
 
 

@@ -134,6 +134,7 @@ def _inside(workspace: Path, path: Path, what: str) -> str:
 
 def _write_zip(target: Path, members: dict[str, Path | bytes], read_only: set[str]) -> int:
     """Write members in sorted order with fixed metadata, through a temporary file; returns its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:

@@ -108,6 +108,9 @@ def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[
             pinned = f"{name}=={pins.get(name, __version__)}"
             notes.append(f"requirements.txt: '{line.strip()}' replaced by the exact pin '{pinned}'")
             continue
+        if line.strip().startswith(("-r", "-c", "--requirement", "--constraint")):
+            notes.append(f"requirements.txt: '{line.strip()}' names another file, which the archive does not "
+                         f"carry; pip will fail at the other sites unless it exists there")
         kept.append(line.rstrip())
     while kept and not kept[-1]:
         kept.pop()
