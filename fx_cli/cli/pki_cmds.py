@@ -1,24 +1,237 @@
-"""Certificate commands (placeholder until the PKI lands: each exits non-zero)."""
+"""Certificate commands: thin click shells over ``fx_cli.pki``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+from rich.markup import escape
 
-from fx_cli.errors import NotImplementedYet
+from fx_cli.cli.output import console, err_console, ok
+from fx_cli.errors import FxError
+from fx_cli.names import check_collaborator_name, check_fqdn, is_ip
 
-
-def _stub(name: str) -> click.Command:
-    @click.command(name=name.split()[-1], context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        raise NotImplementedYet(f"fx {name}")
-    return command
+NAME_OPTS = ("-n", "--collaborator-name", "--collaborator_name", "name")
 
 
-workspace_certify = _stub("workspace certify")
-aggregator_generate_cert_request = _stub("aggregator generate-cert-request")
-aggregator_certify = _stub("aggregator certify")
-collaborator_create = _stub("collaborator create")
-collaborator_generate_cert_request = _stub("collaborator generate-cert-request")
-collaborator_certify = _stub("collaborator certify")
-collaborator_remove = _stub("collaborator remove")
-check = _stub("pki check")
+def _checked(check: object, value: str) -> str:
+    try:
+        return check(value)  # type: ignore[operator, no-any-return]
+    except FxError as err:
+        raise click.BadParameter(err.message) from None
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _checked(check_collaborator_name, value)
+
+
+def _fqdn(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _checked(check_fqdn, value.lower())
+
+
+def _sans(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_checked(check_fqdn, v.lower()) for v in values)
+
+
+def _ips(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [v for v in values if not is_ip(v)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not an IPv4 or IPv6 address (DNS names go in --san)")
+    return values
+
+
+def _say(text: str) -> None:
+    console().print(escape(text))
+
+
+def _fingerprint(what: str, value: str) -> None:
+    _say(f"{what} fingerprint (SHA-256): {value}")
+
+
+def _confirm_or_warn(silent: bool, source: str) -> None:
+    """Ask before signing; ``-s`` signs straight away with a warning."""
+    if silent:
+        err_console().print("[yellow]warning:[/] signing without confirmation; compare the fingerprint above "
+                            "with the one the requester printed")
+        return
+    _say("Make sure this fingerprint is the same as the one printed where the request was made.")
+    if not click.confirm("Sign this certificate?", default=False):
+        raise FxError(f"not signed: {source}", "compare the fingerprints out of band, then run the command again")
+
+
+@click.command(name="certify")
+@click.option("--force", is_flag=True, help="Start a new CA; the old one is moved aside, never deleted.")
+def workspace_certify(force: bool) -> None:
+    """Create the federation's root and signing CA under cert/."""
+    from fx_cli.pki.ca import new_ca, write_ca
+    from fx_cli.pki.fingerprint import fingerprint
+    from fx_cli.pki.workspace import current_layout
+
+    layout = current_layout()
+    bundle = new_ca()
+    backup = write_ca(layout, bundle, force)
+    if backup:
+        err_console().print(f"[yellow]warning:[/] the old CA was moved to {escape(layout.show(backup))}; "
+                            "certificates it issued are no longer trusted here")
+    ok(f"created the certificate authority; trust chain in {layout.show(layout.chain)}")
+    _fingerprint("root CA", fingerprint(bundle.root.cert))
+
+
+@click.command(name="generate-cert-request")
+@click.option("--fqdn", callback=_fqdn, help="Aggregator host name (default: $FQDN or this host's FQDN).")
+@click.option("--san", multiple=True, callback=_sans, help="Another DNS name clients may dial (repeatable).")
+@click.option("--ip", multiple=True, callback=_ips, help="An IP address clients may dial (repeatable).")
+def aggregator_generate_cert_request(fqdn: str | None, san: tuple[str, ...], ip: tuple[str, ...]) -> None:
+    """Write the aggregator's key and certificate request under cert/server/."""
+    from fx_cli.pki.requests import aggregator_request
+    from fx_cli.pki.workspace import current_layout
+    from fx_cli.plan.identity import local_fqdn
+
+    layout = current_layout()
+    result = aggregator_request(layout, fqdn or _checked(check_fqdn, local_fqdn()), san, ip)
+    _report_request(layout.show(result.csr_path), layout.show(result.key_path), result.key_reused)
+    _fingerprint("request", result.fingerprint)
+
+
+def _report_request(csr: str, key: str, reused: bool) -> None:
+    ok(f"wrote the certificate request {csr}")
+    _say(f"kept the existing private key {key}" if reused else f"wrote the private key {key} (mode 0600)")
+
+
+@click.command(name="certify")
+@click.option("-n", "--fqdn", callback=_fqdn, help="Aggregator host name (default: $FQDN or this host's FQDN).")
+@click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
+def aggregator_certify(fqdn: str | None, silent: bool) -> None:
+    """Sign the aggregator's request with the signing CA."""
+    from fx_cli.pki.signing import pending_aggregator, sign_aggregator
+    from fx_cli.pki.workspace import current_layout
+    from fx_cli.plan.identity import local_fqdn
+
+    layout = current_layout()
+    request = pending_aggregator(layout, fqdn or local_fqdn())
+    _show_request(request.source, request.summary, request.fingerprint)
+    _confirm_or_warn(silent, request.source)
+    signed = sign_aggregator(layout, request)
+    ok(f"signed {layout.show(signed.cert_path)}")
+    _fingerprint("certificate", signed.fingerprint)
+
+
+def _show_request(source: str, summary: str, fingerprint: str) -> None:
+    _say(f"Certificate request {source}")
+    _say(f"  {summary}")
+    _fingerprint("request", fingerprint)
+
+
+@click.command(name="create")
+@click.option(*NAME_OPTS, required=True, callback=_name, help="Collaborator name.")
+@click.option("-d", "--data-path", "--data_path", "data_path", help="Data path for this collaborator.")
+@click.option("-s", "--silent", is_flag=True, help="Do not ask; the data path defaults to data/<name>.")
+def collaborator_create(name: str, data_path: str | None, silent: bool) -> None:
+    """Register a collaborator's data path in plan/data.yaml (comments kept)."""
+    from fx_cli.pki.workspace import current_layout, data_path as data_file
+    from fx_cli.plan.participants import set_data
+
+    layout = current_layout()
+    if data_path is None:
+        default = f"data/{name}"
+        data_path = default if silent else click.prompt("Data path", default=default)
+    set_data(data_file(layout), name, data_path)
+    ok(f"collaborator {name} uses data path {data_path!r} (plan/data.yaml)")
+
+
+@click.command(name="generate-cert-request")
+@click.option(*NAME_OPTS, required=True, callback=_name, help="Collaborator name (the certificate's CN).")
+@click.option("-s", "--silent", is_flag=True, help="Do not ask anything (nothing is asked today).")
+@click.option("-x", "--skip-package", is_flag=True, help="Do not write the request package zip.")
+def collaborator_generate_cert_request(name: str, silent: bool, skip_package: bool) -> None:
+    """Write the collaborator's key and request, and the package to send to the aggregator."""
+    from fx_cli.pki.requests import collaborator_request
+    from fx_cli.pki.workspace import current_layout
+
+    layout = current_layout()
+    result = collaborator_request(layout, name, package=not skip_package)
+    _report_request(layout.show(result.csr_path), layout.show(result.key_path), result.key_reused)
+    if result.package:
+        _say(f"send {layout.show(result.package)} to the aggregator operator (it holds no private key)")
+    _fingerprint("request", result.fingerprint)
+
+
+@click.command(name="certify")
+@click.option(*NAME_OPTS, callback=_name, help="Sign the local request cert/client/col_<name>.csr.")
+@click.option("-r", "--request-pkg", type=click.Path(dir_okay=False, path_type=Path),
+              help="CA side: sign the request in this col_<name>_to_agg_cert_request.zip.")
+@click.option("-i", "--import", "import_", type=click.Path(dir_okay=False, path_type=Path),
+              help="Collaborator side: install this agg_to_col_<name>_signed_cert.zip.")
+@click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
+def collaborator_certify(name: str | None, request_pkg: Path | None, import_: Path | None, silent: bool) -> None:
+    """Sign a collaborator's request (CA side) or install the signed certificate (collaborator side)."""
+    if import_ is not None:
+        if request_pkg is not None:
+            raise click.UsageError("--import and --request-pkg are used on different hosts; pass one of them")
+        return _import(import_)
+    if request_pkg is None and name is None:
+        raise click.UsageError("pass --request-pkg ZIP or -n NAME (CA side), or --import ZIP (collaborator side)")
+    _sign(name, request_pkg, silent)
+
+
+def _sign(name: str | None, request_pkg: Path | None, silent: bool) -> None:
+    from fx_cli.pki.signing import pending_collaborator, sign_collaborator
+    from fx_cli.pki.workspace import cols_path, current_layout
+
+    layout = current_layout()
+    request = pending_collaborator(layout, request_pkg, name)
+    if name is not None and request.names.common_name != name:
+        raise FxError(f"{request.source} is a request for {request.names.common_name!r}, not {name!r}",
+                      "drop -n, or pass the package of the collaborator you meant")
+    _show_request(request.source, request.summary, request.fingerprint)
+    _confirm_or_warn(silent, request.source)
+    signed = sign_collaborator(layout, request, cols_path(layout))
+    who = signed.names.common_name
+    ok(f"signed {layout.show(signed.cert_path)}" + (" (replacing the previous certificate)" if signed.replaced else ""))
+    _say(f"{who} is {'now' if signed.added_to_cols else 'already'} authorized in plan/cols.yaml")
+    _say(f"send {layout.show(signed.package) if signed.package else ''} back to collaborator {who}")
+    _fingerprint("certificate", signed.fingerprint)
+
+
+def _import(package: Path) -> None:
+    from fx_cli.pki.install import import_signed
+    from fx_cli.pki.workspace import current_layout
+
+    layout = current_layout()
+    installed = import_signed(layout, package.resolve())
+    ok(f"installed {layout.show(installed.cert_path)} and {layout.show(installed.chain_path)}")
+    _fingerprint("certificate", installed.fingerprint)
+    _fingerprint("root CA", installed.root_fingerprint)
+    _say("compare the root CA fingerprint with the one `fx workspace certify` printed on the aggregator host")
+
+
+@click.command(name="remove")
+@click.option(*NAME_OPTS, required=True, callback=_name, help="Collaborator to shut out.")
+def collaborator_remove(name: str) -> None:
+    """Take a collaborator out of plan/cols.yaml; the aggregator refuses it from then on."""
+    from fx_cli.pki.workspace import cols_path, current_layout
+    from fx_cli.plan.participants import remove_col
+
+    layout = current_layout()
+    if not remove_col(cols_path(layout), name):
+        raise FxError(f"collaborator {name!r} is not in plan/cols.yaml; nothing to remove",
+                      "check the name with `cat plan/cols.yaml`")
+    ok(f"removed {name} from plan/cols.yaml; restart the aggregator if it is running so it reloads the list")
+    _say("note: fx keeps no revocation list; its certificate stays valid but is refused because the name is gone")
+
+
+@click.command(name="check")
+def check() -> None:
+    """Inspect the workspace's certificates and say what is wrong and what to run."""
+    from fx_cli.pki.check import run_check
+    from fx_cli.pki.workspace import current_layout
+
+    findings = run_check(current_layout())
+    styles = {"ok": "[green]ok[/]     ", "note": "[cyan]note[/]   ", "problem": "[red]problem[/]"}
+    for f in findings:
+        console().print(f"{styles[f.severity]} {escape(f.subject)}: {escape(f.message)}")
+        if f.hint:
+            console().print(f"          [yellow]what to do:[/] {escape(f.hint)}")
+    problems = sum(f.severity == "problem" for f in findings)
+    if problems:
+        raise FxError(f"{problems} certificate problem{'s' if problems > 1 else ''} found", "see the lines above")
+    ok("all certificates are in order")

@@ -1,0 +1,87 @@
+"""Turning a failed call to the aggregator into an error that names the cause and the fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from fx_cli.errors import FxError
+from fx_cli.pki.keys import key_matches
+from fx_cli.pki.store import Layout, read_cert, read_certs, read_key
+from fx_cli.pki.verify import chain_problem, eku_problem, validity_problem
+
+FRESH_CERT_HINT = ("run `fx collaborator generate-cert-request -n NAME`, have the aggregator operator sign it "
+                   "with `fx collaborator certify --request-pkg`, then `fx collaborator certify --import` the package")
+
+
+def _host(target: str) -> str:
+    host = target.rsplit(":", 1)[0] if target.count(":") == 1 or target.startswith("[") else target
+    return host.strip("[]")
+
+
+def local_client_problem(layout: Layout, collaborator: str | None) -> str | None:
+    """What is wrong with this host's client certificate, judged against its own cert_chain.crt."""
+    if collaborator is None:
+        return "no client certificate was sent (this client was set up without one)"
+    cert_path, key_path = layout.client(collaborator, "crt"), layout.client(collaborator, "key")
+    if not cert_path.exists():
+        return f"no client certificate was sent ({layout.show(cert_path)} not found)"
+    try:
+        cert = read_cert(cert_path)
+        problem = chain_problem(cert, read_certs(layout.chain), layout.show(layout.chain))
+        problem = problem or validity_problem(cert, warn_days=0) or eku_problem(cert, "client")
+        if not problem and key_path.exists() and not key_matches(read_key(key_path, ""), cert):
+            problem = f"does not match the private key {layout.show(key_path)}"
+    except FxError as err:
+        return err.message
+    return f"{layout.show(cert_path)} {problem}" if problem else None
+
+
+def _handshake_rejected(target: str, local: str | None) -> FxError:
+    cause = local or "missing, from a different CA, expired, or not for client use"
+    return FxError(f"the aggregator at {target} rejected this collaborator's certificate during the TLS handshake: "
+                   f"{cause}", FRESH_CERT_HINT)
+
+
+def _server_cert_error(target: str, lowered: str, chain_name: str) -> FxError | None:
+    host = _host(target)
+    if "hostname verification" in lowered or "peer name" in lowered:
+        return FxError(f"the server certificate does not cover {host!r}, the address dialled ({target})",
+                       f"on the aggregator host run `fx aggregator generate-cert-request --san {host}` (or --ip for "
+                       "an address), `fx aggregator certify`, and restart it; or dial a name its certificate covers")
+    if "certificate has expired" in lowered:
+        return FxError(f"the aggregator's certificate at {target} has expired",
+                       "on the aggregator host run `fx aggregator generate-cert-request`, `fx aggregator certify` "
+                       "and restart it; `fx pki check` shows the dates")
+    if "certificate_verify_failed" in lowered:
+        return FxError(f"the aggregator's certificate at {target} is from a different CA than {chain_name} "
+                       f"(verification failed: {lowered.rsplit('certificate_verify_failed:', 1)[-1].strip(': ')})",
+                       "import the signed package from this federation's aggregator "
+                       "(`fx collaborator certify --import ...`), or check agg_addr/agg_port")
+    return None
+
+
+def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None = None,
+                      collaborator: str | None = None, cert_folder: str = "cert") -> FxError:
+    """A readable ``FxError`` for a failed call; pass ``workspace``/``collaborator`` for local checks."""
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
+    layout = Layout(Path(workspace or "."), cert_folder)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return FxError(f"the aggregator at {target} refused this collaborator's identity: {details}",
+                       "run the collaborator with the name its certificate was issued for (`fx pki check` shows it)")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return FxError(f"the aggregator at {target} does not authorize this collaborator: {details}",
+                       "ask the aggregator operator to certify this collaborator (that adds it to plan/cols.yaml)")
+    lowered = details.lower()
+    found = _server_cert_error(target, lowered, layout.show(layout.chain))
+    if found:
+        return found
+    if "socket closed" in lowered or "connection reset" in lowered or "handshake" in lowered:
+        return _handshake_rejected(target, local_client_problem(layout, collaborator) if workspace else None)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return FxError(f"cannot reach the aggregator at {target}: {details}",
+                       "check that it is running and that network.settings.agg_addr/agg_port point at it")
+    name = code.name if code else type(err).__name__
+    return FxError(f"call to the aggregator at {target} failed: {name}: {details}",
+                   "run with --debug for details; `fx pki check` inspects the certificates")
