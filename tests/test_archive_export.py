@@ -129,3 +129,12 @@ def test_export_marks_the_frozen_plan_read_only(make_workspace, fx):
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in zf.infolist()}
     assert modes[frozen] == 0o444
     assert modes["plan/plan.yaml"] == 0o644
+
+
+def test_export_without_a_workspace_marker_writes_a_default_one(make_workspace, fx):
+    ws = make_workspace()
+    (ws / ".workspace").unlink()
+    res = fx("workspace", "export")
+    assert res.exit_code == 0, res.all
+    assert zip_members(ws / "ws.zip")[".workspace"] == b"current_plan_name: default\n"
+    assert ".workspace was missing" in res.stderr

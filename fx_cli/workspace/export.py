@@ -42,10 +42,10 @@ def export_workspace(workspace: Path, output: Path | None = None, force: bool = 
                       "run `fx workspace export` in the workspace root (the folder holding plan/)")
     plan = load_plan(workspace / "plan" / "plan.yaml", workspace=workspace, check_classes=False)
     init = require_initialized(plan)
-    frozen, _ = freeze(plan)
     target = (output or Path(f"{workspace.name}.zip")).resolve()
     if target.exists() and not force:
         raise FxError(f"{target} already exists", "pass --force to replace it, or choose another --output")
+    frozen, _ = freeze(plan)
     files, left_out = _select(workspace, plan, init, frozen, target)
     captured = requirements.capture(workspace, [plan.template("task_runner"), plan.template("data_loader")])
     generated = {"requirements.txt": captured.text.encode("utf-8")}
