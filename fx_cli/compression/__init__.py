@@ -1,11 +1,49 @@
-"""Compression pipelines for tensors on the wire (chosen in the plan)."""
+"""Compression pipelines for tensors on the wire, chosen in the plan's ``compression_pipeline`` section.
+
+``none`` (default) and ``zlib`` are lossless; ``fp16`` and ``int8`` are lossy
+for float tensors and pass every other tensor through unchanged.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Mapping
 
-class NoCompressionPipeline:
-    """Tensors travel as raw little-endian bytes (the default)."""
+from fx_cli.compression.base import Pipeline
+from fx_cli.compression.lossless import NoCompressionPipeline, ZlibPipeline
+from fx_cli.compression.lossy import Float16Pipeline, Int8QuantizationPipeline
+from fx_cli.errors import FxError
 
-    lossless = True
+PIPELINES: dict[str, type[Pipeline]] = {
+    cls.name: cls for cls in (NoCompressionPipeline, ZlibPipeline, Float16Pipeline, Int8QuantizationPipeline)}
 
-    def __init__(self) -> None:
-        pass
+
+def pipeline_by_name(name: str) -> Pipeline:
+    """The decoder for a wire id (decoding needs no settings)."""
+    cls = PIPELINES.get(name)
+    if cls is None:
+        raise FxError(f"tensor compressed with unknown pipeline '{name}' (this fx knows: {', '.join(PIPELINES)})",
+                      "the sender runs a newer or different fx; use the same fx version on every node")
+    return cls()
+
+
+def resolve_pipeline(template: str | None, settings: Mapping[str, Any] | None, workspace: Path | str,
+                     where: str = "compression_pipeline") -> Pipeline:
+    """The plan's pipeline from ``compression_pipeline.template`` and ``settings`` (None: no compression)."""
+    from fx_cli.plan.templates import resolve_class
+
+    if template is None:
+        return NoCompressionPipeline()
+    cls = resolve_class(template, Path(workspace), f"{where}.template")
+    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
+        raise FxError(f"{where}.template: {template} is not a fx_cli.compression.Pipeline",
+                      "use one of fx_cli.compression.NoCompressionPipeline, ZlibPipeline, Float16Pipeline "
+                      "or Int8QuantizationPipeline")
+    try:
+        return cls(**dict(settings or {}))
+    except (TypeError, ValueError) as err:
+        raise FxError(f"{where}.settings: cannot build {template}: {err}",
+                      "check the setting names and values against the pipeline's constructor") from None
+
+
+__all__ = ["Pipeline", "NoCompressionPipeline", "ZlibPipeline", "Float16Pipeline", "Int8QuantizationPipeline",
+           "PIPELINES", "pipeline_by_name", "resolve_pipeline"]
