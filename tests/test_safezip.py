@@ -34,6 +34,7 @@ def snapshot(root: Path) -> set[str]:
     ([("Plan.yaml", b"1", None), ("plan.yaml", b"2", None)], "differs only in case"),
     ([("c:evil", b"x", None)], "absolute path"),
     ([("back\\slash", b"x", None)], "backslash"),
+    ([("a", b"file", None), ("a/b", b"x", None)], "is a file but"),
 ])
 def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, members, reason):
     archive = make_zip(tmp_path / "bad.zip", members)

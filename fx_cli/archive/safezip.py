@@ -51,6 +51,10 @@ def _member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return f"member {name!r} is a symbolic link"
     if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: permission bits only
         return f"member {name!r} is a device, FIFO or other special file"
+    if info.flag_bits & 0x1:
+        return f"member {name!r} is encrypted"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        return f"member {name!r} uses unsupported compression method {info.compress_type}"
     if info.file_size > limits.max_member_bytes:
         return f"member {name!r} is {info.file_size:,} bytes, over the {limits.max_member_bytes:,}-byte limit"
     if info.file_size > MiB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
@@ -65,6 +69,7 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
     if len(infos) > limits.max_members:
         raise UnsafeArchive(archive, f"{len(infos)} members, over the limit of {limits.max_members}")
     seen: dict[str, str] = {}
+    lowered: set[str] = set()
     total = 0
     files = []
     for info in infos:
@@ -74,9 +79,10 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
         key = info.filename.rstrip("/")
         if key in seen:
             raise UnsafeArchive(archive, f"member {info.filename!r} appears twice")
-        if key.lower() in {k.lower() for k in seen}:
+        if key.lower() in lowered:
             raise UnsafeArchive(archive, f"member {info.filename!r} differs only in case from another member")
         seen[key] = info.filename
+        lowered.add(key.lower())
         if info.is_dir():
             continue
         if allowed is not None and not allowed(info.filename):
@@ -85,6 +91,12 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
         if total > limits.max_total_bytes:
             raise UnsafeArchive(archive, f"members add up to over {limits.max_total_bytes:,} bytes")
         files.append(info)
+    file_keys = {i.filename.lower() for i in files}
+    for info in files:
+        for parent in list(PurePosixPath(info.filename).parents)[:-1]:
+            if str(parent).lower() in file_keys:
+                raise UnsafeArchive(archive, f"member {str(parent)!r} is a file but {info.filename!r} "
+                                             "needs it to be a folder")
     return files
 
 
@@ -130,6 +142,9 @@ def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, 
                 except zipfile.BadZipFile as err:
                     raise UnsafeArchive(archive, f"member {info.filename!r} is corrupt ({err})") from None
             os.replace(staging, target)
+            umask = os.umask(0o022)
+            os.umask(umask)
+            target.chmod(0o777 & ~umask)  # mkdtemp made it 0700
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
