@@ -34,6 +34,15 @@ print(json.dumps({"argmax_accuracy": float(np.mean(prob.argmax(axis=1) == data["
 """
 
 
+def write_tiny_mnist(path: Path, n_train: int = 40, n_test: int = 10) -> None:
+    """A small random file in Keras' mnist.npz layout (uint8 images, labels)."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, n_train, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, n_test, dtype=np.uint8))
+
+
 def fx_in_process(*args: str) -> tuple[int, str]:
     """Run ``fx ARGS`` in this process; returns (exit code, stdout + stderr)."""
     res = CliRunner().invoke(cli, list(args), catch_exceptions=False)

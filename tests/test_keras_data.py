@@ -10,6 +10,7 @@ import pytest
 
 from fx_cli.errors import FxError
 from fx_cli.runners.keras_data import MNIST_URL, DigitsData, MnistData, digits_split
+from tests.keras_helpers import write_tiny_mnist
 
 
 def rows(x: np.ndarray) -> set[bytes]:
@@ -56,14 +57,6 @@ def test_bad_loader_settings_are_refused() -> None:
         DigitsData("1", valid_fraction=1.5)
     with pytest.raises(FxError, match="collaborator_count"):
         DigitsData("1", collaborator_count=0)
-
-
-def write_tiny_mnist(path: Path, n_train: int = 40, n_test: int = 10) -> None:
-    rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, n_train, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-             y_test=rng.integers(0, 10, n_test, dtype=np.uint8))
 
 
 def test_mnist_loader_reads_scales_and_shards_a_local_file(tmp_path: Path) -> None:
