@@ -52,7 +52,8 @@ def test_weighted_average_handles_scalars_and_empty_tensors():
     out = WeightedAverage().aggregate("s", np.array(0.0, np.float32), contributions(scalars, [3, 1]), 1)
     assert out.shape == () and float(out) == 2.0
     empty = [np.zeros((0, 4), np.float32)] * 2
-    assert WeightedAverage().aggregate("e", np.zeros((0, 4), np.float32), contributions(empty, [1, 1]), 1).shape == (0, 4)
+    out = WeightedAverage().aggregate("e", np.zeros((0, 4), np.float32), contributions(empty, [1, 1]), 1)
+    assert out.shape == (0, 4)
 
 
 def test_weighted_average_loads_each_update_once_and_one_at_a_time():

@@ -178,7 +178,8 @@ def test_optimisers_keep_float32_and_average_integer_tensors():
 
 
 @pytest.mark.parametrize("make", [lambda: FedAvgM(momentum=1.0), lambda: FedAvgM(server_learning_rate=0),
-                                  lambda: FedAdam(beta_2=1.0), lambda: FedYogi(tau=0), lambda: FedAdagrad(learning_rate=-1)])
+                                  lambda: FedAdam(beta_2=1.0), lambda: FedYogi(tau=0),
+                                  lambda: FedAdagrad(learning_rate=-1)])
 def test_invalid_settings_are_refused(make):
     with pytest.raises(ValueError):
         make()

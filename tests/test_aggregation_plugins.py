@@ -111,3 +111,47 @@ def test_template_outside_the_allow_list_is_refused(tmp_path):
 def test_missing_template_key_is_refused(tmp_path):
     with pytest.raises(FxError, match="expected a mapping with 'template'"):
         resolve_aggregation({"settings": {}}, tmp_path, where="tasks.train.aggregation_type")
+
+
+def _edit_plan(ws, edit):
+    import yaml
+
+    path = ws / "plan" / "plan.yaml"
+    plan = yaml.safe_load(path.read_text())
+    edit(plan)
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def test_plan_entries_build_the_aggregation_and_compression_they_name(make_workspace):
+    from fx_cli.compression import ZlibPipeline, resolve_pipeline
+    from fx_cli.plan import load_plan
+
+    ws = make_workspace("numpy/synthetic", initialize=False)
+
+    def edit(plan):
+        plan["tasks"]["train"]["aggregation_type"] = {"template": "fx_cli.aggregation.FedYogi",
+                                                      "settings": {"learning_rate": 0.2}}
+        plan["compression_pipeline"] = {"template": "fx_cli.compression.ZlibPipeline", "settings": {"level": 3}}
+
+    plan = load_plan(_edit_plan(ws, edit))
+    fn = resolve_aggregation(plan.tasks["train"].aggregation_type, plan.workspace)
+    assert isinstance(fn, FedYogi) and fn.learning_rate == 0.2
+    assert type(resolve_aggregation(plan.tasks["aggregated_model_validation"].aggregation_type, ws)) is WeightedAverage
+    pipeline = resolve_pipeline(plan.template("compression_pipeline"), plan.settings("compression_pipeline"), ws)
+    assert isinstance(pipeline, ZlibPipeline) and pipeline.level == 3
+
+
+def test_plan_with_a_misspelt_aggregation_setting_is_refused_naming_the_key(make_workspace):
+    from fx_cli.errors import PlanError
+    from fx_cli.plan import load_plan
+
+    ws = make_workspace("numpy/synthetic", initialize=False)
+
+    def edit(plan):
+        plan["tasks"]["train"]["aggregation_type"] = {"template": "fx_cli.aggregation.FedAdam",
+                                                      "settings": {"beta1": 0.8}}
+
+    with pytest.raises(PlanError, match=r"tasks.train.aggregation_type.settings.beta1: unknown key "
+                                        r"\(did you mean beta_1\?\)"):
+        load_plan(_edit_plan(ws, edit))

@@ -27,6 +27,7 @@ def test_crc32c_matches_published_check_values():
     assert masked_crc32c(b"") == 0xA282EAD8
 
 
+@pytest.mark.tensorflow
 def test_scalars_read_back_with_tensorflow(tmp_path):
     before = time.time()
     with ScalarWriter(tmp_path / "logs" / "tb") as writer:
@@ -45,6 +46,7 @@ def test_scalars_read_back_with_tensorflow(tmp_path):
         assert values["train/loss"] == pytest.approx(1.0 / step, rel=1e-7)
 
 
+@pytest.mark.tensorflow
 def test_special_values_and_large_steps_survive(tmp_path):
     with ScalarWriter(tmp_path) as writer:
         writer.add_scalars(2**40, {"nan": math.nan, "big": 1e39, "neg": -1e39, "tiny": -2.5, "ünïcode": 1})
@@ -56,6 +58,7 @@ def test_special_values_and_large_steps_survive(tmp_path):
     assert values["tiny"] == -2.5 and values["ünïcode"] == 1.0
 
 
+@pytest.mark.tensorflow
 def test_tensorflow_rejects_a_corrupted_record_so_our_checksums_are_real(tmp_path):
     with ScalarWriter(tmp_path) as writer:
         writer.add_scalars(1, {"acc": 0.25})

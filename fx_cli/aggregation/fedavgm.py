@@ -1,4 +1,5 @@
-"""FedAvgM: federated averaging with server momentum (Hsu et al. 2019, "Measuring the effects of non-identical data")."""
+"""FedAvgM: federated averaging with server momentum (Hsu et al. 2019, "Measuring the Effects of
+Non-Identical Data Distribution for Federated Visual Classification")."""
 from __future__ import annotations
 
 import numpy as np
