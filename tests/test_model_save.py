@@ -122,10 +122,13 @@ def test_output_name_that_does_not_match_the_format_is_refused(trained: tuple[Pa
     assert code == 1 and message in out
 
 
-def test_missing_input_file_is_refused(trained: tuple[Path, Path, float], tmp_path: Path) -> None:
+def test_missing_input_or_plan_file_is_refused(trained: tuple[Path, Path, float], tmp_path: Path) -> None:
     ws, _, _ = trained
     code, out = save(ws, "-i", str(tmp_path / "nope.pbuf"), "-o", str(tmp_path / "x.keras"))
     assert code == 1 and "model file not found" in out and "nope.pbuf" in out
+    code, out = fx_in_process("model", "save", "-p", str(tmp_path / "plan.yaml"), "-i", str(ws / "save" / "init.pbuf"),
+                              "-o", str(tmp_path / "x.keras"))
+    assert code == 1 and "plan not found" in out and "-p WORKSPACE/plan/plan.yaml" in out
 
 
 def test_runner_without_native_format_suggests_npz(tmp_path: Path) -> None:

@@ -68,6 +68,9 @@ def save_model(plan_path: Path, model_path: Path, output: Path, fmt: str | None 
         raise FxError(f"{target} already exists", "pass --force to overwrite it, or choose another -o")
     if not model_path.is_file():
         raise FxError(f"model file not found: {model_path}", "pass the .pbuf to convert with -i, e.g. save/last.pbuf")
+    if not plan_path.is_file():
+        raise FxError(f"plan not found: {plan_path}",
+                      "run `fx model save` inside the workspace, or name its plan with -p WORKSPACE/plan/plan.yaml")
     runner = build_runner(load_plan(plan_path))
     count, round_number = load_pbuf_into(runner, model_path)
     target.parent.mkdir(parents=True, exist_ok=True)
