@@ -213,3 +213,9 @@ def test_two_collaborators_three_rounds_reach_ninety_percent(plan: Plan) -> None
     assert plan.aggregator.rounds_to_train == 3
     assert history[-1] >= 0.90, history
     assert history[1] >= 0.90, history  # also the model a federation validates at the start of its last round
+
+
+def test_a_loader_without_arrays_is_refused_with_what_it_needs() -> None:
+    with pytest.raises(FxError, match="has no arrays\\(\\) method") as err:
+        KerasRunner(object())
+    assert err.value.hint and "ArrayData" in err.value.hint

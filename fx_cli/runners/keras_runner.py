@@ -88,11 +88,19 @@ def _shapes(variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 class KerasRunner(TaskRunner):
-    """A Keras CNN trained with Adam; ``.model`` is the native ``keras.Model``."""
+    """A Keras CNN trained with Adam; ``.model`` is the native ``keras.Model``.
+
+    The data loader gives ``input_shape``, ``num_classes`` and ``arrays()``
+    (``x_train, y_train, x_valid, y_valid``), as ``keras_data.ArrayData`` does.
+    """
 
     def __init__(self, data_loader: Any = None, learning_rate: float = 0.005,
                  conv_filters: list[int] | None = None, dense_units: int = 64, seed: int = 0) -> None:
         super().__init__(data_loader)
+        if data_loader is not None and not callable(getattr(data_loader, "arrays", None)):
+            raise FxError(f"data loader {type(data_loader).__name__} has no arrays() method, which KerasRunner needs",
+                          "derive the loader from fx_cli.runners.keras_data.ArrayData, or return "
+                          "(x_train, y_train, x_valid, y_valid) from an arrays() method")
         keras = import_keras()
         self.seed = seed
         self.model = build_cnn(getattr(data_loader, "input_shape", (8, 8, 1)),
