@@ -1,0 +1,89 @@
+"""End of a round: the next global model, tensor by tensor from the spilled updates, and the round's metrics.
+
+Contributions are always passed in collaborator-name order and read lazily
+from disk, so the result is deterministic (a resumed run is bit-identical)
+and memory stays about one tensor per stage whatever the number of updates.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from fx_cli.aggregation import AggregationFunction, Contribution
+from fx_cli.aggregator.intake import load_spilled
+from fx_cli.aggregator.modelstore import RoundModel, write_round_model
+from fx_cli.aggregator.state import UpdateRecord
+from fx_cli.errors import FxError
+
+log = logging.getLogger("fx.aggregator")
+
+
+def model_updates(records: Sequence[UpdateRecord], task_order: Sequence[str]) -> list[UpdateRecord]:
+    """Each collaborator's model update of the round (its last task that returned tensors), by name."""
+    rank = {t: i for i, t in enumerate(task_order)}
+    latest: dict[str, UpdateRecord] = {}
+    for rec in sorted(records, key=lambda r: (r.collaborator, rank.get(r.task, len(rank)), r.task)):
+        if rec.path is not None:
+            latest[rec.collaborator] = rec
+    return [latest[c] for c in sorted(latest)]
+
+
+def choose_function(updates: Sequence[UpdateRecord], functions: dict[str, AggregationFunction],
+                    task_order: Sequence[str]) -> tuple[str, AggregationFunction]:
+    """The aggregation of the round's training task (the first in plan order when several trained)."""
+    tasks = sorted({u.task for u in updates}, key=lambda t: (task_order.index(t) if t in task_order else 1e9, t))
+    if len(tasks) > 1:
+        log.warning("updates of tasks %s are aggregated together with the aggregation_type of '%s'",
+                    ", ".join(tasks), tasks[0])
+    return tasks[0], functions[tasks[0]]
+
+
+def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: AggregationFunction,
+               target: Path) -> RoundModel:
+    """Aggregate every tensor of ``model`` over ``updates`` and write the next round's model file."""
+    weights = [float(u.data_size) for u in updates]
+    total = math.fsum(weights)
+    crc_index = {e.name: i for i, e in enumerate(model.entries)}
+
+    def contributions(name: str) -> list[Contribution]:
+        return [Contribution(u.collaborator, w / total, _loader(u, model, name, crc_index[name]))
+                for u, w in zip(updates, weights)]
+
+    def tensors() -> Iterator[tuple[str, np.ndarray]]:
+        for name, base in model.tensors():
+            if not updates:
+                yield name, base
+                continue
+            result = np.asarray(function.aggregate(name, base, contributions(name), model.round))
+            if result.shape != base.shape:
+                raise FxError(f"{function.describe()} returned shape {result.shape} for tensor '{name}', "
+                              f"the model has {base.shape}", "fix the aggregation function in the workspace's src/")
+            yield name, result
+
+    return write_round_model(target, tensors(), model.round + 1)
+
+
+def _loader(update: UpdateRecord, model: RoundModel, name: str, index: int):  # type: ignore[no-untyped-def]
+    def load() -> np.ndarray:
+        try:
+            return load_spilled(Path(str(update.path)), model, name, update.crcs[index])
+        except OSError as err:
+            raise FxError(f"round {model.round + 1}: the update of '{update.collaborator}' cannot be read: {err}",
+                          "the aggregator's local_state/ disk is damaged; restore it or start a new run") from None
+    return load
+
+
+def round_metrics(records: Sequence[UpdateRecord]) -> dict[str, float]:
+    """``task/metric`` -> average over collaborators weighted by their data size."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    weights: dict[str, list[float]] = defaultdict(list)
+    for rec in sorted(records, key=lambda r: (r.task, r.collaborator)):
+        for metric, value in sorted(rec.metrics.items()):
+            sums[f"{rec.task}/{metric}"].append(rec.data_size * value)
+            weights[f"{rec.task}/{metric}"].append(float(rec.data_size))
+    return {k: math.fsum(sums[k]) / math.fsum(weights[k]) for k in sorted(sums)}

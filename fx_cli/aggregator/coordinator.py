@@ -1,0 +1,241 @@
+"""The thread-safe heart of a run: one lock and condition around the round, presence and received updates.
+
+gRPC handler threads call the ``servicer side`` methods; the main loop calls
+the ``loop side``. Long-polls wait on the condition, so a collaborator gets its
+tasks the instant a round opens.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from fx_cli.aggregator.assigners import Assigner
+from fx_cli.aggregator.intake import Rejected, Spilled
+from fx_cli.aggregator.modelstore import RoundModel
+from fx_cli.aggregator.round import Presence, RoundState, Verdict
+from fx_cli.aggregator.state import Store, UpdateRecord
+from fx_cli.aggregator.stragglers import StragglerPolicy
+from fx_cli.transport.serde import Action, HeartbeatReply, Outcome, TaskReply, UploadMeta, UploadReply
+
+log = logging.getLogger("fx.aggregator")
+
+
+class Phase(enum.Enum):
+    COLLECTING = "collecting"
+    AGGREGATING = "aggregating"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Permission to stream one task result into ``target``."""
+
+    collaborator: str
+    round: int
+    task: str
+    model: RoundModel
+    target: Path
+
+
+@dataclass(frozen=True)
+class ClosedRound:
+    round: int
+    model: RoundModel
+    records: list[UpdateRecord]  # results of the collaborators that finished every task
+    participants: list[str]
+    expected: int
+    note: str
+
+
+class Coordinator:
+    def __init__(self, *, cols: list[str], rounds_to_train: int, assigner: Assigner, policy: StragglerPolicy,
+                 presence: Presence, store: Store, model: RoundModel, updates: list[UpdateRecord],
+                 spill_root: Path, round_deadline: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cols = cols
+        self.rounds_to_train = rounds_to_train
+        self.assigner = assigner
+        self.policy = policy
+        self.presence = presence
+        self.store = store
+        self.spill_root = spill_root
+        self.round_deadline = round_deadline
+        self.clock = clock
+        self.cond = threading.Condition()
+        self.missed: dict[str, int] = {}
+        self.abort_reason = ""
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._open(model, updates)
+
+    def _open(self, model: RoundModel, updates: list[UpdateRecord]) -> None:
+        self.model = model
+        if model.round >= self.rounds_to_train:
+            self.phase = Phase.FINISHED
+            return
+        assigned = {c: tuple(self.assigner.tasks_for(c, model.round)) for c in self.cols}
+        self.round = RoundState(model.round, assigned, self.policy, self.round_deadline)
+        self.updates = {(u.collaborator, u.task): u for u in updates
+                        if u.round == model.round and u.task in self.round.tasks_for(u.collaborator)}
+        for col, task in self.updates:
+            self.round.record(col, task)
+        self.phase = Phase.COLLECTING
+
+    # --- servicer side ----------------------------------------------------------------------
+
+    def seen(self, col: str) -> None:
+        with self.cond:
+            self.presence.seen(col, self.clock())
+
+    def progress(self) -> tuple[int, bool]:
+        """(rounds completed, finished)."""
+        with self.cond:
+            return self.model.round, self.phase is Phase.FINISHED
+
+    def next_tasks(self, col: str, timeout: float) -> TaskReply:
+        """The caller's next instruction, waiting up to ``timeout`` seconds for one."""
+        deadline = self.clock() + timeout
+        with self.cond:
+            while True:
+                reply = self._instruction(col)
+                remaining = deadline - self.clock()
+                if reply is not None or remaining <= 0:
+                    return reply or TaskReply(Action.WAIT, self.model.round, rounds_to_train=self.rounds_to_train)
+                self.cond.wait(remaining)
+
+    def _instruction(self, col: str) -> TaskReply | None:
+        n = self.rounds_to_train
+        if self.phase is Phase.ABORTED:
+            self.presence.told_finish.add(col)
+            return TaskReply(Action.ABORTED, self.model.round, rounds_to_train=n, message=self.abort_reason)
+        if self.phase is Phase.FINISHED:
+            self.presence.told_finish.add(col)
+            return TaskReply(Action.FINISHED, self.model.round, rounds_to_train=n)
+        if col in self.missed:
+            missed = self.missed.pop(col)
+            return TaskReply(Action.MISSED, missed, rounds_to_train=n,
+                             message=f"round {missed + 1} ended without your results; you rejoin the next round")
+        if self.phase is Phase.COLLECTING and self.round.tasks_for(col) and not self.round.is_done(col):
+            self.round.dispatch(self.clock())
+            tasks = self.round.tasks_for(col)
+            have = tuple(t for t in tasks if t in self.round.received[col])
+            return TaskReply(Action.RUN, self.round.round, tasks, have, n)
+        return None
+
+    def heartbeat(self, col: str, round_num: int) -> HeartbeatReply:
+        with self.cond:
+            self.presence.seen(col, self.clock())
+            open_ = (self.phase is Phase.COLLECTING and self.round.round == round_num
+                     and bool(self.round.tasks_for(col)) and not self.round.is_done(col))
+            return HeartbeatReply(open_, self.model.round)
+
+    def model_for(self, round_num: int) -> RoundModel:
+        """The global model that is the input of ``round_num``."""
+        with self.cond:
+            if round_num == self.model.round and self.phase is not Phase.ABORTED:
+                return self.model
+            if round_num < self.model.round:
+                raise Rejected("OUT_OF_RANGE", f"the model of round {round_num + 1} is no longer served; "
+                                               f"the federation is at round {self.model.round + 1}")
+            raise Rejected("FAILED_PRECONDITION", f"round {round_num + 1} has not started "
+                                                  f"(the federation is at round {self.model.round + 1})")
+
+    def open_upload(self, col: str, meta: UploadMeta) -> Ticket | UploadReply:
+        """A ticket to receive this result, a LATE reply, or ``Rejected``."""
+        with self.cond:
+            if self.phase is Phase.ABORTED:
+                raise Rejected("FAILED_PRECONDITION", f"the aggregator ended the run: {self.abort_reason}")
+            if meta.round > self.model.round:
+                raise Rejected("FAILED_PRECONDITION", f"round {meta.round + 1} has not started "
+                                                      f"(the federation is at round {self.model.round + 1})")
+            if meta.round < self.model.round or self.phase is not Phase.COLLECTING:
+                self.missed.pop(col, None)
+                return UploadReply(Outcome.LATE, 0, f"round {meta.round + 1} ended before this result arrived; "
+                                                    "it was not counted")
+            if meta.task not in self.round.tasks_for(col):
+                raise Rejected("FAILED_PRECONDITION", f"task '{meta.task}' is not assigned to '{col}' in round "
+                                                      f"{meta.round + 1} (assigned: "
+                                                      f"{', '.join(self.round.tasks_for(col)) or 'nothing'})")
+            if (col, meta.task) in self.updates:
+                raise Rejected("ALREADY_EXISTS", f"the result of '{meta.task}' from '{col}' for round "
+                                                 f"{meta.round + 1} was already received; it is not counted twice")
+            token = f"{time.time_ns():x}"
+            target = self.spill_root / f"r{meta.round}" / f"{col}.{meta.task}.{token}.f32"
+            return Ticket(col, meta.round, meta.task, self.model, target)
+
+    def accept(self, ticket: Ticket, meta: UploadMeta, spilled: Spilled) -> UploadReply:
+        """Record a fully received result durably; duplicates and late arrivals are not counted."""
+        rec = UpdateRecord(ticket.round, ticket.collaborator, ticket.task, meta.data_size, dict(meta.metrics),
+                           str(spilled.path) if spilled.path else None, spilled.nbytes, spilled.crcs)
+        with self.cond:
+            if self.phase is not Phase.COLLECTING or ticket.round != self.model.round:
+                _discard(spilled)
+                return UploadReply(Outcome.LATE, spilled.nbytes, f"round {ticket.round + 1} ended while the "
+                                                                 "result was arriving; it was not counted")
+            if (ticket.collaborator, ticket.task) in self.updates or not self.store.add_update(rec):
+                _discard(spilled)
+                raise Rejected("ALREADY_EXISTS", f"the result of '{ticket.task}' from '{ticket.collaborator}' was "
+                                                 "already received; it is not counted twice")
+            self.updates[(ticket.collaborator, ticket.task)] = rec
+            self.round.record(ticket.collaborator, ticket.task)
+            self.presence.seen(ticket.collaborator, self.clock())
+            self.bytes_in += spilled.nbytes
+            self.cond.notify_all()
+        return UploadReply(Outcome.ACCEPTED, spilled.nbytes)
+
+    def count_out(self, nbytes: int) -> None:
+        with self.cond:
+            self.bytes_out += nbytes
+
+    # --- loop side --------------------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        with self.cond:
+            if self.phase is not Phase.COLLECTING:
+                return Verdict()
+            return self.round.verdict(self.presence, self.clock())
+
+    def wait(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.wait(max(timeout, 0.0))
+
+    def close_round(self) -> ClosedRound:
+        """Stop collecting: the results of collaborators that finished every task are the round's."""
+        with self.cond:
+            self.phase = Phase.AGGREGATING
+            done = self.round.done()
+            records = [self.updates[(c, t)] for c in done for t in self.round.tasks_for(c)]
+            for col in self.round.pending():
+                self.missed[col] = self.round.round
+            note = self.round.end_note(self.presence, self.clock())
+            self.cond.notify_all()
+            return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note)
+
+    def open_next(self, model: RoundModel) -> None:
+        """Start the round whose input is ``model`` (or finish when all rounds are done)."""
+        with self.cond:
+            self._open(model, [])
+            self.cond.notify_all()
+
+    def abort(self, reason: str) -> None:
+        with self.cond:
+            self.phase = Phase.ABORTED
+            self.abort_reason = reason
+            self.cond.notify_all()
+
+    def unfinished(self) -> list[str]:
+        """Collaborators that connected, were not told the run is over, and are not gone."""
+        with self.cond:
+            now = self.clock()
+            return [c for c in self.presence.joined()
+                    if c not in self.presence.told_finish and not self.presence.gone(c, now)]
+
+
+def _discard(spilled: Spilled) -> None:
+    if spilled.path is not None:
+        spilled.path.unlink(missing_ok=True)

@@ -1,0 +1,197 @@
+"""Receiving one collaborator's task results: every byte is checked while it streams, then spilled to disk.
+
+Checks: header sanity (data size, finite metrics), each tensor's name, dtype,
+shape, pipeline and size against the round's global model, CRC32, NaN/Inf,
+duplicates, the trailer, and that an update carries either no tensors or all
+of them. Tensors are written at fixed offsets of a ``.part`` file (the model's
+own layout, float32), fsynced and renamed only when the whole stream is good,
+so memory stays at one chunk (raw) or one tensor (compressed or delta).
+"""
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from fx_cli.aggregator.modelstore import RoundModel, TensorEntry, fsync_dir
+from fx_cli.tensors.pbuf import DTYPE
+from fx_cli.transport import codec
+from fx_cli.transport.chunks import PayloadCheck, StreamError, TensorAssembler, check_meta, trailer_of
+from fx_cli.transport.serde import Frame, TensorMeta, Trailer, UploadMeta
+
+MAX_METRICS = 256
+# A compressed payload may be a little larger than the raw tensor, never much larger.
+COMPRESSED_SLACK = 2.0
+
+
+class Rejected(Exception):
+    """An upload refused with a gRPC status code name and a message for the sender."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_header(meta: UploadMeta) -> None:
+    """Refuse a header with an unusable data size or metrics."""
+    if not 1 <= meta.data_size <= 2**53:
+        raise Rejected("INVALID_ARGUMENT", f"data_size {meta.data_size} of task '{meta.task}' must be at least 1")
+    if len(meta.metrics) > MAX_METRICS:
+        raise Rejected("INVALID_ARGUMENT", f"{len(meta.metrics)} metrics exceed the limit of {MAX_METRICS}")
+    for name, value in meta.metrics.items():
+        if not name or len(name) > 128:
+            raise Rejected("INVALID_ARGUMENT", f"metric name {name[:40]!r} is empty or too long")
+        if not math.isfinite(value):
+            raise Rejected("INVALID_ARGUMENT", f"metric '{name}' of task '{meta.task}' is {value}")
+
+
+@dataclass(frozen=True)
+class Spilled:
+    path: Path | None  # None: the task returned metrics only
+    nbytes: int
+    crcs: tuple[int, ...]
+
+
+class _Finite:
+    """NaN/Inf check over float32 bytes that may be split anywhere between chunks."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.carry = b""
+
+    def feed(self, data: bytes) -> None:
+        buf = self.carry + data if self.carry else data
+        usable = len(buf) - len(buf) % DTYPE.itemsize
+        self.carry = bytes(buf[usable:])
+        check_finite(self.name, np.frombuffer(buf, dtype=DTYPE, count=usable // DTYPE.itemsize))
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    if array.size and not np.isfinite(array).all():
+        raise StreamError(f"tensor '{name}' contains NaN or Inf values")
+
+
+class UpdateIntake:
+    """Streams one update's tensors into ``<spill_dir>/<name>.part`` against ``model``."""
+
+    def __init__(self, model: RoundModel, target: Path, pipelines: set[str]) -> None:
+        self.model = model
+        self.target = target
+        self.part = target.with_name(f"{target.name}.part-{os.getpid()}-{id(self):x}")
+        self.pipelines = pipelines | {codec.RAW}
+        self.offsets = dict(zip((e.name for e in model.entries),
+                                np.cumsum([0] + [e.nbytes for e in model.entries]).tolist()))
+        self.crcs: dict[str, int] = {}
+        self.received = 0
+
+    def receive(self, frames: Iterator[Frame | None]) -> Spilled:
+        """Consume the stream after its header; raises ``StreamError`` on any problem (nothing is kept)."""
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.part, "wb") as fh:
+                metas = self._tensors(frames, fh)
+                if not metas:
+                    self.part.unlink()
+                    return Spilled(None, 0, ())
+                self._check_complete(metas)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(self.part, self.target)
+            fsync_dir(self.target.parent)
+        except BaseException:
+            self.part.unlink(missing_ok=True)
+            raise
+        return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries))
+
+    def _tensors(self, frames: Iterator[Frame | None], fh: BinaryIO) -> list[TensorMeta]:
+        metas: list[TensorMeta] = []
+        frame = next(frames, None)
+        while frame is not None:
+            if isinstance(frame, Trailer):
+                if frame != trailer_of(metas):
+                    raise StreamError(f"trailer announces {frame.tensor_count} tensors, stream had {len(metas)}")
+                if next(frames, None) is not None:
+                    raise StreamError("data after the trailer")
+                return metas
+            if not isinstance(frame, TensorMeta):
+                raise StreamError(f"expected a tensor header, got {type(frame).__name__}")
+            metas.append(frame)
+            frame = self._tensor(frame, frames, fh)
+        raise StreamError("stream ended without its trailer (truncated upload)")
+
+    def _entry(self, meta: TensorMeta) -> TensorEntry:
+        entry = self.model.by_name.get(meta.name)
+        if entry is None:
+            raise StreamError(f"tensor '{meta.name}' is not in the global model")
+        if meta.name in self.crcs:
+            raise StreamError(f"tensor '{meta.name}' sent twice")
+        if meta.dtype != DTYPE.str or tuple(meta.shape) != entry.shape:
+            raise StreamError(f"tensor '{meta.name}': got {meta.dtype} {tuple(meta.shape)}, "
+                              f"the global model has {DTYPE.str} {entry.shape}")
+        if meta.pipeline not in self.pipelines:
+            raise StreamError(f"tensor '{meta.name}': compression pipeline {meta.pipeline!r} is not the plan's "
+                              f"({', '.join(sorted(self.pipelines))})")
+        check_meta(meta, int(entry.nbytes * COMPRESSED_SLACK) + 65536)
+        return entry
+
+    def _tensor(self, meta: TensorMeta, frames: Iterator[Frame | None], fh: BinaryIO) -> Frame | None:
+        """Receive one tensor's payload; returns the first frame after it."""
+        entry = self._entry(meta)
+        fh.seek(self.offsets[meta.name])
+        direct = meta.pipeline == codec.RAW and not meta.delta
+        check = PayloadCheck(meta) if direct else TensorAssembler(meta)
+        finite = _Finite(meta.name)
+        frame = next(frames, None)
+        while isinstance(frame, bytes):
+            check.add(frame)
+            if direct:
+                finite.feed(frame)
+                fh.write(frame)
+            frame = next(frames, None)
+        check.finish()
+        self.received += meta.nbytes
+        if direct:
+            self.crcs[meta.name] = meta.crc32
+        else:
+            self.crcs[meta.name] = self._write_decoded(meta, entry, check.buffer, fh)  # type: ignore[attr-defined]
+        return frame
+
+    def _write_decoded(self, meta: TensorMeta, entry: TensorEntry, payload: np.ndarray, fh: BinaryIO) -> int:
+        array = codec.decode(meta, payload)
+        if meta.delta:
+            array = np.add(self.model.read(meta.name), array, dtype=DTYPE)
+        array = np.ascontiguousarray(array, dtype=DTYPE)
+        check_finite(meta.name, array)
+        view = memoryview(array.reshape(-1)).cast("B")
+        fh.write(view)
+        return zlib.crc32(view)
+
+    def _check_complete(self, metas: list[TensorMeta]) -> None:
+        missing = [e.name for e in self.model.entries if e.name not in self.crcs]
+        if missing:
+            raise StreamError(f"update has {len(metas)} of the model's {len(self.model.entries)} tensors; "
+                              f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+
+def load_spilled(path: Path, model: RoundModel, name: str, crc: int) -> np.ndarray:
+    """One tensor of a spilled update, verified against the CRC recorded when it arrived."""
+    offset = 0
+    for e in model.entries:
+        if e.name == name:
+            break
+        offset += e.nbytes
+    entry = model.by_name[name]
+    array = np.empty(entry.shape, dtype=DTYPE)
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        if fh.readinto(memoryview(array.reshape(-1)).cast("B")) != entry.nbytes:
+            raise OSError(f"{path}: truncated at tensor '{name}'")
+    if zlib.crc32(memoryview(array.reshape(-1)).cast("B")) != crc:
+        raise OSError(f"{path}: tensor '{name}' does not match its checksum (the file was damaged on disk)")
+    return array

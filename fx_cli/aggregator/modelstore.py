@@ -1,0 +1,149 @@
+"""Global models of each round as indexed ``.pbuf`` files under ``local_state/models``.
+
+Each file is an ordinary ``.pbuf`` (float32 tensors, OpenFL layout) written
+atomically; while writing we note where each tensor's bytes start and their
+CRC32, so a tensor can be read or streamed to collaborators straight from the
+file without loading the model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
+from fx_cli.transport.serde import Frame, ModelMeta, TensorMeta, Trailer
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    shape: tuple[int, ...]
+    offset: int  # where the float32 bytes start in the file
+    nbytes: int
+    crc32: int
+
+    def meta(self) -> TensorMeta:
+        """The wire header of this tensor sent raw."""
+        return TensorMeta(self.name, DTYPE.str, self.shape, self.nbytes, self.crc32)
+
+
+@dataclass(frozen=True)
+class RoundModel:
+    """The global model that is the input of ``round`` (0-based), with its index."""
+
+    round: int
+    path: Path
+    entries: tuple[TensorEntry, ...]
+
+    @cached_property
+    def by_name(self) -> dict[str, TensorEntry]:
+        return {e.name: e for e in self.entries}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.entries)
+
+    def read(self, name: str) -> np.ndarray:
+        """One tensor, read from its place in the file."""
+        e = self.by_name[name]
+        with open(self.path, "rb") as fh:
+            return _read_at(fh, e)
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every tensor in file order, one at a time."""
+        with open(self.path, "rb") as fh:
+            for e in self.entries:
+                yield e.name, _read_at(fh, e)
+
+    def frames(self, chunk: int) -> Iterator[Frame]:
+        """The download stream: model header, each tensor's header and chunks read from disk, trailer."""
+        yield ModelMeta(self.round, len(self.entries), self.nbytes)
+        with open(self.path, "rb") as fh:
+            for e in self.entries:
+                yield e.meta()
+                fh.seek(e.offset)
+                left = e.nbytes
+                while left:
+                    data = fh.read(min(chunk, left))
+                    if not data:
+                        raise OSError(f"{self.path} is shorter than its index (tensor '{e.name}')")
+                    left -= len(data)
+                    yield data
+        yield Trailer(len(self.entries), self.nbytes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"round": self.round, "path": str(self.path),
+                "entries": [[e.name, list(e.shape), e.offset, e.nbytes, e.crc32] for e in self.entries]}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> "RoundModel":
+        entries = tuple(TensorEntry(n, tuple(s), o, b, c) for n, s, o, b, c in data["entries"])
+        return RoundModel(int(data["round"]), Path(data["path"]), entries)
+
+
+def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:
+    fh.seek(e.offset)
+    buf = np.empty(e.nbytes // DTYPE.itemsize, dtype=DTYPE)
+    if fh.readinto(memoryview(buf).cast("B")) != e.nbytes:
+        raise OSError(f"{fh.name}: tensor '{e.name}' is truncated")
+    return buf.reshape(e.shape)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], round_num: int) -> RoundModel:
+    """Write tensors one by one to ``path`` atomically (temp, fsync, rename), returning the index."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    entries = []
+    try:
+        with open(tmp, "wb") as fh:
+            for name, array in tensors:
+                data = np.asarray(array, dtype=DTYPE, order="C")
+                start = fh.tell()
+                written = write_tensor(fh, name, data, round_number=round_num)
+                crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B"))
+                entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return RoundModel(round_num, path, tuple(entries))
+
+
+def import_model(source: Path, target: Path, round_num: int) -> RoundModel:
+    """Copy a ``.pbuf`` (e.g. save/init.pbuf) into the store, one tensor at a time."""
+    return write_round_model(target, ((h.name, a) for h, a in iter_model(source) if a is not None), round_num)
+
+
+def export_copy(source: Path, target: Path) -> None:
+    """Copy a model file to a user-visible path atomically (best/last state)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 4 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)

@@ -1,0 +1,168 @@
+"""Durable aggregator state in SQLite: round, best score, current model, received updates, history.
+
+Write order (so ``kill -9`` at any instant is safe): an update's tensors are
+spilled, fsynced and renamed before its row is inserted; a round's next model
+and optimizer state are written as files before the one transaction that moves
+the round forward. A row never points at a file that may be missing.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fx_cli.aggregator.modelstore import RoundModel
+from fx_cli.errors import FxError
+from fx_cli.plan.identity import differing_keys
+
+SCHEMA = 1
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS updates (
+    round INTEGER NOT NULL, collaborator TEXT NOT NULL, task TEXT NOT NULL,
+    data_size INTEGER NOT NULL, metrics TEXT NOT NULL, path TEXT, nbytes INTEGER NOT NULL,
+    crcs TEXT NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (round, collaborator, task));
+CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, record TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One accepted task result; ``path`` holds its tensors (None: metrics only)."""
+
+    round: int
+    collaborator: str
+    task: str
+    data_size: int
+    metrics: dict[str, float]
+    path: str | None = None
+    nbytes: int = 0
+    crcs: tuple[int, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    """What a (re)started aggregator continues from."""
+
+    round: int = 0
+    finished: bool = False
+    model: RoundModel | None = None
+    best_score: float | None = None
+    best_model: RoundModel | None = None
+    agg_state: dict[str, str] = field(default_factory=dict)  # task -> optimizer state file
+    updates: list[UpdateRecord] = field(default_factory=list)
+
+
+class Store:
+    """The SQLite database; every method is one transaction and is thread-safe."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        target = ":memory:" if path is None else str(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_TABLES)
+        except sqlite3.DatabaseError as err:
+            raise FxError(f"{path}: the aggregator state database cannot be opened: {err}",
+                          "move the file aside to start a new run (received updates in it will be lost)") from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def bind(self, plan_hash: str, plan_config: dict[str, Any], task_group: str | None) -> None:
+        """Tie the state to this plan; refuse state written for another plan or task group."""
+        with self.lock:
+            meta = self._meta()
+            if not meta:
+                self._write_meta({"schema": str(SCHEMA), "plan_hash": plan_hash, "plan": json.dumps(plan_config),
+                                  "task_group": task_group or "", "round": "0", "finished": "0"})
+                return
+        if meta.get("plan_hash") != plan_hash:
+            keys = differing_keys(json.loads(meta.get("plan", "{}")), plan_config)
+            raise FxError(f"{self.path} holds a run of another plan (hash {meta.get('plan_hash', '?')[:12]}, this plan "
+                          f"{plan_hash[:12]}); differing keys: {', '.join(keys[:10]) or 'unknown'}",
+                          "restore the plan that run used to resume it, or move local_state/ aside to start a new run")
+        if (meta.get("task_group") or None) != task_group:
+            raise FxError(f"{self.path} holds a run with task group {meta.get('task_group') or '(all)'!r}, "
+                          f"not {task_group or '(all)'!r}",
+                          "start the aggregator with the same --task_group, or move local_state/ aside")
+
+    def _write_meta(self, values: dict[str, str]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+
+    def load(self) -> Snapshot:
+        """The saved state (empty at first start)."""
+        with self.lock:
+            meta = self._meta()
+            rows = self.db.execute("SELECT round, collaborator, task, data_size, metrics, path, nbytes, crcs "
+                                   "FROM updates ORDER BY round, collaborator, task").fetchall()
+        snap = Snapshot(round=int(meta.get("round", 0)), finished=meta.get("finished") == "1",
+                        agg_state=json.loads(meta.get("agg_state", "{}")))
+        if "model" in meta:
+            snap.model = RoundModel.from_json(json.loads(meta["model"]))
+        if "best_model" in meta:
+            snap.best_model = RoundModel.from_json(json.loads(meta["best_model"]))
+            snap.best_score = float(meta["best_score"])
+        snap.updates = [UpdateRecord(r, c, t, d, json.loads(m), p, n, tuple(json.loads(cr)))
+                        for r, c, t, d, m, p, n, cr in rows if r == snap.round]
+        return snap
+
+    def start(self, model: RoundModel) -> None:
+        """Record the round-0 model of a new run."""
+        with self.lock:
+            self._write_meta({"model": json.dumps(model.to_json()), "round": str(model.round)})
+
+    def add_update(self, rec: UpdateRecord) -> bool:
+        """Insert an accepted update; False when one for (round, collaborator, task) exists already."""
+        with self.lock:
+            try:
+                self.db.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (rec.round, rec.collaborator, rec.task, rec.data_size, json.dumps(rec.metrics),
+                                 rec.path, rec.nbytes, json.dumps(list(rec.crcs)), time.time()))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def drop_update(self, rec: UpdateRecord) -> None:
+        """Forget an update whose files turned out to be unusable (it will be asked for again)."""
+        with self.lock:
+            self.db.execute("DELETE FROM updates WHERE round=? AND collaborator=? AND task=?",
+                            (rec.round, rec.collaborator, rec.task))
+
+    def advance(self, done_round: int, model: RoundModel, record: dict[str, Any], agg_state: dict[str, str],
+                best: tuple[float, RoundModel] | None, finished: bool) -> None:
+        """Atomically: round ``done_round`` is complete and ``model`` is the next global model."""
+        values = {"round": str(model.round), "model": json.dumps(model.to_json()),
+                  "agg_state": json.dumps(agg_state), "finished": "1" if finished else "0"}
+        if best is not None:
+            values.update(best_score=repr(best[0]), best_model=json.dumps(best[1].to_json()))
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_meta(values)
+                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record)))
+                self.db.execute("DELETE FROM updates WHERE round <= ?", (done_round,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def history(self) -> list[dict[str, Any]]:
+        """The records of completed rounds, in order."""
+        with self.lock:
+            rows = self.db.execute("SELECT record FROM rounds ORDER BY round").fetchall()
+        return [json.loads(r[0]) for r in rows]

@@ -1,0 +1,157 @@
+"""Client channels, bounded retries and readable errors for failed calls.
+
+Only ``UNAVAILABLE`` (the aggregator is down or restarting) is retried, with
+exponential backoff and jitter until ``network.settings.reconnect_deadline``
+has passed without reaching it. Everything else, TLS handshake failures
+included, fails at once with a message that says what to do.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
+
+import grpc
+
+from fx_cli.errors import FxError
+from fx_cli.transport.server import message_options
+
+log = logging.getLogger("fx.transport")
+T = TypeVar("T")
+
+# Details of an UNAVAILABLE status that mean a TLS failure, not a missing server: never retried.
+TLS_MARKERS = ("ssl", "handshake", "certificate", "tls", "x509", "alpn")
+MAX_DELAY = 30.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff from ``initial`` seconds, doubling up to ``MAX_DELAY``, jittered ±50%, within ``deadline``."""
+
+    initial: float
+    deadline: float
+
+    def delays(self, rng: random.Random) -> Iterator[float]:
+        delay = max(self.initial, 0.01)
+        while True:
+            yield delay * rng.uniform(0.5, 1.5)
+            delay = min(delay * 2, MAX_DELAY)
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None, chunk: int) -> grpc.Channel:
+    """A channel to ``target`` (TLS when ``credentials`` is given) sized for ``chunk``-byte messages."""
+    options = message_options(chunk) + [
+        ("grpc.keepalive_time_ms", 20000),
+        ("grpc.keepalive_timeout_ms", 10000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # The aggregator restarting must not push reconnect attempts minutes apart.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def details(err: grpc.RpcError) -> str:
+    return str(getattr(err, "details", lambda: "")() or "")
+
+
+def code_of(err: grpc.RpcError) -> grpc.StatusCode | None:
+    return getattr(err, "code", lambda: None)()
+
+
+def is_tls_failure(err: grpc.RpcError) -> bool:
+    text = details(err).lower()
+    return code_of(err) == grpc.StatusCode.UNAVAILABLE and any(m in text for m in TLS_MARKERS)
+
+
+def is_retryable(err: grpc.RpcError) -> bool:
+    return code_of(err) == grpc.StatusCode.UNAVAILABLE and not is_tls_failure(err)
+
+
+class Retrier:
+    """Runs calls, retrying ``UNAVAILABLE`` until the policy's deadline passes without a success."""
+
+    def __init__(self, policy: RetryPolicy, target: str, *, seed: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.policy = policy
+        self.target = target
+        self.rng = random.Random(seed)
+        self.sleep = sleep
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``; after the deadline an ``FxError`` naming the aggregator address."""
+        first_failure: float | None = None
+        delays = self.policy.delays(self.rng)
+        while True:
+            try:
+                return fn()
+            except grpc.RpcError as err:
+                if not is_retryable(err):
+                    raise
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                waited = now - first_failure
+                if waited >= self.policy.deadline:
+                    raise unreachable(self.target, waited, err) from None
+                delay = min(next(delays), self.policy.deadline - waited)
+                log.warning("cannot reach the aggregator at %s for %s (%s); retrying in %.1f s",
+                            self.target, what, details(err).splitlines()[0][:160] if details(err) else "unavailable",
+                            delay)
+                self.sleep(delay)
+
+
+def unreachable(target: str, waited: float, err: grpc.RpcError) -> FxError:
+    return FxError(f"cannot reach the aggregator at {target}: gave up after {waited:.0f} s "
+                   f"({details(err)[:200] or 'unavailable'})",
+                   "check that `fx aggregator start` is running there and that network.settings.agg_addr/agg_port "
+                   "in plan/plan.yaml point at it; raise network.settings.reconnect_deadline to wait longer")
+
+
+_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: "check that '{who}' is listed in the aggregator's plan/cols.yaml and that "
+                                     "cert/client/col_{who}.crt was signed by this federation's CA "
+                                     "(fx collaborator certify)",
+    grpc.StatusCode.PERMISSION_DENIED: "check that '{who}' is listed in the aggregator's plan/cols.yaml and that "
+                                       "you started the collaborator with its own name and certificate",
+    grpc.StatusCode.FAILED_PRECONDITION: "follow the aggregator's message; if the plans differ, copy the "
+                                         "aggregator's plan/plan.yaml into this workspace",
+    grpc.StatusCode.INVALID_ARGUMENT: "the aggregator could not use what was sent; check that both sides run "
+                                      "the same fx version and the same plan",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the aggregator is overloaded or stuck; check its log",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "a message exceeded a size limit; make sure both sides use the same "
+                                        "network.settings.chunk_size_mib",
+}
+
+
+def rpc_failure(err: grpc.RpcError, target: str, who: str, what: str) -> FxError:
+    """An ``FxError`` for a failed call that was not retried (or ran out of retries)."""
+    code = code_of(err)
+    if is_tls_failure(err):
+        return _explain_tls(err, target)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return unreachable(target, 0, err)
+    name = code.name if code is not None else "UNKNOWN"
+    hint = _HINTS.get(code, "see the aggregator's log for the cause") if code else "see the aggregator's log"
+    return FxError(f"the aggregator at {target} refused {what} from '{who}' ({name}): {details(err) or 'no details'}",
+                   hint.format(who=who))
+
+
+def _tls_explainer() -> Callable[[grpc.RpcError, str], FxError] | None:
+    try:
+        from fx_cli.pki.authz import explain_rpc_error
+    except ImportError:
+        return None
+    return explain_rpc_error  # type: ignore[no-any-return]
+
+
+def _explain_tls(err: grpc.RpcError, target: str) -> FxError:
+    explain = _tls_explainer()
+    if explain is not None:
+        return explain(err, target)
+    return FxError(f"TLS handshake with the aggregator at {target} failed: {details(err)[:300]}",
+                   "check that cert/cert_chain.crt is this federation's CA chain and that the aggregator's "
+                   "certificate names network.settings.agg_addr")

@@ -1,0 +1,331 @@
+"""The one module that converts between protobuf messages and fx's dataclasses.
+
+Every RPC is registered with (de)serializers from here, so servicers and
+clients only ever see the frozen dataclasses below; tensor payloads travel as
+plain ``bytes`` chunks and are rebuilt into numpy arrays by ``chunks``.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Union
+
+from fx_cli.proto import federation_pb2 as pb
+
+PROTOCOL = 1
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    plan_hash: str
+
+
+class Action(enum.Enum):
+    RUN = pb.GetTasksResponse.RUN
+    WAIT = pb.GetTasksResponse.WAIT
+    MISSED = pb.GetTasksResponse.MISSED
+    FINISHED = pb.GetTasksResponse.FINISHED
+    ABORTED = pb.GetTasksResponse.ABORTED
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = pb.UploadResponse.ACCEPTED
+    LATE = pb.UploadResponse.LATE
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    caller: Caller
+    plan_json: bytes
+    protocol: int = PROTOCOL
+
+
+@dataclass(frozen=True)
+class JoinReply:
+    federation_id: str
+    round: int
+    rounds_to_train: int
+    finished: bool
+    protocol: int = PROTOCOL
+
+
+@dataclass(frozen=True)
+class TasksRequest:
+    caller: Caller
+
+
+@dataclass(frozen=True)
+class TaskReply:
+    action: Action
+    round: int
+    tasks: tuple[str, ...] = ()
+    already_received: tuple[str, ...] = ()
+    rounds_to_train: int = 0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    caller: Caller
+    round: int
+
+
+@dataclass(frozen=True)
+class HeartbeatRequest:
+    caller: Caller
+    round: int
+    task: str
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    round_open: bool
+    round: int
+
+
+@dataclass(frozen=True)
+class PingRequest:
+    caller: Caller
+    plan_json: bytes
+
+
+@dataclass(frozen=True)
+class PingReply:
+    federation_id: str
+    plan_hash: str
+    plan_matches: bool
+    differing_keys: tuple[str, ...]
+    round: int
+    rounds_to_train: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class UploadReply:
+    outcome: Outcome
+    bytes_received: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """One tensor of a stream: how to rebuild it and how many payload bytes follow."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    crc32: int
+    pipeline: str = "none"
+    metadata: dict[str, str] = field(default_factory=dict)
+    delta: bool = False
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    round: int
+    tensor_count: int
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class UploadMeta:
+    caller: Caller
+    round: int
+    task: str
+    data_size: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Trailer:
+    tensor_count: int
+    payload_bytes: int
+
+
+# A stream element: a header, a tensor header, a payload chunk or the trailer.
+Frame = Union[ModelMeta, UploadMeta, TensorMeta, bytes, Trailer]
+
+
+def _caller(msg: pb.Caller) -> Caller:
+    return Caller(msg.name, msg.plan_hash)
+
+
+def _caller_pb(c: Caller) -> pb.Caller:
+    return pb.Caller(name=c.name, plan_hash=c.plan_hash)
+
+
+# --- unary requests -------------------------------------------------------------------------
+
+def join_request_to_bytes(r: JoinRequest) -> bytes:
+    return pb.JoinRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json, protocol=r.protocol).SerializeToString()
+
+
+def join_request_from_bytes(b: bytes) -> JoinRequest:
+    m = pb.JoinRequest.FromString(b)
+    return JoinRequest(_caller(m.caller), m.plan_json, m.protocol)
+
+
+def join_reply_to_bytes(r: JoinReply) -> bytes:
+    return pb.JoinResponse(federation_id=r.federation_id, protocol=r.protocol, round=r.round,
+                           rounds_to_train=r.rounds_to_train, finished=r.finished).SerializeToString()
+
+
+def join_reply_from_bytes(b: bytes) -> JoinReply:
+    m = pb.JoinResponse.FromString(b)
+    return JoinReply(m.federation_id, m.round, m.rounds_to_train, m.finished, m.protocol)
+
+
+def tasks_request_to_bytes(r: TasksRequest) -> bytes:
+    return pb.GetTasksRequest(caller=_caller_pb(r.caller)).SerializeToString()
+
+
+def tasks_request_from_bytes(b: bytes) -> TasksRequest:
+    return TasksRequest(_caller(pb.GetTasksRequest.FromString(b).caller))
+
+
+def task_reply_to_bytes(r: TaskReply) -> bytes:
+    return pb.GetTasksResponse(action=r.action.value, round=r.round, tasks=list(r.tasks),
+                               already_received=list(r.already_received), rounds_to_train=r.rounds_to_train,
+                               message=r.message).SerializeToString()
+
+
+def task_reply_from_bytes(b: bytes) -> TaskReply:
+    m = pb.GetTasksResponse.FromString(b)
+    try:
+        action = Action(m.action)
+    except ValueError:
+        action = Action.WAIT  # an unknown action from a newer server: ask again
+    return TaskReply(action, m.round, tuple(m.tasks), tuple(m.already_received), m.rounds_to_train, m.message)
+
+
+def download_request_to_bytes(r: DownloadRequest) -> bytes:
+    return pb.DownloadRequest(caller=_caller_pb(r.caller), round=r.round).SerializeToString()
+
+
+def download_request_from_bytes(b: bytes) -> DownloadRequest:
+    m = pb.DownloadRequest.FromString(b)
+    return DownloadRequest(_caller(m.caller), m.round)
+
+
+def heartbeat_request_to_bytes(r: HeartbeatRequest) -> bytes:
+    return pb.HeartbeatRequest(caller=_caller_pb(r.caller), round=r.round, task=r.task).SerializeToString()
+
+
+def heartbeat_request_from_bytes(b: bytes) -> HeartbeatRequest:
+    m = pb.HeartbeatRequest.FromString(b)
+    return HeartbeatRequest(_caller(m.caller), m.round, m.task)
+
+
+def heartbeat_reply_to_bytes(r: HeartbeatReply) -> bytes:
+    return pb.HeartbeatResponse(round_open=r.round_open, round=r.round).SerializeToString()
+
+
+def heartbeat_reply_from_bytes(b: bytes) -> HeartbeatReply:
+    m = pb.HeartbeatResponse.FromString(b)
+    return HeartbeatReply(m.round_open, m.round)
+
+
+def ping_request_to_bytes(r: PingRequest) -> bytes:
+    return pb.PingRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json).SerializeToString()
+
+
+def ping_request_from_bytes(b: bytes) -> PingRequest:
+    m = pb.PingRequest.FromString(b)
+    return PingRequest(_caller(m.caller), m.plan_json)
+
+
+def ping_reply_to_bytes(r: PingReply) -> bytes:
+    return pb.PingResponse(federation_id=r.federation_id, plan_hash=r.plan_hash, plan_matches=r.plan_matches,
+                           differing_keys=list(r.differing_keys), round=r.round,
+                           rounds_to_train=r.rounds_to_train, finished=r.finished).SerializeToString()
+
+
+def ping_reply_from_bytes(b: bytes) -> PingReply:
+    m = pb.PingResponse.FromString(b)
+    return PingReply(m.federation_id, m.plan_hash, m.plan_matches, tuple(m.differing_keys), m.round,
+                     m.rounds_to_train, m.finished)
+
+
+def upload_reply_to_bytes(r: UploadReply) -> bytes:
+    return pb.UploadResponse(outcome=r.outcome.value, bytes_received=r.bytes_received,
+                             message=r.message).SerializeToString()
+
+
+def upload_reply_from_bytes(b: bytes) -> UploadReply:
+    m = pb.UploadResponse.FromString(b)
+    return UploadReply(Outcome(m.outcome) if m.outcome else Outcome.LATE, m.bytes_received, m.message)
+
+
+# --- stream frames --------------------------------------------------------------------------
+
+def _tensor_pb(t: TensorMeta) -> pb.TensorHeader:
+    return pb.TensorHeader(name=t.name, dtype=t.dtype, shape=list(t.shape), pipeline=t.pipeline,
+                           metadata=dict(t.metadata), nbytes=t.nbytes, crc32=t.crc32, delta=t.delta)
+
+
+def _tensor(m: pb.TensorHeader) -> TensorMeta:
+    return TensorMeta(m.name, m.dtype, tuple(int(d) for d in m.shape), m.nbytes, m.crc32,
+                      m.pipeline or "none", dict(m.metadata), m.delta)
+
+
+def download_frame_to_bytes(f: Frame) -> bytes:
+    if isinstance(f, (bytes, bytearray, memoryview)):
+        msg = pb.DownloadChunk(data=bytes(f))
+    elif isinstance(f, TensorMeta):
+        msg = pb.DownloadChunk(tensor=_tensor_pb(f))
+    elif isinstance(f, ModelMeta):
+        msg = pb.DownloadChunk(model=pb.ModelHeader(round=f.round, tensor_count=f.tensor_count,
+                                                    payload_bytes=f.payload_bytes))
+    elif isinstance(f, Trailer):
+        msg = pb.DownloadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
+    else:
+        raise TypeError(f"not a download frame: {type(f).__name__}")
+    return msg.SerializeToString()
+
+
+def download_frame_from_bytes(b: bytes) -> Frame | None:
+    """The frame in a chunk message (None for an empty or unknown one)."""
+    m = pb.DownloadChunk.FromString(b)
+    kind = m.WhichOneof("kind")
+    if kind == "data":
+        return m.data
+    if kind == "tensor":
+        return _tensor(m.tensor)
+    if kind == "model":
+        return ModelMeta(m.model.round, m.model.tensor_count, m.model.payload_bytes)
+    if kind == "trailer":
+        return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
+    return None
+
+
+def upload_frame_to_bytes(f: Frame) -> bytes:
+    if isinstance(f, (bytes, bytearray, memoryview)):
+        msg = pb.UploadChunk(data=bytes(f))
+    elif isinstance(f, TensorMeta):
+        msg = pb.UploadChunk(tensor=_tensor_pb(f))
+    elif isinstance(f, UploadMeta):
+        msg = pb.UploadChunk(header=pb.UploadHeader(caller=_caller_pb(f.caller), round=f.round, task=f.task,
+                                                    data_size=f.data_size, metrics=dict(f.metrics)))
+    elif isinstance(f, Trailer):
+        msg = pb.UploadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
+    else:
+        raise TypeError(f"not an upload frame: {type(f).__name__}")
+    return msg.SerializeToString()
+
+
+def upload_frame_from_bytes(b: bytes) -> Frame | None:
+    """The frame in an upload chunk (None for an empty or unknown one)."""
+    m = pb.UploadChunk.FromString(b)
+    kind = m.WhichOneof("kind")
+    if kind == "data":
+        return m.data
+    if kind == "tensor":
+        return _tensor(m.tensor)
+    if kind == "header":
+        h = m.header
+        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics))
+    if kind == "trailer":
+        return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
+    return None
