@@ -8,6 +8,7 @@ import pytest
 
 from fx_cli.compression import (Float16Pipeline, Int8QuantizationPipeline, NoCompressionPipeline, ZlibPipeline,
                                 pipeline_by_name, resolve_pipeline)
+from fx_cli.compression import shuffle
 from fx_cli.errors import FxError
 
 ALL = [NoCompressionPipeline(), ZlibPipeline(), Float16Pipeline(), Int8QuantizationPipeline()]
@@ -83,6 +84,30 @@ def test_zlib_shrinks_redundant_tensors_and_level_is_a_setting():
     assert len(best) <= len(fast) < sparse.nbytes / 50
     with pytest.raises(ValueError, match="0-9"):
         ZlibPipeline(level=12)
+
+
+def test_zlib_byte_shuffle_round_trips_across_blocks_and_beats_plain_zlib():
+    weights = (RNG.normal(size=300_001) * 0.05).astype(np.float32)  # more than one shuffle block
+    shuffled, metadata = ZlibPipeline().encode(weights)
+    plain, plain_meta = ZlibPipeline(shuffle=False).encode(weights)
+    assert metadata == {"shuffle": str(shuffle.BLOCK)} and plain_meta == {}
+    assert len(shuffled) < 0.9 * weights.nbytes and len(shuffled) < len(plain)
+    for payload, meta in ((shuffled, metadata), (plain, plain_meta)):
+        np.testing.assert_array_equal(ZlibPipeline().decode(payload, meta, np.float32, weights.shape), weights)
+
+
+def test_unshuffle_inverts_shuffle_for_any_block_size():
+    array = np.arange(23, dtype=np.int64) * 1_000_003
+    for block in (1, 5, 23, 100):
+        raw = b"".join(bytes(b) for b in shuffle.shuffled_blocks(memoryview(array.view(np.uint8)), 8, block))
+        assert (raw == array.tobytes()) == (block == 1)  # one element per block: nothing to shuffle
+        np.testing.assert_array_equal(shuffle.unshuffle(raw, np.dtype("<i8"), (23,), block), array)
+
+
+def test_zlib_bad_shuffle_metadata_is_refused():
+    payload, _ = ZlibPipeline().encode(np.ones(4, np.float32))
+    with pytest.raises(FxError, match="'shuffle' must be a positive block size, got '-1'"):
+        ZlibPipeline().decode(payload, {"shuffle": "-1"}, np.float32, (4,))
 
 
 def test_fp16_error_is_within_half_precision_rounding():

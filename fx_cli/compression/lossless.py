@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from fx_cli.compression.base import Payload, Pipeline, check_length, element_count, from_raw, raw_bytes, wire_dtype
+from fx_cli.compression.shuffle import BLOCK, shuffled_blocks, unshuffle
 from fx_cli.errors import FxError
 
 
@@ -26,19 +27,31 @@ class NoCompressionPipeline(Pipeline):
 
 
 class ZlibPipeline(Pipeline):
-    """The raw bytes deflated with zlib. Level 1 is fast and already shrinks float weights ~10%;
-    integer and sparse tensors shrink much more."""
+    """The raw bytes deflated with zlib, byte-shuffled first for multi-byte dtypes (``shuffle: true``).
+
+    Dense float32 weights shrink ~15% (exponent bytes compress, mantissas do
+    not) at tens of MiB/s per core; sparse, integer and repetitive tensors
+    shrink much more. Metadata ``shuffle: <block elements>`` marks a shuffled payload.
+    """
 
     name = "zlib"
     lossless = True
 
-    def __init__(self, level: int = 1) -> None:
+    def __init__(self, level: int = 1, shuffle: bool = True) -> None:
         if not 0 <= level <= 9:
             raise ValueError(f"zlib level must be 0-9, got {level}")
         self.level = level
+        self.shuffle = shuffle
 
     def encode(self, array: np.ndarray) -> tuple[Payload, dict[str, str]]:
-        return zlib.compress(raw_bytes(array), self.level), {}
+        raw = raw_bytes(array)
+        itemsize = np.asarray(array).dtype.itemsize
+        if not self.shuffle or itemsize == 1 or raw.nbytes == 0:
+            return zlib.compress(raw, self.level), {}
+        deflater = zlib.compressobj(self.level)
+        parts = [deflater.compress(block) for block in shuffled_blocks(raw, itemsize)]
+        parts.append(deflater.flush())
+        return b"".join(parts), {"shuffle": str(BLOCK)}
 
     def decode(self, payload: Payload, metadata: Mapping[str, str], dtype: np.dtype | str,
                shape: tuple[int, ...]) -> np.ndarray:
@@ -57,7 +70,15 @@ class ZlibPipeline(Pipeline):
         if inflater.unused_data:
             raise _corrupt(what, f"{len(inflater.unused_data)} bytes follow the compressed stream")
         check_length(raw, expected, what, self.name)
+        if "shuffle" in metadata:
+            return unshuffle(raw, wire_dtype(dtype), shape, _block(metadata["shuffle"], what))
         return from_raw(raw, dtype, shape, self.name)
+
+
+def _block(text: str, what: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise _corrupt(what, f"metadata 'shuffle' must be a positive block size, got {text!r}")
+    return int(text)
 
 
 def _corrupt(what: str, why: str) -> FxError:
