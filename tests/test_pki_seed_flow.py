@@ -241,3 +241,10 @@ def test_pki_commands_outside_a_workspace_say_where_to_run_them(tmp_path):
     res = fx_in(tmp_path, "workspace", "certify")
     assert res.exit_code == 1 and "is not an fx workspace (no plan/plan.yaml)" in res.stderr
     assert "cd into the workspace folder" in res.stderr
+
+
+def test_fingerprints_are_printed_verbatim_never_as_emoji(capsys):
+    from fx_cli.cli.pki_cmds import _fingerprint
+
+    _fingerprint("request", "DF:AB:BE:[red]:CD")  # ':AB:' is a rich emoji code, '[red]' markup
+    assert capsys.readouterr().out == "request fingerprint (SHA-256): DF:AB:BE:[red]:CD\n"

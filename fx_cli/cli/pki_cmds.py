@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.markup import escape
 
-from fx_cli.cli.output import console, err_console, ok
+from fx_cli.cli.output import console, err_console
 from fx_cli.errors import FxError
 from fx_cli.names import check_collaborator_name, check_fqdn, is_ip
 
 NAME_OPTS = ("-n", "--collaborator-name", "--collaborator_name", "name")
 
 
-def _checked(check: object, value: str) -> str:
+def _checked(check: Callable[[str], str], value: str) -> str:
+    """Run a name rule, turning its error into a usage error (exit 2) that states the rule."""
     try:
-        return check(value)  # type: ignore[operator, no-any-return]
+        return check(value)
     except FxError as err:
         raise click.BadParameter(err.message) from None
 
@@ -40,7 +42,12 @@ def _ips(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) ->
 
 
 def _say(text: str) -> None:
-    console().print(escape(text))
+    # No markup or emoji: a fingerprint such as "DF:AB:BE" would otherwise print ":ab:" as an emoji.
+    console().print(text, markup=False, emoji=False)
+
+
+def _ok(text: str) -> None:
+    console().print(f"[green]✔[/] {escape(text)}", emoji=False)
 
 
 def _fingerprint(what: str, value: str) -> None:
@@ -71,8 +78,8 @@ def workspace_certify(force: bool) -> None:
     backup = write_ca(layout, bundle, force)
     if backup:
         err_console().print(f"[yellow]warning:[/] the old CA was moved to {escape(layout.show(backup))}; "
-                            "certificates it issued are no longer trusted here")
-    ok(f"created the certificate authority; trust chain in {layout.show(layout.chain)}")
+                            "certificates it issued are no longer trusted here", emoji=False)
+    _ok(f"created the certificate authority; trust chain in {layout.show(layout.chain)}")
     _fingerprint("root CA", fingerprint(bundle.root.cert))
 
 
@@ -93,7 +100,7 @@ def aggregator_generate_cert_request(fqdn: str | None, san: tuple[str, ...], ip:
 
 
 def _report_request(csr: str, key: str, reused: bool) -> None:
-    ok(f"wrote the certificate request {csr}")
+    _ok(f"wrote the certificate request {csr}")
     _say(f"kept the existing private key {key}" if reused else f"wrote the private key {key} (mode 0600)")
 
 
@@ -111,7 +118,7 @@ def aggregator_certify(fqdn: str | None, silent: bool) -> None:
     _show_request(request.source, request.summary, request.fingerprint)
     _confirm_or_warn(silent, request.source)
     signed = sign_aggregator(layout, request)
-    ok(f"signed {layout.show(signed.cert_path)}")
+    _ok(f"signed {layout.show(signed.cert_path)}")
     _fingerprint("certificate", signed.fingerprint)
 
 
@@ -135,7 +142,7 @@ def collaborator_create(name: str, data_path: str | None, silent: bool) -> None:
         default = f"data/{name}"
         data_path = default if silent else click.prompt("Data path", default=default)
     set_data(data_file(layout), name, data_path)
-    ok(f"collaborator {name} uses data path {data_path!r} (plan/data.yaml)")
+    _ok(f"collaborator {name} uses data path {data_path!r} (plan/data.yaml)")
 
 
 @click.command(name="generate-cert-request")
@@ -186,7 +193,7 @@ def _sign(name: str | None, request_pkg: Path | None, silent: bool) -> None:
     _confirm_or_warn(silent, request.source)
     signed = sign_collaborator(layout, request, cols_path(layout))
     who = signed.names.common_name
-    ok(f"signed {layout.show(signed.cert_path)}" + (" (replacing the previous certificate)" if signed.replaced else ""))
+    _ok(f"signed {layout.show(signed.cert_path)}" + (" (replacing the previous certificate)" if signed.replaced else ""))
     _say(f"{who} is {'now' if signed.added_to_cols else 'already'} authorized in plan/cols.yaml")
     _say(f"send {layout.show(signed.package) if signed.package else ''} back to collaborator {who}")
     _fingerprint("certificate", signed.fingerprint)
@@ -198,7 +205,7 @@ def _import(package: Path) -> None:
 
     layout = current_layout()
     installed = import_signed(layout, package.resolve())
-    ok(f"installed {layout.show(installed.cert_path)} and {layout.show(installed.chain_path)}")
+    _ok(f"installed {layout.show(installed.cert_path)} and {layout.show(installed.chain_path)}")
     _fingerprint("certificate", installed.fingerprint)
     _fingerprint("root CA", installed.root_fingerprint)
     _say("compare the root CA fingerprint with the one `fx workspace certify` printed on the aggregator host")
@@ -215,7 +222,7 @@ def collaborator_remove(name: str) -> None:
     if not remove_col(cols_path(layout), name):
         raise FxError(f"collaborator {name!r} is not in plan/cols.yaml; nothing to remove",
                       "check the name with `cat plan/cols.yaml`")
-    ok(f"removed {name} from plan/cols.yaml; restart the aggregator if it is running so it reloads the list")
+    _ok(f"removed {name} from plan/cols.yaml; restart the aggregator if it is running so it reloads the list")
     _say("note: fx keeps no revocation list; its certificate stays valid but is refused because the name is gone")
 
 
@@ -228,10 +235,10 @@ def check() -> None:
     findings = run_check(current_layout())
     styles = {"ok": "[green]ok[/]     ", "note": "[cyan]note[/]   ", "problem": "[red]problem[/]"}
     for f in findings:
-        console().print(f"{styles[f.severity]} {escape(f.subject)}: {escape(f.message)}")
+        console().print(f"{styles[f.severity]} {escape(f.subject)}: {escape(f.message)}", emoji=False)
         if f.hint:
-            console().print(f"          [yellow]what to do:[/] {escape(f.hint)}")
+            console().print(f"          [yellow]what to do:[/] {escape(f.hint)}", emoji=False)
     problems = sum(f.severity == "problem" for f in findings)
     if problems:
         raise FxError(f"{problems} certificate problem{'s' if problems > 1 else ''} found", "see the lines above")
-    ok("all certificates are in order")
+    _ok("all certificates are in order")

@@ -11,7 +11,7 @@ from cryptography import x509
 from fx_cli.errors import FxError
 from fx_cli.names import is_ip
 from fx_cli.pki.certs import Role, covers, names_of
-from fx_cli.pki.diagnose import FRESH_CERT_HINT
+from fx_cli.pki.diagnose import fresh_cert_hint
 from fx_cli.pki.keys import key_matches
 from fx_cli.pki.store import CERTIFY_HINT, Layout, read_cert, read_certs, read_key
 from fx_cli.pki.verify import chain_problem, describe, eku_problem, issued_by, validity_problem
@@ -132,13 +132,13 @@ class Checker:
 
     def check_clients(self, aggregator_host: bool) -> None:
         for path in sorted((self.layout.root / "client").glob("col_*.crt")):
-            cert = self.leaf(path, "client", FRESH_CERT_HINT)
+            hint = fresh_cert_hint(path.stem[len("col_"):])
+            cert = self.leaf(path, "client", hint)
             if cert is None:
                 continue
             cn = names_of(cert).common_name
             if path.stem != f"col_{cn}":
-                self.add("problem", path, f"has CN {cn!r}, not {path.stem[4:]!r} as its file name says",
-                         FRESH_CERT_HINT)
+                self.add("problem", path, f"has CN {cn!r}, not {path.stem[4:]!r} as its file name says", hint)
             self.check_authorized(path, cn, aggregator_host)
 
     def check_authorized(self, path: Path, cn: str, aggregator_host: bool) -> None:

@@ -10,8 +10,14 @@ from fx_cli.pki.keys import key_matches
 from fx_cli.pki.store import Layout, read_cert, read_certs, read_key
 from fx_cli.pki.verify import chain_problem, eku_problem, validity_problem
 
-FRESH_CERT_HINT = ("run `fx collaborator generate-cert-request -n NAME`, have the aggregator operator sign it "
-                   "with `fx collaborator certify --request-pkg`, then `fx collaborator certify --import` the package")
+
+
+def fresh_cert_hint(name: str | None) -> str:
+    """How a collaborator gets a (new) certificate from this federation's CA."""
+    name = name or "NAME"
+    return (f"run `fx collaborator generate-cert-request -n {name}`, have the aggregator operator sign "
+            f"col_{name}_to_agg_cert_request.zip with `fx collaborator certify --request-pkg`, then run "
+            f"`fx collaborator certify --import agg_to_col_{name}_signed_cert.zip`")
 
 
 def _host(target: str) -> str:
@@ -37,10 +43,10 @@ def local_client_problem(layout: Layout, collaborator: str | None) -> str | None
     return f"{layout.show(cert_path)} {problem}" if problem else None
 
 
-def _handshake_rejected(target: str, local: str | None) -> FxError:
+def _handshake_rejected(target: str, local: str | None, collaborator: str | None) -> FxError:
     cause = local or "missing, from a different CA, expired, or not for client use"
     return FxError(f"the aggregator at {target} rejected this collaborator's certificate during the TLS handshake: "
-                   f"{cause}", FRESH_CERT_HINT)
+                   f"{cause}", fresh_cert_hint(collaborator))
 
 
 def _server_cert_error(target: str, lowered: str, chain_name: str) -> FxError | None:
@@ -78,7 +84,8 @@ def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None
     if found:
         return found
     if "socket closed" in lowered or "connection reset" in lowered or "handshake" in lowered:
-        return _handshake_rejected(target, local_client_problem(layout, collaborator) if workspace else None)
+        local = local_client_problem(layout, collaborator) if workspace else None
+        return _handshake_rejected(target, local, collaborator)
     if code == grpc.StatusCode.UNAVAILABLE:
         return FxError(f"cannot reach the aggregator at {target}: {details}",
                        "check that it is running and that network.settings.agg_addr/agg_port point at it")
