@@ -122,10 +122,27 @@ def test_check_on_a_host_without_certificates_says_to_certify(tmp_path):
     assert "fx workspace certify" in text
 
 
-def test_pki_commands_never_import_tensorflow(fed):
+def test_ca_host_without_an_aggregator_certificate_is_not_ready(tmp_path):
+    from tests.pki_helpers import new_host, ok_in
+
+    host = new_host(tmp_path, "agg")
+    ok_in(host, "workspace", "certify")
+    ok_in(host, "collaborator", "generate-cert-request", "-n", "one", "-x")
+    lines, text = _problems(host)
+    assert len(lines) == 1 and "cert/server: holds no aggregator certificate" in lines[0], text
+    assert "fx aggregator generate-cert-request" in text and "--fqdn localhost" in text
+    assert "note    cert/client/col_one.csr: request not signed yet" in text
+
+
+def test_pki_commands_never_import_tensorflow(tmp_path):
+    from tests.pki_helpers import ok_in
+
+    res = fx_in(tmp_path, "workspace", "create", "--prefix", "kd", "--template", "keras/digits")
+    assert res.exit_code == 0, res.all
+    ok_in(tmp_path / "kd", "workspace", "certify")
     code = ("import sys\nfrom fx_cli.cli.main import cli\n"
-            "try:\n    cli(['pki', 'check'], prog_name='fx')\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "try:\n    cli(['pki', 'check'], prog_name='fx')\nexcept SystemExit as e:\n    print('exit', e.code)\n"
             "print('tensorflow' in sys.modules)")
-    res = subprocess.run([sys.executable, "-c", code], cwd=fed.agg, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "kd", capture_output=True, text=True, timeout=60)
+    assert "cert/server: holds no aggregator certificate" in res.stdout, res.stdout + res.stderr
     assert res.stdout.strip().endswith("False"), res.stdout

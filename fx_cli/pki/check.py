@@ -122,6 +122,16 @@ class Checker:
                 loaded.append((path, cert))
         if loaded and self.agg_addr and not any(covers(cert, self.agg_addr) for _, cert in loaded):
             self.uncovered_addr(loaded[0][0], self.agg_addr)
+        if not loaded and self.layout.signing_key.exists():
+            self.add("problem", self.layout.root / "server", "holds no aggregator certificate, so the aggregator "
+                     "cannot start with TLS", SERVER_HINT + (f" (with --fqdn {self.agg_addr})" if self.agg_addr else ""))
+
+    def check_pending(self) -> None:
+        """Requests not signed (or not imported) yet."""
+        for csr in sorted(self.layout.root.glob("*/*_*.csr")):
+            if csr.parent.name in ("server", "client") and not csr.with_suffix(".crt").exists():
+                where = "on the aggregator host" if csr.parent.name == "server" else "by the aggregator operator"
+                self.add("note", csr, f"request not signed yet; it must be signed {where} (then imported here)")
 
     def uncovered_addr(self, path: Path, addr: str) -> None:
         flag = "--ip" if is_ip(addr) else "--san"
@@ -173,6 +183,7 @@ def check_workspace(layout: Layout, agg_addr: str | None, cols: list[str] | None
     checker.check_servers()
     aggregator_host = layout.signing_key.exists() or any((layout.root / "server").glob("agg_*.crt"))
     checker.check_clients(aggregator_host)
+    checker.check_pending()
     checker.check_modes()
     return checker.findings
 
