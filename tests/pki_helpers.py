@@ -80,7 +80,8 @@ def seed_federation(root: Path, names: tuple[str, ...] = ("one", "two")) -> Fede
         host = fed.cols[name] = new_host(root, f"col-{name}")
         run(host, "collaborator", "create", "-n", name, "-d", f"data/{name}", "-s")
         run(host, "collaborator", "generate-cert-request", "-n", name, "-s")
-        run(fed.agg, "collaborator", "certify", "--request-pkg", str(host / f"col_{name}_to_agg_cert_request.zip"), "-s")
+        package = host / f"col_{name}_to_agg_cert_request.zip"
+        run(fed.agg, "collaborator", "certify", "--request-pkg", str(package), "-s")
         run(host, "collaborator", "certify", "--import", str(fed.agg / f"agg_to_col_{name}_signed_cert.zip"))
     return fed
 

@@ -193,7 +193,8 @@ def _sign(name: str | None, request_pkg: Path | None, silent: bool) -> None:
     _confirm_or_warn(silent, request.source)
     signed = sign_collaborator(layout, request, cols_path(layout))
     who = signed.names.common_name
-    _ok(f"signed {layout.show(signed.cert_path)}" + (" (replacing the previous certificate)" if signed.replaced else ""))
+    replaced = " (replacing the previous certificate)" if signed.replaced else ""
+    _ok(f"signed {layout.show(signed.cert_path)}{replaced}")
     _say(f"{who} is {'now' if signed.added_to_cols else 'already'} authorized in plan/cols.yaml")
     _say(f"send {layout.show(signed.package) if signed.package else ''} back to collaborator {who}")
     _fingerprint("certificate", signed.fingerprint)

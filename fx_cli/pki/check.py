@@ -123,8 +123,9 @@ class Checker:
         if loaded and self.agg_addr and not any(covers(cert, self.agg_addr) for _, cert in loaded):
             self.uncovered_addr(loaded[0][0], self.agg_addr)
         if not loaded and self.layout.signing_key.exists():
+            fqdn = f" (with --fqdn {self.agg_addr})" if self.agg_addr else ""
             self.add("problem", self.layout.root / "server", "holds no aggregator certificate, so the aggregator "
-                     "cannot start with TLS", SERVER_HINT + (f" (with --fqdn {self.agg_addr})" if self.agg_addr else ""))
+                     "cannot start with TLS", SERVER_HINT + fqdn)
 
     def check_pending(self) -> None:
         """Requests not signed (or not imported) yet."""

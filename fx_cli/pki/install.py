@@ -51,7 +51,8 @@ def _check_local_chain(layout: Layout, pkg: SignedPackage, source: Path) -> None
     if layout.chain.exists() and layout.chain.read_bytes().strip() != pkg.chain_pem.strip():
         raise FxError(f"{source}: its cert_chain.crt differs from {layout.show(layout.chain)} already here "
                       "(a certificate from a different CA)",
-                      f"if this host really joins a new federation, move {layout.show(layout.chain)} away and import again")
+                      f"if this host really joins a new federation, move {layout.show(layout.chain)} away "
+                      "and import again")
 
 
 def import_signed(layout: Layout, package: Path) -> Installed:
