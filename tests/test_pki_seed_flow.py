@@ -212,6 +212,8 @@ def test_certify_with_a_name_signs_the_local_request(tmp_path):
     ok_in(host, "workspace", "certify")
     ok_in(host, "collaborator", "generate-cert-request", "-n", "local", "-x")
     ok_in(host, "collaborator", "certify", "-n", "local", "-s")
+    ok_in(host, "aggregator", "generate-cert-request")  # FQDN=localhost in the tests
+    ok_in(host, "aggregator", "certify", "-s")
     assert Layout(host).client("local", "crt").is_file() and (host / "agg_to_col_local_signed_cert.zip").is_file()
     res = ok_in(host, "pki", "check")
     assert "all certificates are in order" in res.output

@@ -123,9 +123,10 @@ class Checker:
         if loaded and self.agg_addr and not any(covers(cert, self.agg_addr) for _, cert in loaded):
             self.uncovered_addr(loaded[0][0], self.agg_addr)
         if not loaded and self.layout.signing_key.exists():
-            fqdn = f" (with --fqdn {self.agg_addr})" if self.agg_addr else ""
+            fqdn = f" --fqdn {self.agg_addr}" if self.agg_addr else ""
             self.add("problem", self.layout.root / "server", "holds no aggregator certificate, so the aggregator "
-                     "cannot start with TLS", SERVER_HINT + fqdn)
+                     "cannot start with TLS", f"run `fx aggregator generate-cert-request{fqdn}` then "
+                     f"`fx aggregator certify{fqdn}`")
 
     def check_pending(self) -> None:
         """Requests not signed (or not imported) yet."""
