@@ -10,6 +10,8 @@ import fx_cli
 from fx_cli.errors import FxError
 from tests.keras_helpers import create_workspace, held_out_set
 
+pytestmark = pytest.mark.tensorflow  # Keras/TensorFlow or scikit-learn: the tensorflow extra
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -12,6 +12,8 @@ from fx_cli.errors import FxError
 from fx_cli.runners.keras_data import MNIST_URL, DigitsData, MnistData, digits_split
 from tests.keras_helpers import write_tiny_mnist
 
+pytestmark = pytest.mark.tensorflow  # Keras/TensorFlow or scikit-learn: the tensorflow extra
+
 
 def rows(x: np.ndarray) -> set[bytes]:
     return {r.tobytes() for r in x}

@@ -15,6 +15,8 @@ from fx_cli.runners.build import build_runner
 from fx_cli.runners.keras_runner import KerasRunner
 from tests.keras_helpers import create_workspace
 
+pytestmark = pytest.mark.tensorflow  # Keras/TensorFlow or scikit-learn: the tensorflow extra
+
 MODEL_NAMES = ["conv1/kernel", "conv1/bias", "dense1/kernel", "dense1/bias", "output/kernel", "output/bias"]
 
 NAMES_SCRIPT = r"""

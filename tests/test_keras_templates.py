@@ -13,6 +13,8 @@ from fx_cli.runners.build import build_runner
 from fx_cli.runners.keras_runner import KerasRunner
 from tests.keras_helpers import create_workspace, fx_in_process, write_tiny_mnist
 
+pytestmark = pytest.mark.tensorflow  # Keras/TensorFlow or scikit-learn: the tensorflow extra
+
 SHAPES = {
     "keras/digits": {"conv1/kernel": (3, 3, 1, 16), "conv1/bias": (16,), "dense1/kernel": (256, 64),
                      "dense1/bias": (64,), "output/kernel": (64, 10), "output/bias": (10,)},

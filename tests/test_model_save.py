@@ -11,6 +11,8 @@ from fx_cli.plan import load_plan
 from fx_cli.runners.build import build_runner
 from tests.keras_helpers import check_saved_model, create_workspace, fx_in_process
 
+pytestmark = pytest.mark.tensorflow  # Keras/TensorFlow or scikit-learn: the tensorflow extra
+
 
 def aggregated_accuracy(ws: Path, tensors: dict[str, np.ndarray]) -> float:
     """Validation accuracy as a federation reports it: each shard's, weighted by its size."""
