@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from fx_cli.aggregation import Contribution, GeometricMedian, Median, WeightedAverage
+from fx_cli.aggregation import Contribution, FedAdam, GeometricMedian, Median, WeightedAverage
 from fx_cli.aggregation import buffer
+from fx_cli.aggregation.base import file_slice_reader
 from fx_cli.errors import FxError
 from tests.aggregation_helpers import LoadTracker, contributions
 
@@ -212,3 +213,53 @@ def test_negative_weight_is_refused():
     cs = [Contribution("alice", -1.0, lambda: np.zeros(3, np.float32))]
     with pytest.raises(FxError, match="'alice' has weight -1.0"):
         WeightedAverage().aggregate("w", np.zeros(3, np.float32), cs, 1)
+
+
+def _spilled(tmp_path, updates, weights):
+    """Contributions read slice by slice from raw spill files; ``load`` must never be called."""
+    def never() -> np.ndarray:
+        raise AssertionError("load() called although read_slice was given")
+
+    total = sum(weights)
+    out = []
+    for i, (u, w) in enumerate(zip(updates, weights)):
+        path = tmp_path / f"col_{i}.bin"
+        u.astype("<f4").tofile(path)
+        out.append(Contribution(f"col_{i}", w / total, never, file_slice_reader(path, np.float32)))
+    return out
+
+
+def test_sliced_reads_give_the_same_result_as_whole_loads(tmp_path):
+    ups = _updates(shape=(123, 45), n=5, seed=11)
+    base = np.zeros((123, 45), np.float32)
+    for make in (WeightedAverage, Median, GeometricMedian, lambda: Median(weighted=True), FedAdam):
+        whole = make().aggregate("w", base, contributions(ups, WEIGHTS), 1)
+        sliced = make().aggregate("w", base, _spilled(tmp_path, ups, WEIGHTS), 1)
+        assert whole.tobytes() == sliced.tobytes()
+
+
+def test_sliced_weighted_average_never_holds_a_whole_update(tmp_path):
+    size = 4 << 20  # 16 MiB per update, four fold slices
+    ups = [np.full(size, i, np.float32) for i in range(3)]
+    cs = _spilled(tmp_path, ups, [1, 1, 2])
+    del ups
+    base = np.zeros(size, np.float32)
+    tracemalloc.start()
+    try:
+        out = WeightedAverage().aggregate("big", base, cs, 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert float(out[-1]) == pytest.approx(1.25)
+    # the accumulator (which becomes the result) plus one slice and the scratch slice
+    assert peak < 1.6 * size * 4, peak
+
+
+def test_short_spill_file_names_the_collaborator(tmp_path):
+    cs = _spilled(tmp_path, [np.ones(10, np.float32), np.ones(10, np.float32)], [1, 1])
+    (tmp_path / "col_1.bin").write_bytes(b"\0" * 12)
+    with pytest.raises(FxError, match="spill file .*col_1.bin ends after 3 elements"):
+        WeightedAverage().aggregate("w", np.zeros(10, np.float32), cs, 1)
+    bad = [Contribution("carol", 1.0, lambda: np.zeros(4), lambda a, b: np.zeros(1))]
+    with pytest.raises(FxError, match="'carol' update of tensor 'w' gave 1 elements for \\[0, 4\\)"):
+        WeightedAverage().aggregate("w", np.zeros(4, np.float32), bad, 1)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -50,11 +51,35 @@ from fx_cli.errors import FxError
 
 @dataclass(frozen=True)
 class Contribution:
-    """One collaborator's update of one tensor."""
+    """One collaborator's update of one tensor.
+
+    ``read_slice(start, stop)``, when given, returns elements ``[start, stop)``
+    of the flattened tensor (C order). Streaming functions (WeightedAverage and
+    the server optimisers) then read updates a slice at a time and never hold a
+    whole update: memory is the accumulator plus a few MiB. See
+    :func:`file_slice_reader` for spill files of raw little-endian elements.
+    """
 
     collaborator: str
     weight: float  # normalised: the weights of one call sum to 1
     load: Callable[[], np.ndarray]  # reads the tensor (from a spill file); call once, drop after use
+    read_slice: Callable[[int, int], np.ndarray] | None = None
+
+
+def file_slice_reader(path: str | Path, dtype: np.dtype | str, offset: int = 0) -> Callable[[int, int], np.ndarray]:
+    """A ``read_slice`` for a file holding the tensor as raw little-endian ``dtype`` elements from ``offset``."""
+    dt = np.dtype(dtype).newbyteorder("<")
+
+    def read(start: int, stop: int) -> np.ndarray:
+        with open(path, "rb") as fh:
+            fh.seek(offset + start * dt.itemsize)
+            part = np.fromfile(fh, dtype=dt, count=stop - start)
+        if part.size != stop - start:
+            raise FxError(f"spill file {path} ends after {start + part.size} elements, expected at least {stop}",
+                          "the aggregator's spill directory was modified or the disk is full; rerun the round")
+        return part
+
+    return read
 
 
 class AggregationFunction(ABC):
@@ -104,6 +129,24 @@ def load_checked(c: Contribution, tensor_name: str, shape: tuple[int, ...]) -> n
                       f"but the global tensor has shape {shape}",
                       "the collaborator's model does not match the plan's model; check its task runner settings")
     return array
+
+
+def update_reader(c: Contribution, tensor_name: str, shape: tuple[int, ...]) -> Callable[[int, int], np.ndarray]:
+    """Elements [start, stop) of ``c``'s flattened update: via ``read_slice``, else from one ``load()``."""
+    if c.read_slice is None:
+        update = load_checked(c, tensor_name, shape).reshape(-1)
+        return lambda start, stop: update[start:stop]
+    read_slice, size = c.read_slice, math.prod(shape)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        part = np.asarray(read_slice(start, stop)).reshape(-1)
+        if part.size != stop - start:
+            raise FxError(f"collaborator '{c.collaborator}' update of tensor '{tensor_name}' gave {part.size} "
+                          f"elements for [{start}, {stop}) of {size}",
+                          "the spilled update does not match the global tensor's shape; rerun the round")
+        return part
+
+    return read
 
 
 def work_dtype(base: np.ndarray) -> np.dtype:

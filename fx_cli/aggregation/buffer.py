@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from fx_cli.aggregation.base import Contribution, load_checked
+from fx_cli.aggregation.base import Contribution, update_reader
 from fx_cli.errors import FxError
 
 # Elements per column slice worked on at once (rows x columns), ~16-32 MiB of scratch.
@@ -27,7 +27,10 @@ def stack_updates(tensor_name: str, shape: tuple[int, ...], dtype: np.dtype, con
     nbytes = rows * size * dtype.itemsize
     stack = _disk_matrix(rows, size, dtype, spill_dir) if nbytes > spill_mb * 2**20 else np.empty((rows, size), dtype)
     for i, c in enumerate(contributions):
-        stack[i] = load_checked(c, tensor_name, shape).reshape(-1)
+        read = update_reader(c, tensor_name, shape)
+        for cols in column_slices(stack[:1]):
+            stack[i, cols] = read(cols.start, cols.stop)
+        del read  # frees a loaded update before the next one is read
     return stack
 
 

@@ -5,8 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
-from fx_cli.aggregation.base import (AggregationFunction, Contribution, check_contributions, load_checked,
-                                     normalised_weights, to_base_dtype, work_dtype)
+from fx_cli.aggregation.base import (AggregationFunction, Contribution, check_contributions, normalised_weights,
+                                     to_base_dtype, update_reader, work_dtype)
 
 # Elements per slice of the in-place fold: the scratch buffer stays ~8 MiB whatever the tensor size.
 FOLD_CHUNK = 1 << 20
@@ -14,33 +14,26 @@ FOLD_CHUNK = 1 << 20
 
 def streaming_weighted_average(tensor_name: str, shape: tuple[int, ...], dtype: np.dtype,
                                contributions: Sequence[Contribution]) -> np.ndarray:
-    """Sum of weight * tensor over contributions, loading one at a time into one ``dtype`` accumulator.
+    """Sum of weight * tensor over contributions, one at a time, into one ``dtype`` accumulator.
 
     Contributions are folded in the order given, so the result is deterministic.
-    Peak memory: the accumulator, one loaded update and a small scratch slice.
+    Peak memory: the accumulator and a small scratch slice, plus one whole
+    update for contributions without ``read_slice``.
     """
     weights = normalised_weights(contributions)
-    acc = np.empty(shape, dtype=dtype)
+    acc = np.zeros(shape, dtype=dtype)
     flat = acc.reshape(-1)
     scratch = np.empty(min(flat.size, FOLD_CHUNK), dtype=dtype)
-    for i, (c, w) in enumerate(zip(contributions, weights)):
-        update = load_checked(c, tensor_name, shape).reshape(-1)
-        if i == 0:
-            np.multiply(update, w, out=flat, dtype=dtype, casting="unsafe")
-        else:
-            _fold(flat, update, w, scratch)
-        del update  # the spilled update is not needed again; free it before loading the next
+    for c, w in zip(contributions, weights):
+        read = update_reader(c, tensor_name, shape)
+        for start in range(0, flat.size, FOLD_CHUNK):
+            stop = min(start + FOLD_CHUNK, flat.size)
+            part = scratch[:stop - start]
+            # dtype= makes the product itself float64 when accumulating in float64 (not float32, then widened)
+            np.multiply(read(start, stop), w, out=part, dtype=dtype, casting="unsafe")
+            np.add(flat[start:stop], part, out=flat[start:stop])
+        del read  # frees a loaded update before the next one is read
     return acc
-
-
-def _fold(acc: np.ndarray, update: np.ndarray, weight: float, scratch: np.ndarray) -> None:
-    """acc += weight * update, slice by slice, without a tensor-sized temporary."""
-    for start in range(0, acc.size, FOLD_CHUNK):
-        stop = min(start + FOLD_CHUNK, acc.size)
-        part = scratch[:stop - start]
-        # dtype= makes the product itself float64 when accumulating in float64 (not float32, then widened)
-        np.multiply(update[start:stop], weight, out=part, dtype=acc.dtype, casting="unsafe")
-        np.add(acc[start:stop], part, out=acc[start:stop])
 
 
 class WeightedAverage(AggregationFunction):
