@@ -10,6 +10,7 @@ import pytest
 from fx_cli.errors import FxError
 from fx_cli.pki import ca
 from fx_cli.pki.authz import explain_rpc_error
+from fx_cli.pki.diagnose import is_tls_failure
 from fx_cli.pki.certs import Names
 from fx_cli.pki.store import Layout
 from fx_cli.pki.tls import client_credentials, server_credentials
@@ -37,9 +38,11 @@ def _raw_client(host: Path, name: str) -> grpc.ChannelCredentials:
                                         layout.client(name, "crt").read_bytes())
 
 
-def _rejected(target: str, creds: grpc.ChannelCredentials, claimed: str, **local: object) -> FxError:
+def _rejected(target: str, creds: grpc.ChannelCredentials, claimed: str, handshake: bool = True,
+              **local: object) -> FxError:
     with pytest.raises(grpc.RpcError) as info:
         whoami(target, creds, claimed)
+    assert is_tls_failure(info.value) is handshake, info.value.details()
     return explain_rpc_error(info.value, target, **local)  # type: ignore[arg-type]
 
 
@@ -93,7 +96,7 @@ def test_collaborator_whose_name_is_not_in_cols_yaml_is_refused(fed, tmp_path):
         target = f"localhost:{bound}"
         with pytest.raises(grpc.RpcError) as info:
             whoami(target, client_credentials(host, "three"), "three")
-    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and not is_tls_failure(info.value)
     err = explain_rpc_error(info.value, target)
     assert "does not authorize this collaborator" in err.message
     assert "'three' is not in the aggregator's plan/cols.yaml" in err.message and "fx collaborator certify" in err.message
@@ -176,5 +179,5 @@ def test_unreachable_aggregator_is_explained(fed):
     with identity_server(None, []) as bound:
         pass  # the port is now closed
     target = f"localhost:{bound}"
-    err = _rejected(target, client_credentials(fed.cols["one"], "one"), "one")
+    err = _rejected(target, client_credentials(fed.cols["one"], "one"), "one", handshake=False)
     assert f"cannot reach the aggregator at {target}" in err.message and "agg_addr" in err.hint

@@ -20,6 +20,21 @@ def fresh_cert_hint(name: str | None) -> str:
             f"`fx collaborator certify --import agg_to_col_{name}_signed_cert.zip`")
 
 
+# What gRPC's details say when the handshake fails.  A client certificate the server rejects
+# shows up only as "Socket closed": under TLS 1.3 the server's alert arrives after the client
+# thinks the handshake is done.  Hostname mismatches say "Hostname Verification Check failed".
+SERVER_CERT_MARKERS = ("hostname verification", "peer name", "certificate_verify_failed", "certificate has expired")
+REJECTED_MARKERS = ("socket closed", "connection reset", "handshake")
+
+
+def is_tls_failure(err: grpc.RpcError) -> bool:
+    """True when an UNAVAILABLE call failed in the TLS handshake (retrying will not help)."""
+    if not isinstance(err, grpc.Call) or err.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    text = (err.details() or "").lower()
+    return any(marker in text for marker in SERVER_CERT_MARKERS + REJECTED_MARKERS)
+
+
 def _host(target: str) -> str:
     host = target.rsplit(":", 1)[0] if target.count(":") == 1 or target.startswith("[") else target
     return host.strip("[]")
@@ -83,7 +98,7 @@ def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None
     found = _server_cert_error(target, lowered, layout.show(layout.chain))
     if found:
         return found
-    if "socket closed" in lowered or "connection reset" in lowered or "handshake" in lowered:
+    if any(marker in lowered for marker in REJECTED_MARKERS):
         local = local_client_problem(layout, collaborator) if workspace else None
         return _handshake_rejected(target, local, collaborator)
     if code == grpc.StatusCode.UNAVAILABLE:
