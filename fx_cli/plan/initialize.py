@@ -24,7 +24,8 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
                agg_addr: str | None, init_model: Path | None) -> Initialized:
     """Build the runner with no data, write the init model, patch ``agg_addr`` into the plan."""
     from fx_cli.runners.build import build_runner
-    from fx_cli.tensors.pbuf import read_model, write_model
+    from fx_cli.runners.export import load_pbuf_into
+    from fx_cli.tensors.pbuf import write_model
 
     if agg_addr:
         _write_agg_addr(plan_path, agg_addr)
@@ -40,9 +41,8 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     if init_model is None:
         tensors = runner.get_tensors()
     elif init_model.suffix == ".pbuf":
-        model = read_model(init_model)
-        runner.set_tensors(model.tensors)
-        tensors, round_number = runner.get_tensors(), model.round_number
+        _, round_number = load_pbuf_into(runner, init_model)
+        tensors = runner.get_tensors()
     else:
         try:
             runner.load_native(str(init_model))

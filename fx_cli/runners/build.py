@@ -30,12 +30,12 @@ def build_runner(plan: Plan, data_path: str | None = None) -> TaskRunner:
 
 def runner_with_weights(plan_path: str | Path, model_path: str | Path) -> Any:
     """The plan's task runner with the weights of a ``.pbuf`` loaded (Python API)."""
-    from fx_cli.tensors.pbuf import read_model
+    from fx_cli.runners.export import load_pbuf_into
 
     plan = load_plan(plan_path)
     runner = build_runner(plan)
     model = Path(model_path)
     if not model.is_absolute() and not model.exists():
         model = plan.workspace / model
-    runner.set_tensors(read_model(model).tensors)
+    load_pbuf_into(runner, model)
     return runner
