@@ -85,6 +85,7 @@ def test_collaborator_of_another_federation_sees_the_server_is_from_a_different_
     target = f"localhost:{port}"
     err = _rejected(target, client_credentials(other, "one"), "one", workspace=other, collaborator="one")
     assert f"the aggregator's certificate at {target} is from a different CA than cert/cert_chain.crt" in err.message
+    assert "(verification failed: unable to get local issuer certificate)" in err.message
     assert "fx collaborator certify --import" in err.hint
 
 

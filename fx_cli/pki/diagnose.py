@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import grpc
 
 from fx_cli.errors import FxError
 from fx_cli.pki.keys import key_matches
 from fx_cli.pki.store import Layout, read_cert, read_certs, read_key
 from fx_cli.pki.verify import chain_problem, eku_problem, validity_problem
-
 
 
 def fresh_cert_hint(name: str | None) -> str:
@@ -59,13 +60,14 @@ def local_client_problem(layout: Layout, collaborator: str | None) -> str | None
 
 
 def _handshake_rejected(target: str, local: str | None, collaborator: str | None) -> FxError:
-    cause = local or "missing, from a different CA, expired, or not for client use"
+    cause = local or ("missing, from a different CA, expired, or not for client use; or the aggregator now "
+                      "trusts another CA (was `fx workspace certify --force` run there?)")
     return FxError(f"the aggregator at {target} rejected this collaborator's certificate during the TLS handshake: "
                    f"{cause}", fresh_cert_hint(collaborator))
 
 
-def _server_cert_error(target: str, lowered: str, chain_name: str) -> FxError | None:
-    host = _host(target)
+def _server_cert_error(target: str, details: str, chain_name: str) -> FxError | None:
+    host, lowered = _host(target), details.lower()
     if "hostname verification" in lowered or "peer name" in lowered:
         return FxError(f"the server certificate does not cover {host!r}, the address dialled ({target})",
                        f"on the aggregator host run `fx aggregator generate-cert-request --san {host}` (or --ip for "
@@ -76,10 +78,16 @@ def _server_cert_error(target: str, lowered: str, chain_name: str) -> FxError | 
                        "and restart it; `fx pki check` shows the dates")
     if "certificate_verify_failed" in lowered:
         return FxError(f"the aggregator's certificate at {target} is from a different CA than {chain_name} "
-                       f"(verification failed: {lowered.rsplit('certificate_verify_failed:', 1)[-1].strip(': ')})",
+                       f"(verification failed: {_reason(details)})",
                        "import the signed package from this federation's aggregator "
                        "(`fx collaborator certify --import ...`), or check agg_addr/agg_port")
     return None
+
+
+def _reason(details: str) -> str:
+    """OpenSSL's reason after ``CERTIFICATE_VERIFY_FAILED:``, e.g. 'unable to get local issuer certificate'."""
+    found = re.search(r"CERTIFICATE_VERIFY_FAILED:\s*([^:]+)", details, re.IGNORECASE)
+    return found.group(1).strip() if found else "see --debug"
 
 
 def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None = None,
@@ -94,11 +102,10 @@ def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return FxError(f"the aggregator at {target} does not authorize this collaborator: {details}",
                        "ask the aggregator operator to certify this collaborator (that adds it to plan/cols.yaml)")
-    lowered = details.lower()
-    found = _server_cert_error(target, lowered, layout.show(layout.chain))
+    found = _server_cert_error(target, details, layout.show(layout.chain))
     if found:
         return found
-    if any(marker in lowered for marker in REJECTED_MARKERS):
+    if any(marker in details.lower() for marker in REJECTED_MARKERS):
         local = local_client_problem(layout, collaborator) if workspace else None
         return _handshake_rejected(target, local, collaborator)
     if code == grpc.StatusCode.UNAVAILABLE:

@@ -15,7 +15,3 @@ def fingerprint(obj: Signed) -> str:
     digest = hashlib.sha256(obj.public_bytes(Encoding.DER)).hexdigest().upper()
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
-
-def short_id(obj: Signed) -> str:
-    """The first 6 hex digits of the fingerprint, used to tell CAs apart in names."""
-    return fingerprint(obj).replace(":", "")[:6].lower()

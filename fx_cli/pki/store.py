@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +153,3 @@ def read_key(path: Path, hint: str) -> PrivateKey:
     """A PEM private key."""
     return key_from_pem(_read(path, hint), str(path))
 
-
-def key_mode_problem(path: Path) -> str | None:
-    """A sentence when a key file is readable by others than its owner."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        return f"{path} has mode {mode:04o}; private keys must be 0600"
-    return None
