@@ -39,8 +39,9 @@ def streaming_weighted_average(tensor_name: str, shape: tuple[int, ...], dtype: 
 class WeightedAverage(AggregationFunction):
     """FedAvg (the default): sum of weight_i * tensor_i, weights from the collaborators' data sizes.
 
-    Streams: one update is loaded at a time and folded into one accumulator,
-    so memory is O(tensor) whatever the number of collaborators. The
+    Streams: updates are read one at a time (a slice at a time when the
+    contributions offer ``read_slice``) and folded into one accumulator, so
+    memory is O(tensor) whatever the number of collaborators. The
     accumulator has the tensor's own float width (float32 for float32 models:
     relative rounding error about n * 6e-8 for n collaborators); set
     ``accumulate_float64: true`` to sum in float64 at twice the memory.
