@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,7 @@ def existing_ca_files(layout: Layout) -> list[Path]:
 def _move_aside(layout: Layout) -> Path:
     """Rename the old CA out of the way so that no key is ever overwritten or deleted."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = layout.root / f"ca.replaced-{stamp}"
-    backup.mkdir(mode=0o700)
+    backup = Path(tempfile.mkdtemp(prefix=f"ca.replaced-{stamp}-", dir=layout.root))  # 0700, never reused
     if layout.ca_dir.exists():
         os.rename(layout.ca_dir, backup / "ca")
     if layout.chain.exists():
