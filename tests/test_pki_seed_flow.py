@@ -173,7 +173,9 @@ def test_workspace_certify_refuses_an_existing_ca_and_force_moves_it_aside(tmp_p
     assert layout.chain.read_bytes() != old_chain
     moved = next((host / "cert").glob("ca.replaced-*"))
     assert (moved / "ca" / "root-ca" / "private" / "root-ca.key").read_bytes() == old_key
-    assert (moved / "cert_chain.crt").read_bytes() == old_chain
+    assert (moved / "cert_chain.crt").read_bytes() == old_chain and _mode(moved) == 0o700
+    ok_in(host, "workspace", "certify", "--force")  # within the same second: a second, separate folder
+    assert len(list((host / "cert").glob("ca.replaced-*"))) == 2
 
 
 def test_bad_names_are_refused_at_the_parameter_with_the_rule(tmp_path):
