@@ -35,12 +35,14 @@ class FxGroup(LazyGroup):
 
 def report_error(err: FxError) -> None:
     """Print an ``FxError`` to stderr: the message in red, then the hint."""
+    from rich.markup import escape
+
     from fx_cli.cli.output import err_console
 
     console = err_console()
-    console.print(f"[bold red]error:[/] {err.message}", highlight=False, markup=True)
+    console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False, markup=True)
     if err.hint:
-        console.print(f"[yellow]what to do:[/] {err.hint}", highlight=False)
+        console.print(f"[yellow]what to do:[/] {escape(err.hint)}", highlight=False)
 
 
 @click.group(cls=FxGroup, lazy_subcommands=GROUPS, context_settings={"help_option_names": ["-h", "--help"]})
