@@ -23,6 +23,8 @@ from fx_cli.aggregator.stragglers import StragglerPolicy
 from fx_cli.transport.serde import Action, HeartbeatReply, Outcome, TaskReply, UploadMeta, UploadReply
 
 log = logging.getLogger("fx.aggregator")
+# Longest sleep of the main loop between re-checks, whatever the deadlines say.
+MAX_TICK = 5.0
 
 
 class Phase(enum.Enum):
@@ -110,11 +112,12 @@ class Coordinator:
 
     def _instruction(self, col: str) -> TaskReply | None:
         n = self.rounds_to_train
-        if self.phase is Phase.ABORTED:
+        if self.phase in (Phase.ABORTED, Phase.FINISHED):
             self.presence.told_finish.add(col)
+            self.cond.notify_all()
+        if self.phase is Phase.ABORTED:
             return TaskReply(Action.ABORTED, self.model.round, rounds_to_train=n, message=self.abort_reason)
         if self.phase is Phase.FINISHED:
-            self.presence.told_finish.add(col)
             return TaskReply(Action.FINISHED, self.model.round, rounds_to_train=n)
         if col in self.missed:
             missed = self.missed.pop(col)
@@ -130,6 +133,8 @@ class Coordinator:
     def heartbeat(self, col: str, round_num: int) -> HeartbeatReply:
         with self.cond:
             self.presence.seen(col, self.clock())
+            if self.phase is Phase.ABORTED:
+                raise Rejected("ABORTED", f"the aggregator ended the run: {self.abort_reason}")
             open_ = (self.phase is Phase.COLLECTING and self.round.round == round_num
                      and bool(self.round.tasks_for(col)) and not self.round.is_done(col))
             return HeartbeatReply(open_, self.model.round)
@@ -149,7 +154,7 @@ class Coordinator:
         """A ticket to receive this result, a LATE reply, or ``Rejected``."""
         with self.cond:
             if self.phase is Phase.ABORTED:
-                raise Rejected("FAILED_PRECONDITION", f"the aggregator ended the run: {self.abort_reason}")
+                raise Rejected("ABORTED", f"the aggregator ended the run: {self.abort_reason}")
             if meta.round > self.model.round:
                 raise Rejected("FAILED_PRECONDITION", f"round {meta.round + 1} has not started "
                                                       f"(the federation is at round {self.model.round + 1})")
@@ -194,15 +199,22 @@ class Coordinator:
 
     # --- loop side --------------------------------------------------------------------------
 
-    def verdict(self) -> Verdict:
+    def await_verdict(self) -> Verdict | None:
+        """Block until the round can end or the run must fail; None once the run is over."""
         with self.cond:
-            if self.phase is not Phase.COLLECTING:
-                return Verdict()
-            return self.round.verdict(self.presence, self.clock())
+            while self.phase is Phase.COLLECTING:
+                verdict = self.round.verdict(self.presence, self.clock())
+                if verdict.end or verdict.fail:
+                    return verdict
+                self.cond.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
+            return None
 
-    def wait(self, timeout: float) -> None:
+    def take_bytes(self) -> tuple[int, int]:
+        """Bytes received and sent since the last call."""
         with self.cond:
-            self.cond.wait(max(timeout, 0.0))
+            counts = (self.bytes_in, self.bytes_out)
+            self.bytes_in = self.bytes_out = 0
+            return counts
 
     def close_round(self) -> ClosedRound:
         """Stop collecting: the results of collaborators that finished every task are the round's."""
@@ -228,12 +240,18 @@ class Coordinator:
             self.abort_reason = reason
             self.cond.notify_all()
 
-    def unfinished(self) -> list[str]:
-        """Collaborators that connected, were not told the run is over, and are not gone."""
+    def await_farewell(self, limit: float) -> list[str]:
+        """Wait up to ``limit`` s until every connected collaborator was told the run is over; the others."""
+        deadline = self.clock() + limit
         with self.cond:
-            now = self.clock()
-            return [c for c in self.presence.joined()
-                    if c not in self.presence.told_finish and not self.presence.gone(c, now)]
+            while True:
+                now = self.clock()
+                left = [c for c in self.presence.joined()
+                        if c not in self.presence.told_finish and not self.presence.gone(c, now)]
+                if not left or now >= deadline:
+                    return left
+                wake = min([self.presence.gone_at(c) for c in left] + [deadline])
+                self.cond.wait(min(max(wake - now, 0.01), MAX_TICK))
 
 
 def _discard(spilled: Spilled) -> None:

@@ -1,19 +1,74 @@
-"""Federation run commands (placeholder until the runtime lands: each exits non-zero)."""
+"""``fx aggregator start``, ``fx collaborator start`` and ``fx collaborator ping``."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
-from fx_cli.errors import NotImplementedYet
+from fx_cli.cli.output import console, ok
+
+PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
+                    type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+NAME = click.option("-n", "--collaborator-name", "--collaborator_name", "name", required=True,
+                    help="This collaborator's name (as in plan/cols.yaml and its certificate).")
 
 
-def _stub(name: str) -> click.Command:
-    @click.command(name=name.split()[-1], context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        raise NotImplementedYet(f"fx {name}")
-    return command
+@click.command("start")
+@PLAN
+@click.option("-c", "--authorized-cols", "--authorized_cols", "cols_path", default="plan/cols.yaml",
+              show_default=True, type=click.Path(dir_okay=False, path_type=Path), help="Authorized collaborators.")
+@click.option("--task-group", "--task_group", "task_group", default=None,
+              help="Run only this assigner task group; 'evaluation' validates the initial model and saves nothing.")
+def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None) -> None:
+    """Run the aggregator until every round is done (exit 0), or the run cannot complete (exit 1)."""
+    from fx_cli.aggregator.service import AggregatorRun, run_aggregator
+
+    result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group),
+                            on_round=lambda report: console().print(report.line()))
+    if result.already_finished:
+        ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
+        return
+    if result.reports:
+        final = result.reports[-1]
+        shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
+        console().print(f"final round {final.round}/{final.rounds_to_train}: {shown}")
+    if result.last_path is not None:
+        ok(f"federation complete: final aggregated model {result.last_path}"
+           + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
+    else:
+        ok("evaluation complete (no model saved)")
 
 
-aggregator_start = _stub("aggregator start")
-collaborator_start = _stub("collaborator start")
-collaborator_ping = _stub("collaborator ping")
+@click.command("start")
+@PLAN
+@NAME
+@click.option("-d", "--data-config", "--data_config", "data_path", default="plan/data.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Collaborator data paths (name,path lines).")
+def collaborator_start(plan_path: Path, name: str, data_path: Path) -> None:
+    """Take part in the federation until the aggregator says it is finished."""
+    from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
+
+    result = run_collaborator(CollaboratorRun(name, plan_path, data_path))
+    if result.already_finished:
+        ok("the federation had already finished; nothing to do")
+        return
+    missed = f"; missed rounds {', '.join(map(str, result.missed))}" if result.missed else ""
+    ok(f"'{name}' finished: contributed to {len(result.rounds)} round(s){missed}")
+
+
+@click.command("ping")
+@PLAN
+@NAME
+@click.option("--timeout", default=10.0, show_default=True, type=float, help="Seconds to wait for the answer.")
+def collaborator_ping(plan_path: Path, name: str, timeout: float) -> None:
+    """Check reachability, TLS, authorization and plan agreement with the aggregator (no training)."""
+    from fx_cli.collaborator.ping import ping
+
+    report = ping(name, plan_path, timeout)
+    reply = report.reply
+    ok(f"reachable: {report.target} answered in {report.seconds * 1000:.0f} ms")
+    ok(f"transport: {report.security}")
+    ok(f"authorized as '{report.name}'")
+    ok(f"plan matches the aggregator's ({reply.federation_id})")
+    state = "finished" if reply.finished else f"at round {min(reply.round + 1, reply.rounds_to_train)}"
+    console().print(f"federation {state} of {reply.rounds_to_train}")

@@ -127,11 +127,11 @@ _HINTS = {
 }
 
 
-def rpc_failure(err: grpc.RpcError, target: str, who: str, what: str) -> FxError:
-    """An ``FxError`` for a failed call that was not retried (or ran out of retries)."""
+def rpc_failure(err: grpc.RpcError, target: str, who: str, what: str, workspace: object = None) -> FxError:
+    """An ``FxError`` for a failed call that was not retried; identity and TLS failures explained in detail."""
     code = code_of(err)
-    if is_tls_failure(err):
-        return _explain_tls(err, target)
+    if is_tls_failure(err) or code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return _explain_tls(err, target, who, workspace)
     if code == grpc.StatusCode.UNAVAILABLE:
         return unreachable(target, 0, err)
     name = code.name if code is not None else "UNKNOWN"
@@ -140,18 +140,9 @@ def rpc_failure(err: grpc.RpcError, target: str, who: str, what: str) -> FxError
                    hint.format(who=who))
 
 
-def _tls_explainer() -> Callable[[grpc.RpcError, str], FxError] | None:
-    try:
-        from fx_cli.pki.authz import explain_rpc_error
-    except ImportError:
-        return None
-    return explain_rpc_error  # type: ignore[no-any-return]
+def _explain_tls(err: grpc.RpcError, target: str, who: str, workspace: object) -> FxError:
+    from pathlib import Path
 
+    from fx_cli.pki.authz import explain_rpc_error
 
-def _explain_tls(err: grpc.RpcError, target: str) -> FxError:
-    explain = _tls_explainer()
-    if explain is not None:
-        return explain(err, target)
-    return FxError(f"TLS handshake with the aggregator at {target} failed: {details(err)[:300]}",
-                   "check that cert/cert_chain.crt is this federation's CA chain and that the aggregator's "
-                   "certificate names network.settings.agg_addr")
+    return explain_rpc_error(err, target, workspace=Path(str(workspace)) if workspace else None, collaborator=who)

@@ -1,0 +1,85 @@
+"""Per-round reports: one JSON line in ``logs/aggregator_metrics.jsonl``, a console line, TensorBoard scalars."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from fx_cli.plan.loader import TaskSpec
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int  # 1-based, as people count
+    rounds_to_train: int
+    metrics: dict[str, float]  # "task/metric" -> data-size weighted average
+    display: dict[str, float]  # short names for the console line
+    participants: list[str]
+    expected: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    best: bool = False
+    note: str = ""
+
+    def line(self) -> str:
+        """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in self.display.items())
+        best = "  (best)" if self.best else ""
+        return (f"round {self.round}/{self.rounds_to_train}  {shown}  participants={len(self.participants)}/"
+                f"{self.expected}  {self.seconds:.2f} s{best}")
+
+    def record(self) -> dict[str, Any]:
+        return {"round": self.round, "metrics": self.metrics, "participants": self.participants,
+                "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "seconds": round(self.seconds, 4), "best": self.best}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+
+
+def display_names(metrics: Mapping[str, float], tasks: Mapping[str, TaskSpec], order: Sequence[str]) -> dict[str, float]:
+    """Short names: global validation and training metrics bare, local validation ``local_<metric>``."""
+    rank = {t: i for i, t in enumerate(order)}
+    out: dict[str, float] = {}
+    for key in sorted(metrics, key=lambda k: (rank.get(k.split("/", 1)[0], len(rank)), k)):
+        task, _, metric = key.partition("/")
+        apply = (tasks[task].kwargs.get("apply") if task in tasks else None)
+        name = f"local_{metric}" if apply == "local" else metric
+        out[key if name in out else name] = metrics[key]
+    return out
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON line (the file is created on first use)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=False) + "\n")
+
+
+@dataclass
+class MetricsSink:
+    """Where round reports go: a JSON-lines file and, with ``write_logs``, TensorBoard."""
+
+    jsonl: Path | None
+    tensorboard_dir: Path | None = None
+    writer: Any = field(default=None, init=False)
+
+    def write(self, report: RoundReport) -> None:
+        if self.jsonl is not None:
+            append_jsonl(self.jsonl, report.record())
+        if self.tensorboard_dir is not None:
+            if self.writer is None:
+                from fx_cli.metrics.tensorboard import ScalarWriter
+
+                self.writer = ScalarWriter(self.tensorboard_dir)
+            scalars = {f"aggregator/{k}": v for k, v in report.metrics.items()}
+            scalars.update({"aggregator/participants": float(len(report.participants)),
+                            "aggregator/seconds": report.seconds})
+            self.writer.add_scalars(report.round, scalars)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

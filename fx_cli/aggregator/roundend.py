@@ -1,0 +1,137 @@
+"""Closing a round: aggregate, persist in a crash-safe order, export best/last, report, clean up.
+
+Order: next model file (atomic) and server-optimizer state files, then one
+SQLite transaction moves the round forward, then best/last copies are
+refreshed and the round's spilled updates deleted. A crash before the
+transaction redoes the round from the same updates (same result); after it,
+start-up refreshes the exports again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fx_cli.aggregation import AggregationFunction
+from fx_cli.aggregator.combine import choose_function, model_updates, next_model, round_metrics
+from fx_cli.aggregator.coordinator import ClosedRound
+from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
+from fx_cli.aggregator.modelstore import RoundModel, export_copy, fsync_dir, write_round_model
+from fx_cli.aggregator.state import Store
+from fx_cli.plan.loader import TaskSpec
+
+log = logging.getLogger("fx.aggregator")
+
+
+@dataclass(frozen=True)
+class Exports:
+    """User-visible model files (``aggregator.settings.best_state_path`` / ``last_state_path``)."""
+
+    last: Path
+    best: Path
+
+
+class BestTracker:
+    """The best aggregated validation score so far and the model that earned it."""
+
+    def __init__(self, keys: Sequence[str], higher_is_better: bool, score: float | None,
+                 model: RoundModel | None) -> None:
+        self.keys = list(keys)
+        self.higher = higher_is_better
+        self.score = score
+        self.model = model
+
+    def consider(self, metrics: Mapping[str, float], model: RoundModel) -> bool:
+        """Whether ``model`` (validated with ``metrics``) is the new best."""
+        value = next((metrics[k] for k in self.keys if k in metrics), None)
+        if value is None:
+            return False
+        if self.score is not None and not (value > self.score if self.higher else value < self.score):
+            return False
+        self.score, self.model = value, model
+        return True
+
+
+def load_agg_state(functions: Mapping[str, AggregationFunction], files: Mapping[str, str]) -> None:
+    """Give each task's aggregation function the server state saved with the last completed round."""
+    for task, path in files.items():
+        if task in functions:
+            with np.load(path, allow_pickle=False) as saved:
+                functions[task].load_state({k: saved[k] for k in saved.files})
+
+
+def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
+    arrays = function.state()
+    if not arrays:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return True
+
+
+class RoundCloser:
+    def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
+                 task_order: Sequence[str], models_dir: Path, spill_root: Path, exports: Exports | None,
+                 best: BestTracker, sink: MetricsSink, rounds_to_train: int) -> None:
+        self.store = store
+        self.functions = functions
+        self.tasks = tasks
+        self.task_order = list(task_order)
+        self.models_dir = models_dir
+        self.spill_root = spill_root
+        self.exports = exports
+        self.best = best
+        self.sink = sink
+        self.rounds_to_train = rounds_to_train
+
+    def close(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> tuple[RoundModel, RoundReport]:
+        """The next global model, durably recorded; and the round's report."""
+        r = closed.round
+        target = self.models_dir / f"round_{r + 1}.pbuf"
+        updates = model_updates(closed.records, self.task_order)
+        if updates:
+            _, function = choose_function(updates, self.functions, self.task_order)
+            model = next_model(closed.model, updates, function, target)
+        else:
+            model = write_round_model(target, closed.model.tensors(), r + 1)
+        metrics = round_metrics(closed.records)
+        improved = self.best.consider(metrics, closed.model)
+        agg_state = {task: str(self.models_dir / f"aggstate_{task}_r{r + 1}.npz") for task in self.functions}
+        agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
+        report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
+                             closed.participants, closed.expected, bytes_in, bytes_out,
+                             time.monotonic() - opened_at, improved, closed.note)
+        best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
+        self.store.advance(r, model, report.record(), agg_state, best,  # type: ignore[arg-type]
+                           finished=model.round >= self.rounds_to_train)
+        self.export(model, closed.model if improved else None)
+        self._clean(r, model, set(agg_state.values()))
+        self.sink.write(report)
+        return model, report
+
+    def export(self, last: RoundModel, best: RoundModel | None) -> None:
+        """Refresh last_state_path (and best_state_path when ``best`` is given)."""
+        if self.exports is None:
+            return
+        export_copy(last.path, self.exports.last)
+        if best is not None:
+            export_copy(best.path, self.exports.best)
+
+    def _clean(self, done_round: int, current: RoundModel, keep_state: set[str]) -> None:
+        shutil.rmtree(self.spill_root / f"r{done_round}", ignore_errors=True)
+        keep = {current.path.name} | ({self.best.model.path.name} if self.best.model else set())
+        keep |= {Path(p).name for p in keep_state}
+        for path in self.models_dir.iterdir():
+            if path.name not in keep and (path.name.startswith("round_") or path.name.startswith("aggstate_")):
+                path.unlink(missing_ok=True)

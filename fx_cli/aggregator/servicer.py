@@ -1,0 +1,157 @@
+"""The aggregator's gRPC servicer: authorize, validate, delegate to the coordinator, answer with real codes.
+
+Every call passes through :meth:`Gate.admit` (certificate CN == claimed name,
+name in cols.yaml, same plan hash). Refusals are ``context.abort`` with a
+precise status code and a message naming the collaborator, never an assert.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterator
+
+import grpc
+
+from fx_cli.aggregator.coordinator import Coordinator, Ticket
+from fx_cli.aggregator.intake import Rejected, UpdateIntake, check_header
+from fx_cli.plan.identity import differing_keys
+from fx_cli.transport.chunks import StreamError
+from fx_cli.transport.serde import (Action, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
+                                    JoinReply, JoinRequest, PingReply, PingRequest, TaskReply, TasksRequest,
+                                    UploadMeta, UploadReply)
+
+log = logging.getLogger("fx.aggregator")
+MAX_PLAN_JSON = 4 << 20
+
+
+class Gate:
+    """The one place where a call's caller is authenticated and authorized."""
+
+    def __init__(self, cols: list[str], plan_hash: str, tls_identity: bool, single_cert_cn: str | None) -> None:
+        self.cols = frozenset(cols)
+        self.plan_hash = plan_hash
+        self.tls_identity = tls_identity
+        self.single_cert_cn = single_cert_cn
+
+    def admit(self, context: Any, caller: Caller, check_plan: bool = True) -> str:
+        """The caller's name, or the call is aborted (UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION)."""
+        from fx_cli.pki.authz import authorize
+
+        authorize(context, caller.name, self.cols, tls=self.tls_identity, single_cert_cn=self.single_cert_cn)
+        if check_plan and caller.plan_hash != self.plan_hash:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"collaborator '{caller.name}' uses plan {caller.plan_hash[:12] or '(none)'}, the aggregator "
+                          f"plan {self.plan_hash[:12]}; restart the collaborator with the aggregator's plan")
+        return caller.name
+
+
+def plan_differences(own: dict[str, Any], plan_json: bytes) -> list[str]:
+    """Key paths where a caller's plan JSON differs from ours."""
+    if len(plan_json) > MAX_PLAN_JSON:
+        return ["(the collaborator's plan is too large to compare)"]
+    try:
+        theirs = json.loads(plan_json.decode("utf-8")) if plan_json else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ["(the collaborator's plan could not be read)"]
+    return differing_keys(own, theirs)
+
+
+class Servicer:
+    """Implements ``FederationServicer`` (see ``fx_cli.transport.methods``)."""
+
+    def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
+                 chunk: int, poll_timeout: float, pipelines: set[str]) -> None:
+        self.coord = coordinator
+        self.gate = gate
+        self.plan_config = plan_config
+        self.federation_id = federation_id
+        self.chunk = chunk
+        self.poll_timeout = poll_timeout
+        self.pipelines = pipelines
+
+    def _admit(self, context: Any, caller: Caller) -> str:
+        """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""
+        name = self.gate.admit(context, caller)
+        self.coord.seen(name)
+        return name
+
+    def join(self, request: JoinRequest, context: Any) -> JoinReply:
+        name = self.gate.admit(context, request.caller, check_plan=False)
+        if request.caller.plan_hash != self.gate.plan_hash:
+            keys = plan_differences(self.plan_config, request.plan_json)
+            log.warning("refused '%s': its plan differs (keys: %s)", name, ", ".join(keys[:10]) or "unknown")
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"plan mismatch: collaborator '{name}' has plan hash {request.caller.plan_hash[:16]}, the "
+                          f"aggregator has {self.gate.plan_hash[:16]}; differing keys: "
+                          f"{', '.join(keys[:20]) or 'unknown'}")
+        self.coord.seen(name)
+        done, finished = self.coord.progress()
+        log.info("collaborator '%s' joined", name)
+        return JoinReply(self.federation_id, done, self.coord.rounds_to_train, finished)
+
+    def get_tasks(self, request: TasksRequest, context: Any) -> TaskReply:
+        name = self._admit(context, request.caller)
+        reply = self.coord.next_tasks(name, self.poll_timeout)
+        if reply.action is Action.RUN:
+            log.debug("round %d: '%s' runs %s", reply.round + 1, name, ", ".join(reply.tasks))
+        elif reply.action is Action.FINISHED:
+            log.info("told '%s' the federation is finished", name)
+        return reply
+
+    def download_model(self, request: DownloadRequest, context: Any) -> Iterator[Frame]:
+        self._admit(context, request.caller)
+        try:
+            model = self.coord.model_for(request.round)
+        except Rejected as err:
+            context.abort(grpc.StatusCode[err.code], err.message)
+        self.coord.count_out(model.nbytes)
+        yield from model.frames(self.chunk)
+
+    def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
+        header = next(frames, None)
+        if not isinstance(header, UploadMeta):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with its header (round, task)")
+        name = self._admit(context, header.caller)
+        try:
+            check_header(header)
+            ticket = self.coord.open_upload(name, header)
+            if isinstance(ticket, UploadReply):
+                log.info("round %d: late result of '%s' from '%s' not counted", header.round + 1, header.task, name)
+                return ticket
+            return self._receive(ticket, header, frames, context)
+        except Rejected as err:
+            log.warning("rejected the '%s' result of '%s' for round %d: %s", header.task, name, header.round + 1,
+                        err.message)
+            context.abort(grpc.StatusCode[err.code], err.message)
+
+    def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: Any) -> UploadReply:
+        intake = UpdateIntake(ticket.model, ticket.target, self.pipelines)
+        try:
+            spilled = intake.receive(frames)
+        except StreamError as err:
+            raise Rejected("INVALID_ARGUMENT", f"update from '{ticket.collaborator}' rejected: {err}") from None
+        except grpc.RpcError:
+            log.warning("round %d: the upload of '%s' from '%s' was cut off; nothing kept", ticket.round + 1,
+                        ticket.task, ticket.collaborator)
+            raise
+        reply = self.coord.accept(ticket, header, spilled)
+        log.info("round %d: received '%s' from '%s' (data size %d%s)", ticket.round + 1, ticket.task,
+                 ticket.collaborator, header.data_size,
+                 f", {spilled.nbytes / 2**20:.1f} MiB" if spilled.path else "")
+        return reply
+
+    def heartbeat(self, request: HeartbeatRequest, context: Any) -> HeartbeatReply:
+        name = self._admit(context, request.caller)
+        try:
+            return self.coord.heartbeat(name, request.round)
+        except Rejected as err:
+            context.abort(grpc.StatusCode[err.code], err.message)
+
+    def ping(self, request: PingRequest, context: Any) -> PingReply:
+        name = self.gate.admit(context, request.caller, check_plan=False)
+        matches = request.caller.plan_hash == self.gate.plan_hash
+        keys = () if matches else tuple(plan_differences(self.plan_config, request.plan_json)[:50])
+        done, finished = self.coord.progress()
+        log.info("ping from '%s' (plan %s)", name, "matches" if matches else "differs")
+        return PingReply(self.federation_id, self.gate.plan_hash, matches, keys, done,
+                         self.coord.rounds_to_train, finished)

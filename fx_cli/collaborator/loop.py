@@ -1,0 +1,146 @@
+"""``fx collaborator start``: join, then run every round's tasks until the aggregator says the run is over."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from fx_cli.aggregator.metrics import append_jsonl
+from fx_cli.collaborator.heartbeat import Heartbeat
+from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
+from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, is_training
+from fx_cli.errors import FxError
+from fx_cli.names import check_collaborator_name
+from fx_cli.plan import Plan, load_plan
+from fx_cli.plan.participants import read_data
+from fx_cli.transport import codec
+from fx_cli.transport.serde import Action, Outcome, TaskReply, TensorMeta, UploadMeta
+
+log = logging.getLogger("fx.collaborator")
+
+
+@dataclass(frozen=True)
+class CollaboratorRun:
+    name: str
+    plan_path: Path = Path("plan/plan.yaml")
+    data_path: Path = Path("plan/data.yaml")
+
+
+@dataclass
+class CollaboratorResult:
+    rounds: list[int] = field(default_factory=list)  # 1-based rounds whose results were accepted
+    missed: list[int] = field(default_factory=list)
+    already_finished: bool = False
+
+
+def client_credentials_for(plan: Plan, name: str) -> Any:
+    """TLS credentials of ``name`` (None, with a warning, when the plan says plain TCP)."""
+    net = plan.network
+    if not net.use_tls:
+        log.warning("network.settings.use_tls is false: talking to the aggregator over PLAIN TCP, unencrypted")
+        return None
+    from fx_cli.pki.tls import client_credentials
+
+    return client_credentials(plan.workspace, name if net.require_client_auth else None, cert_folder=net.cert_folder)
+
+
+def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
+    """Take part in the federation until it finishes; raise ``FxError`` when it cannot."""
+    from fx_cli.runners.build import build_runner
+
+    name = check_collaborator_name(run.name)
+    plan = load_plan(run.plan_path)
+    data = read_data(run.data_path)
+    if name not in data:
+        raise FxError(f"collaborator '{name}' has no line in {run.data_path}",
+                      f"add '{name},<data path>' to {run.data_path} (fx collaborator create does this)")
+    with AggregatorClient(plan, name, client_credentials_for(plan, name)) as client:
+        joined = client.join()
+        log.info("joined %s at %s as '%s' (round %d/%d)", joined.federation_id, client.target, name,
+                 min(joined.round + 1, joined.rounds_to_train), joined.rounds_to_train)
+        if joined.finished:
+            log.info("the federation has already finished")
+            return CollaboratorResult(already_finished=True)
+        # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
+        runner = build_runner(plan, data[name])
+        return CollaboratorLoop(plan, name, client, TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment)).run()
+
+
+class CollaboratorLoop:
+    def __init__(self, plan: Plan, name: str, client: AggregatorClient, executor: TaskExecutor) -> None:
+        from fx_cli.compression import resolve_pipeline
+
+        self.plan = plan
+        self.name = name
+        self.client = client
+        self.executor = executor
+        self.settings = plan.collaborator
+        self.pipeline = resolve_pipeline(plan.config.get("compression_pipeline", {}).get("template"),
+                                         plan.settings("compression_pipeline"), plan.workspace)
+        self.metrics_path = plan.workspace / "logs" / f"{name}_metrics.jsonl"
+        self.result = CollaboratorResult()
+
+    def run(self) -> CollaboratorResult:
+        while True:
+            reply = self.client.get_tasks()
+            if reply.action is Action.RUN:
+                self._round(reply)
+            elif reply.action is Action.MISSED:
+                log.warning("%s", reply.message or f"missed round {reply.round + 1}")
+                self.result.missed.append(reply.round + 1)
+            elif reply.action is Action.FINISHED:
+                log.info("the federation finished after %d rounds; exiting", reply.rounds_to_train)
+                return self.result
+            elif reply.action is Action.ABORTED:
+                raise RunEnded(f"the aggregator ended the run: {reply.message}",
+                               "see the aggregator's log for the cause")
+
+    def _round(self, reply: TaskReply) -> None:
+        r = reply.round
+        try:
+            model = self.client.download(r)
+        except RoundGone as gone:
+            log.warning("round %d is over before its model arrived (%s)", r + 1, gone)
+            return
+        received = set(reply.already_received)
+        needs_local = any(t not in received and applies_local(self.executor.spec(t)) for t in reply.tasks)
+        log.info("round %d/%d: running %s", r + 1, reply.rounds_to_train, ", ".join(reply.tasks))
+        for task in reply.tasks:
+            spec = self.executor.spec(task)
+            if task in received and not (is_training(spec) and needs_local):
+                continue
+            with Heartbeat(self.client, self.settings.heartbeat_interval, r, task) as beat:
+                out = self.executor.run(task, r, model)
+            if beat.fatal is not None:
+                raise beat.fatal
+            self._log(r, out)
+            if task in received:
+                continue
+            if beat.round_closed or not self._send(r, out, model):
+                self.result.missed.append(r + 1)
+                return
+        self.result.rounds.append(r + 1)
+
+    def _send(self, r: int, out: TaskOutput, model: Mapping[str, np.ndarray]) -> bool:
+        """Upload one task's result; False when the round ended before it arrived."""
+        meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics)
+        delta = self.settings.use_delta_updates
+        tensors: list[tuple[TensorMeta, memoryview]] = []
+        for name, array in out.tensors.items():
+            # The global model is float32; so is every update, whatever the runner computed in.
+            values = np.subtract(array, model[name], dtype=np.float32) if delta else np.asarray(array, np.float32)
+            tensors.append(codec.encode(name, values, self.pipeline, delta=delta))
+        reply = self.client.upload(meta, tensors)
+        if reply.outcome is Outcome.LATE:
+            log.warning("round %d: '%s' result not counted: %s", r + 1, out.task, reply.message)
+            return False
+        return True
+
+    def _log(self, r: int, out: TaskOutput) -> None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in out.metrics.items())
+        log.info("round %d: %s  %s  (%d samples, %.2f s)", r + 1, out.task, shown, out.data_size, out.seconds)
+        append_jsonl(self.metrics_path, {"round": r + 1, "task": out.task, "metrics": out.metrics,
+                                         "data_size": out.data_size, "seconds": round(out.seconds, 4)})

@@ -1,0 +1,125 @@
+"""The collaborator's connection to the aggregator: one channel, every RPC, retries and readable errors."""
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Callable, Iterator, TypeVar
+
+import grpc
+import numpy as np
+
+from fx_cli.errors import FxError
+from fx_cli.plan import Plan
+from fx_cli.plan.identity import canonical_bytes
+from fx_cli.transport.chunks import StreamError, chunk_bytes, read_tensors, tensor_frames, trailer_of
+from fx_cli.transport.client import RetryPolicy, Retrier, code_of, open_channel, rpc_failure
+from fx_cli.transport.codec import decode
+from fx_cli.transport.methods import FederationStub
+from fx_cli.transport.serde import (Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
+                                    JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
+                                    TasksRequest, TensorMeta, UploadMeta, UploadReply)
+
+log = logging.getLogger("fx.collaborator")
+T = TypeVar("T")
+# The server answers a long-poll within ~30 s; allow for a slow network on top.
+POLL_TIMEOUT = 75.0
+SHORT_TIMEOUT = 20.0
+
+
+class RoundGone(Exception):
+    """The round whose model was asked for has ended (the aggregator moved on)."""
+
+
+class RunEnded(FxError):
+    """The aggregator ended the run before it was complete."""
+
+
+class AggregatorClient:
+    """Every call of the federation protocol, as this collaborator."""
+
+    def __init__(self, plan: Plan, name: str, credentials: grpc.ChannelCredentials | None) -> None:
+        net = plan.network
+        self.target = f"{net.agg_addr}:{int(net.agg_port)}"
+        self.name = name
+        self.workspace = plan.workspace
+        self.chunk = chunk_bytes(net.chunk_size_mib)
+        self.caller = Caller(name, plan.hash)
+        self.plan_json = canonical_bytes(plan.config)
+        self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target)
+        self.channel = open_channel(self.target, credentials, self.chunk)
+        self.stub = FederationStub(self.channel)
+
+    def __enter__(self) -> "AggregatorClient":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, what: str, fn: Callable[[], T], retry: bool = True) -> T:
+        try:
+            return self.retrier.call(what, fn) if retry else fn()
+        except grpc.RpcError as err:
+            if code_of(err) == grpc.StatusCode.ABORTED:
+                raise RunEnded(str(err.details()),  # type: ignore[attr-defined]
+                               "see the aggregator's log for the cause; restart this collaborator when the "
+                               "aggregator runs again") from None
+            raise rpc_failure(err, self.target, self.name, what, self.workspace) from None
+
+    def join(self) -> JoinReply:
+        request = JoinRequest(self.caller, self.plan_json)
+        return self._call("join", lambda: self.stub.join(request, timeout=SHORT_TIMEOUT))
+
+    def get_tasks(self) -> TaskReply:
+        request = TasksRequest(self.caller)
+        return self._call("a task request", lambda: self.stub.get_tasks(request, timeout=POLL_TIMEOUT))
+
+    def heartbeat(self, round_num: int, task: str) -> HeartbeatReply:
+        request = HeartbeatRequest(self.caller, round_num, task)
+        return self._call("a heartbeat", lambda: self.stub.heartbeat(request, timeout=SHORT_TIMEOUT), retry=False)
+
+    def ping(self) -> PingReply:
+        request = PingRequest(self.caller, self.plan_json)
+        return self._call("a ping", lambda: self.stub.ping(request, timeout=SHORT_TIMEOUT), retry=False)
+
+    def download(self, round_num: int) -> dict[str, np.ndarray]:
+        """The global model that is the input of ``round_num``; ``RoundGone`` when that round is over."""
+        request = DownloadRequest(self.caller, round_num)
+        try:
+            return self._call(f"the round {round_num + 1} model", lambda: self._download(request))
+        except StreamError as err:
+            raise FxError(f"the model of round {round_num + 1} from {self.target} is damaged: {err}",
+                          "restart the collaborator; if it persists, check the network path to the aggregator") from None
+
+    def _download(self, request: DownloadRequest) -> dict[str, np.ndarray]:
+        try:
+            frames: Iterator[Frame] = iter(self.stub.download_model(request))
+            head = next(frames, None)
+            if not isinstance(head, ModelMeta) or head.round != request.round:
+                raise StreamError(f"expected the model header of round {request.round + 1}, got {head!r:.80}")
+            limit = max(head.payload_bytes, 1)
+            return {meta.name: decode(meta, payload) for meta, payload in read_tensors(frames, limit)}
+        except grpc.RpcError as err:
+            if code_of(err) == grpc.StatusCode.OUT_OF_RANGE:
+                raise RoundGone(str(err.details())) from None  # type: ignore[attr-defined]
+            raise
+
+    def upload(self, meta: UploadMeta, tensors: list[tuple[TensorMeta, memoryview]]) -> UploadReply:
+        """Stream a task result; a result the server already holds counts as delivered."""
+        def frames() -> Iterator[Frame]:
+            yield meta
+            for tmeta, payload in tensors:
+                yield from tensor_frames(tmeta, payload, self.chunk)
+            yield trailer_of(m for m, _ in tensors)
+
+        def attempt() -> UploadReply:
+            try:
+                return self.stub.upload_results(frames())
+            except grpc.RpcError as err:
+                if code_of(err) == grpc.StatusCode.ALREADY_EXISTS:
+                    log.info("the aggregator already had the '%s' result of round %d", meta.task, meta.round + 1)
+                    return UploadReply(Outcome.ACCEPTED, 0, "already received")
+                raise
+        return self._call(f"the '{meta.task}' result", attempt)

@@ -1,0 +1,106 @@
+"""Running one plan task through the task runner: which weights to load, what to call, what to report."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from fx_cli.errors import FxError
+from fx_cli.plan.loader import TaskSpec
+from fx_cli.runners.base import TaskResult, TaskRunner
+
+TRAIN_FUNCTION = "train_task"
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    task: str
+    metrics: dict[str, float]
+    tensors: dict[str, np.ndarray]  # the model update (empty for validation)
+    data_size: int
+    seconds: float
+
+
+def is_training(spec: TaskSpec) -> bool:
+    return spec.function == TRAIN_FUNCTION
+
+
+def applies_local(spec: TaskSpec) -> bool:
+    return spec.kwargs.get("apply") == "local"
+
+
+class TaskExecutor:
+    """Runs tasks as the plan defines them; ``opt_treatment`` decides what happens to optimizer state."""
+
+    def __init__(self, runner: TaskRunner, tasks: Mapping[str, TaskSpec], opt_treatment: str) -> None:
+        self.runner = runner
+        self.tasks = dict(tasks)
+        self.opt_treatment = opt_treatment
+
+    def spec(self, task: str) -> TaskSpec:
+        if task not in self.tasks:
+            raise FxError(f"the aggregator asked for task '{task}', which this plan's tasks section does not define",
+                          "use the same plan/plan.yaml as the aggregator")
+        return self.tasks[task]
+
+    def run(self, task: str, round_num: int, global_model: Mapping[str, np.ndarray]) -> TaskOutput:
+        """Run ``task`` for round ``round_num`` (0-based) starting from ``global_model`` where the task says so."""
+        spec = self.spec(task)
+        kwargs = dict(spec.kwargs)
+        apply = kwargs.pop("apply", None)
+        training = is_training(spec)
+        if training or apply != "local":
+            self._load_global(global_model, training)
+        function = getattr(self.runner, spec.function, None)
+        if not callable(function):
+            raise FxError(f"tasks.{task}.function: the task runner {type(self.runner).__name__} has no method "
+                          f"'{spec.function}'", "fix the function name in plan/plan.yaml")
+        started = time.monotonic()
+        result = function(round_num, **kwargs)
+        if not isinstance(result, TaskResult):
+            raise FxError(f"{type(self.runner).__name__}.{spec.function} returned {type(result).__name__}, "
+                          "not a TaskResult", "return fx_cli.runners.base.TaskResult(metrics, tensors)")
+        seconds = time.monotonic() - started
+        tensors = self._update(result, global_model, task) if (training or result.tensors) else {}
+        size = self.runner.train_data_size() if tensors else self.runner.valid_data_size()
+        return TaskOutput(task, _metrics(result, kwargs.get("metrics"), task), tensors, int(size), seconds)
+
+    def _load_global(self, model: Mapping[str, np.ndarray], training: bool) -> None:
+        opt_names = set(self.runner.optimizer_tensor_names())
+        with_opt = (training and self.opt_treatment == "CONTINUE_GLOBAL" and bool(opt_names)
+                    and opt_names <= set(model))
+        weights = {k: v for k, v in model.items() if with_opt or k not in opt_names}
+        self.runner.set_tensors(weights, with_opt_vars=with_opt)
+        if training and self.opt_treatment == "RESET":
+            self.runner.reset_optimizer()
+
+    def _update(self, result: TaskResult, model: Mapping[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+        """The trained tensors the aggregator expects: exactly the global model's names."""
+        produced = dict(result.tensors)
+        if self.opt_treatment == "CONTINUE_GLOBAL":
+            produced.update(self.runner.get_tensors(with_opt_vars=True))
+        missing = [name for name in model if name not in produced]
+        if missing:
+            raise FxError(f"task '{task}' returned {len(model) - len(missing)} of the global model's {len(model)} "
+                          f"tensors; missing {', '.join(missing[:5])}",
+                          "the task runner's tensor names must match the model in save/init.pbuf")
+        return {name: np.asarray(produced[name]) for name in model}
+
+
+def _metrics(result: TaskResult, wanted: Any, task: str) -> dict[str, float]:
+    """The task's metrics, limited to ``kwargs.metrics`` when the plan lists them."""
+    got = {str(k): float(v) for k, v in result.metrics.items()}
+    if wanted:
+        missing = [m for m in wanted if m not in got]
+        if missing:
+            raise FxError(f"task '{task}' did not report metric(s) {', '.join(missing)} (it reported: "
+                          f"{', '.join(got) or 'none'})", f"fix tasks.{task}.kwargs.metrics in plan/plan.yaml")
+        got = {m: got[m] for m in wanted}
+    bad = [f"{k}={v}" for k, v in got.items() if not math.isfinite(v)]
+    if bad:
+        raise FxError(f"task '{task}' produced non-finite metrics: {', '.join(bad)}",
+                      "training diverged; lower the learning rate or check the data")
+    return got
