@@ -59,11 +59,16 @@ def edit_plan(ws: Path, **sections: dict[str, Any]) -> None:
 
 def make_workspace(root: Path, cols: list[str], *, tls: bool = True, rounds: int = 2, shards: dict[str, int] | None = None,
                    num_params: int = 1000, num_tensors: int = 4, certify: list[str] | None = None,
-                   **sections: dict[str, Any]) -> Path:
-    """A numpy/synthetic workspace for ``cols`` on a free port, initialised and (with ``tls``) certified."""
+                   prepare: Callable[[Path], Any] | None = None, **sections: dict[str, Any]) -> Path:
+    """A numpy/synthetic workspace for ``cols`` on a free port, initialised and (with ``tls``) certified.
+
+    ``prepare(ws)`` runs before the plan is edited (e.g. to add modules the plan names under src/).
+    """
     ws = root / "ws"
     root.mkdir(parents=True, exist_ok=True)
     fx_in(root, "workspace", "create", "--prefix", str(ws), "--template", SYNTHETIC_TEMPLATE)
+    if prepare is not None:
+        prepare(ws)
     network = {"agg_addr": "localhost", "agg_port": free_port(), "use_tls": tls, "client_reconnect_interval": 0.1,
                "reconnect_deadline": 15, "chunk_size_mib": 0.01}
     network.update(sections.pop("network", {}))
@@ -204,23 +209,43 @@ def synthetic_runner(ws: Path, shard: int) -> Any:
     return build_runner(load_plan(ws / "plan" / "plan.yaml"), str(shard))
 
 
-def reference_fedavg(ws: Path, shards: dict[str, int], rounds: int) -> dict[str, np.ndarray]:
-    """The final model recomputed independently: each round, train every shard from the global model
-    (the runner is deterministic) and average in float64 weighted by training-set size."""
+Aggregate = Callable[[str, np.ndarray, list[tuple[str, float, np.ndarray]], int], np.ndarray]
+
+
+def weighted_mean(name: str, base: np.ndarray, updates: list[tuple[str, float, np.ndarray]], r: int) -> np.ndarray:
+    total = sum(w for _, w, _ in updates)
+    return sum(w / total * u.astype(np.float64) for _, w, u in updates)  # type: ignore[return-value]
+
+
+def reference_model(ws: Path, shards: dict[str, int], rounds: int, aggregate: Aggregate = weighted_mean,
+                    trainers: Callable[[int], list[str]] | None = None) -> dict[str, np.ndarray]:
+    """The final model recomputed independently of the runtime: each round, train every (selected) shard from
+    the global model (the synthetic runner is deterministic), then ``aggregate`` with data-size weights."""
     from fx_cli.tensors.pbuf import read_model
 
-    model = {k: v.astype(np.float64) for k, v in read_model(ws / "save" / "init.pbuf").tensors.items()}
+    model = dict(read_model(ws / "save" / "init.pbuf").tensors)
     runners = {n: synthetic_runner(ws, s) for n, s in shards.items()}
     for r in range(rounds):
-        updates, weights = [], []
-        for name in sorted(runners):
+        chosen = sorted(trainers(r) if trainers else runners)
+        updates = []
+        for name in chosen:
             runner = runners[name]
-            runner.set_tensors({k: v.astype(np.float32) for k, v in model.items()})
-            updates.append(runner.train_task(r).tensors)
-            weights.append(runner.train_data_size())
-        total = float(sum(weights))
-        model = {k: sum(w / total * u[k].astype(np.float64) for w, u in zip(weights, updates)) for k in model}
+            runner.set_tensors({k: np.asarray(v, np.float32) for k, v in model.items()})
+            updates.append((name, float(runner.train_data_size()), runner.train_task(r).tensors))
+        if updates:
+            model = {k: np.asarray(aggregate(k, np.asarray(v, np.float32), [(n, w, u[k]) for n, w, u in updates], r),
+                                   np.float32) for k, v in model.items()}
     return model
+
+
+def reference_fedavg(ws: Path, shards: dict[str, int], rounds: int) -> dict[str, np.ndarray]:
+    """FedAvg recomputed independently (float64 weighted mean of the recomputed updates)."""
+    return reference_model(ws, shards, rounds)
+
+
+def write_src(ws: Path, module: str, code: str) -> None:
+    """Add ``src/<module>.py`` to the workspace (custom runners and functions for tests)."""
+    (ws / "src" / f"{module}.py").write_text(code)
 
 
 def final_model(ws: Path) -> dict[str, np.ndarray]:

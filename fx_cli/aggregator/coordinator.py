@@ -189,9 +189,9 @@ class Coordinator:
             self.updates[(ticket.collaborator, ticket.task)] = rec
             self.round.record(ticket.collaborator, ticket.task)
             self.presence.seen(ticket.collaborator, self.clock())
-            self.bytes_in += spilled.nbytes
+            self.bytes_in += spilled.wire_bytes
             self.cond.notify_all()
-        return UploadReply(Outcome.ACCEPTED, spilled.nbytes)
+        return UploadReply(Outcome.ACCEPTED, spilled.wire_bytes)
 
     def count_out(self, nbytes: int) -> None:
         with self.cond:

@@ -54,8 +54,9 @@ def check_header(meta: UploadMeta) -> None:
 @dataclass(frozen=True)
 class Spilled:
     path: Path | None  # None: the task returned metrics only
-    nbytes: int
+    nbytes: int  # bytes of the spilled float32 tensors
     crcs: tuple[int, ...]
+    wire_bytes: int = 0  # payload bytes as received (after compression)
 
 
 class _Finite:
@@ -98,7 +99,7 @@ class UpdateIntake:
                 metas = self._tensors(frames, fh)
                 if not metas:
                     self.part.unlink()
-                    return Spilled(None, 0, ())
+                    return Spilled(None, 0, (), 0)
                 self._check_complete(metas)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -107,7 +108,8 @@ class UpdateIntake:
         except BaseException:
             self.part.unlink(missing_ok=True)
             raise
-        return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries))
+        return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries),
+                       self.received)
 
     def _tensors(self, frames: Iterator[Frame | None], fh: BinaryIO) -> list[TensorMeta]:
         metas: list[TensorMeta] = []
