@@ -90,7 +90,7 @@ class CollaboratorLoop:
                 self._round(reply)
             elif reply.action is Action.MISSED:
                 log.warning("%s", reply.message or f"missed round {reply.round + 1}")
-                self.result.missed.append(reply.round + 1)
+                self._missed(reply.round)
             elif reply.action is Action.FINISHED:
                 log.info("the federation finished after %d rounds; exiting", reply.rounds_to_train)
                 return self.result
@@ -120,9 +120,13 @@ class CollaboratorLoop:
             if task in received:
                 continue
             if beat.round_closed or not self._send(r, out, model):
-                self.result.missed.append(r + 1)
+                self._missed(r)
                 return
         self.result.rounds.append(r + 1)
+
+    def _missed(self, r: int) -> None:
+        if r + 1 not in self.result.missed:
+            self.result.missed.append(r + 1)
 
     def _send(self, r: int, out: TaskOutput, model: Mapping[str, np.ndarray]) -> bool:
         """Upload one task's result; False when the round ended before it arrived."""
