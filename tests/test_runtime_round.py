@@ -1,0 +1,109 @@
+"""The round state machine as pure logic: when a round ends, when a run must fail, when to look again."""
+from __future__ import annotations
+
+import math
+
+from fx_cli.aggregator.round import Presence, RoundState
+from fx_cli.aggregator.stragglers import CutoffTimePolicy, PercentagePolicy, WaitForAllPolicy
+
+COLS = ["a", "b", "c"]
+TASKS = ("validate", "train")
+
+
+def make(policy, cols=COLS, round_deadline=None) -> tuple[RoundState, Presence]:  # type: ignore[no-untyped-def]
+    presence = Presence(cols, join_deadline=10.0, heartbeat_timeout=5.0, started=0.0)
+    return RoundState(0, {c: TASKS for c in cols}, policy, round_deadline), presence
+
+
+def finish(state: RoundState, col: str) -> None:
+    for task in TASKS:
+        state.record(col, task)
+
+
+def test_wait_for_all_waits_until_the_join_deadline_then_fails_naming_who_never_came() -> None:
+    state, presence = make(WaitForAllPolicy())
+    for col in ("a", "b"):
+        presence.seen(col, 1.0)
+        finish(state, col)
+    waiting = state.verdict(presence, 2.0)
+    assert not waiting.end and waiting.fail is None and waiting.wake == 10.0
+    failed = state.verdict(presence, 10.0)
+    assert failed.fail and "'c' never connected (join_deadline 10 s)" in failed.fail
+    assert "2/3" in failed.fail and "WaitForAllPolicy" in failed.fail
+
+
+def test_a_collaborator_silent_past_the_heartbeat_timeout_is_gone() -> None:
+    state, presence = make(WaitForAllPolicy())
+    for col in COLS:
+        presence.seen(col, 1.0)
+    finish(state, "a")
+    presence.seen("b", 4.0)
+    assert state.verdict(presence, 5.9).wake == 6.0  # 'c' goes silent at 1 + 5
+    failed = state.verdict(presence, 6.5)
+    assert failed.fail and "'c' last heard from 6 s ago (heartbeat_timeout 5 s)" in failed.fail
+    presence.seen("c", 6.6)  # heard again: no longer gone
+    assert state.verdict(presence, 6.7).fail is None
+
+
+def test_partial_results_do_not_count_as_done() -> None:
+    state, presence = make(WaitForAllPolicy())
+    for col in COLS:
+        finish(state, col)
+    state.received["c"].discard("train")
+    assert not state.verdict(presence, 1.0).end
+    assert state.done() == ["a", "b"] and state.pending() == ["c"]
+
+
+def test_percentage_policy_ends_with_enough_and_tolerates_the_absent() -> None:
+    state, presence = make(PercentagePolicy(percent_collaborators_needed=0.6))
+    finish(state, "a")
+    assert not state.verdict(presence, 1.0).end
+    finish(state, "b")
+    assert state.verdict(presence, 1.0).end
+    state2, presence2 = make(PercentagePolicy(percent_collaborators_needed=0.6))
+    finish(state2, "a")
+    presence2.seen("b", 0.0)
+    assert state2.verdict(presence2, 20.0).fail  # b gone, c never came: 2 of 3 can no longer happen
+
+
+def test_cutoff_policy_wakes_at_the_cutoff_and_ends_with_the_minimum() -> None:
+    state, presence = make(CutoffTimePolicy(straggler_cutoff_time=3.0, minimum_reporting=1))
+    state.dispatch(1.0)
+    finish(state, "a")
+    before = state.verdict(presence, 2.0)
+    assert not before.end and before.wake == 4.0
+    assert state.verdict(presence, 4.0).end
+
+
+def test_an_infinite_cutoff_waits_for_all_and_still_fails_when_someone_is_gone() -> None:
+    state, presence = make(CutoffTimePolicy(straggler_cutoff_time=math.inf, minimum_reporting=1))
+    state.dispatch(0.0)
+    finish(state, "a")
+    finish(state, "b")
+    assert not state.verdict(presence, 5.0).end
+    assert state.verdict(presence, 11.0).fail
+
+
+def test_round_deadline_turns_every_pending_collaborator_into_a_straggler() -> None:
+    state, presence = make(PercentagePolicy(percent_collaborators_needed=1.0), round_deadline=2.0)
+    for col in COLS:
+        presence.seen(col, 0.0)
+    state.dispatch(0.0)
+    finish(state, "a")
+    assert state.verdict(presence, 1.0).wake == 2.0
+    failed = state.verdict(presence, 2.5)
+    assert failed.fail and "round_deadline 2 s passed" in failed.fail
+
+
+def test_nobody_assigned_ends_the_round_at_once() -> None:
+    state = RoundState(0, {"a": (), "b": ()}, WaitForAllPolicy())
+    assert state.expected == 0 and state.verdict(Presence(["a", "b"], 1, 1, 0), 0.0).end
+
+
+def test_end_note_names_who_missed_the_round() -> None:
+    state, presence = make(PercentagePolicy(percent_collaborators_needed=0.5))
+    presence.seen("b", 0.0)
+    finish(state, "a")
+    finish(state, "b")
+    note = state.end_note(presence, 20.0)
+    assert "ending with 2/3 under PercentagePolicy(0.5, minimum 1)" in note and "'c' never connected" in note
