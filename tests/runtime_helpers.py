@@ -252,3 +252,28 @@ def final_model(ws: Path) -> dict[str, np.ndarray]:
     from fx_cli.tensors.pbuf import read_model
 
     return read_model(ws / "save" / "last.pbuf").tensors
+
+
+@contextlib.contextmanager
+def aggregator_thread(ws: Path, timeout: float = 60.0) -> Iterator[dict[str, Any]]:
+    """Run the aggregator of ``ws`` in a thread; yields once it listens. The dict gets 'result' or 'error'."""
+    from fx_cli.aggregator.service import AggregatorRun, run_aggregator
+
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            state["result"] = run_aggregator(AggregatorRun(ws / "plan" / "plan.yaml", ws / "plan" / "cols.yaml"),
+                                             on_ready=lambda address: ready.set())
+        except BaseException as err:  # noqa: BLE001 - reported to the test
+            state["error"] = err
+            ready.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert ready.wait(timeout), "the aggregator did not start listening"
+    assert "error" not in state, state.get("error")
+    yield state
+    thread.join(timeout)
+    assert not thread.is_alive(), "the aggregator did not finish"

@@ -1,0 +1,172 @@
+"""Hostile and broken uploads: each refused with a precise status code and reason; the round goes on."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from fx_cli.aggregator.intake import UpdateIntake, load_spilled
+from fx_cli.aggregator.modelstore import write_round_model
+from fx_cli.collaborator.loop import CollaboratorRun, client_credentials_for, run_collaborator
+from fx_cli.collaborator.session import AggregatorClient
+from fx_cli.plan import load_plan
+from fx_cli.transport import codec
+from fx_cli.transport.chunks import StreamError, tensor_frames, trailer_of
+from fx_cli.transport.serde import Caller, Frame, TensorMeta, Trailer, UploadMeta
+from tests.runtime_helpers import aggregator_thread, final_model, make_workspace, reference_fedavg
+
+MODEL = {"w0": np.arange(6, dtype=np.float32).reshape(2, 3), "w1": np.ones(5000, np.float32)}
+
+
+def upload_frames(tensors: dict[str, np.ndarray], chunk: int = 1024, *, pipeline: Any = None,
+                  trailer: bool = True) -> list[Frame]:
+    frames: list[Frame] = []
+    metas = []
+    for name, array in tensors.items():
+        meta, payload = codec.encode(name, array, pipeline)
+        metas.append(meta)
+        frames.extend(tensor_frames(meta, payload, chunk))
+    return frames + ([trailer_of(metas)] if trailer else [])
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Any:
+    return write_round_model(tmp_path / "round_0.pbuf", MODEL.items(), 0)
+
+
+def receive(model: Any, tmp_path: Path, frames: list[Frame]) -> Any:
+    return UpdateIntake(model, tmp_path / "updates" / "one.train.f32", set()).receive(iter(frames))
+
+
+def test_a_good_update_is_spilled_in_model_layout_and_reads_back_verified(model: Any, tmp_path: Path) -> None:
+    update = {"w1": MODEL["w1"] * 2, "w0": MODEL["w0"] + 1}  # any order on the wire
+    spilled = receive(model, tmp_path, upload_frames(update))
+    assert spilled.path.stat().st_size == model.nbytes and spilled.wire_bytes == model.nbytes
+    for i, entry in enumerate(model.entries):
+        np.testing.assert_array_equal(load_spilled(spilled.path, model, entry.name, spilled.crcs[i]),
+                                      update[entry.name])
+
+
+def test_a_metrics_only_result_keeps_no_file(model: Any, tmp_path: Path) -> None:
+    spilled = receive(model, tmp_path, [Trailer(0, 0)])
+    assert spilled.path is None and not any((tmp_path / "updates").iterdir())
+
+
+def nan_update() -> dict[str, np.ndarray]:
+    bad = MODEL["w1"].copy()
+    bad[4321] = np.nan
+    return {"w0": MODEL["w0"], "w1": bad}
+
+
+@pytest.mark.parametrize("frames,reason", [
+    (lambda: upload_frames(nan_update()), "NaN or Inf"),
+    (lambda: upload_frames({"w0": MODEL["w0"], "w1": np.full(5000, np.inf, np.float32)}), "NaN or Inf"),
+    (lambda: upload_frames({"w0": MODEL["w0"].reshape(3, 2), "w1": MODEL["w1"]}), "the global model has"),
+    (lambda: upload_frames({"w0": MODEL["w0"].astype(np.float64), "w1": MODEL["w1"]}), "the global model has"),
+    (lambda: upload_frames({"w0": MODEL["w0"], "w1": MODEL["w1"], "extra": MODEL["w0"]}), "not in the global model"),
+    (lambda: upload_frames({"w0": MODEL["w0"]}), "missing w1"),
+    (lambda: upload_frames(MODEL)[:-3], "truncated"),
+    (lambda: upload_frames(MODEL, trailer=False), "without its trailer"),
+    (lambda: upload_frames(MODEL)[:-1] + upload_frames({"w0": MODEL["w0"]}), "sent twice"),
+    (lambda: [TensorMeta("w1", "<f4", (5000,), 10**9, 0)], "exceed the limit"),
+    (lambda: upload_frames({"w0": MODEL["w0"], "w1": MODEL["w1"]}, pipeline=__import__(
+        "fx_cli.compression", fromlist=["x"]).pipeline_by_name("fp16")), "not the plan's"),
+])
+def test_broken_updates_are_refused_and_leave_nothing_behind(model: Any, tmp_path: Path, frames: Any,
+                                                             reason: str) -> None:
+    with pytest.raises(StreamError, match=reason):
+        receive(model, tmp_path, frames())
+    assert not list((tmp_path / "updates").glob("*")), "a refused update must leave no file"
+
+
+def test_a_delta_update_through_a_lossy_pipeline_is_rebuilt_against_the_global_model(model: Any,
+                                                                                        tmp_path: Path) -> None:
+    from fx_cli.compression import pipeline_by_name
+
+    trained = {"w0": MODEL["w0"] * 0.5, "w1": MODEL["w1"] * 3}
+    frames: list[Frame] = []
+    metas = []
+    for name, array in trained.items():
+        meta, payload = codec.encode(name, array - MODEL[name], pipeline_by_name("fp16"), delta=True)
+        metas.append(meta)
+        frames.extend(tensor_frames(meta, payload, 1024))
+    spilled = UpdateIntake(model, tmp_path / "u.f32", {"fp16"}).receive(iter(frames + [trailer_of(metas)]))
+    for i, entry in enumerate(model.entries):
+        np.testing.assert_allclose(load_spilled(spilled.path, model, entry.name, spilled.crcs[i]),
+                                   trained[entry.name], rtol=1e-3)
+    assert spilled.wire_bytes < model.nbytes * 0.6
+
+
+# --- through gRPC: status codes, and the federation carries on -----------------------------
+
+def hostile_calls(ws: Path) -> dict[str, tuple[grpc.StatusCode, str]]:
+    """Send broken uploads as 'one' (with one's certificate); return code and details per case."""
+    plan = load_plan(ws / "plan" / "plan.yaml")
+    results: dict[str, tuple[grpc.StatusCode, str]] = {}
+    with AggregatorClient(plan, "one", client_credentials_for(plan, "one")) as client:
+        init = {k: v for k, v in __import__("fx_cli").load_tensors(str(ws / "save" / "init.pbuf")).items()}
+        me = client.caller
+        bad = dict(init, w0=np.full_like(init["w0"], np.nan))
+
+        def call(case: str, frames: list[Frame]) -> None:
+            try:
+                client.stub.upload_results(iter(frames), timeout=10)
+                results[case] = (grpc.StatusCode.OK, "")
+            except grpc.RpcError as err:
+                results[case] = (err.code(), err.details())
+
+        header = UploadMeta(me, 0, "train", 100, {"loss": 0.5})
+        call("no header", upload_frames(init))
+        call("future round", [UploadMeta(me, 5, "train", 100, {})] + upload_frames(init))
+        call("unassigned task", [UploadMeta(me, 0, "bogus", 100, {})] + upload_frames(init))
+        call("nan tensor", [header] + upload_frames(bad))
+        call("nan metric", [UploadMeta(me, 0, "train", 100, {"loss": float("nan")})] + upload_frames(init))
+        call("zero data size", [UploadMeta(me, 0, "train", 0, {})] + upload_frames(init))
+        call("truncated", [header] + upload_frames(init)[:-2])
+        call("other plan", [UploadMeta(Caller("one", "0" * 96), 0, "train", 100, {})] + upload_frames(init))
+        call("claims to be two", [UploadMeta(Caller("two", plan.hash), 0, "train", 100, {})] + upload_frames(init))
+        validation = [UploadMeta(me, 0, "aggregated_model_validation", 50, {"accuracy": 0.5}), Trailer(0, 0)]
+        call("first validation", validation)
+        call("duplicate", validation)
+    return results
+
+
+def test_hostile_uploads_get_precise_codes_and_the_federation_completes(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=2)
+    with aggregator_thread(ws) as state:
+        results = hostile_calls(ws)
+        errors: dict[str, BaseException] = {}
+
+        def collaborate(name: str) -> None:
+            try:
+                run_collaborator(CollaboratorRun(name, ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
+            except BaseException as err:  # noqa: BLE001
+                errors[name] = err
+        threads = [threading.Thread(target=collaborate, args=(n,)) for n in ("one", "two")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors and "error" not in state, (errors, state)
+    code = grpc.StatusCode
+    expected = {"no header": (code.INVALID_ARGUMENT, "must start with its header"),
+                "future round": (code.FAILED_PRECONDITION, "round 6 has not started"),
+                "unassigned task": (code.FAILED_PRECONDITION, "task 'bogus' is not assigned to 'one'"),
+                "nan tensor": (code.INVALID_ARGUMENT, "update from 'one' rejected: tensor 'w0' contains NaN"),
+                "nan metric": (code.INVALID_ARGUMENT, "metric 'loss' of task 'train' is nan"),
+                "zero data size": (code.INVALID_ARGUMENT, "data_size 0"),
+                "truncated": (code.INVALID_ARGUMENT, "truncated"),
+                "other plan": (code.FAILED_PRECONDITION, "restart the collaborator with the aggregator's plan"),
+                "claims to be two": (code.UNAUTHENTICATED, "does not match the claimed collaborator name 'two'"),
+                "first validation": (code.OK, ""),
+                "duplicate": (code.ALREADY_EXISTS, "already received; it is not counted twice")}
+    for case, (want_code, text) in expected.items():
+        got_code, details = results[case]
+        assert got_code == want_code and text in details, (case, got_code, details)
+    final = final_model(ws)
+    for name, array in reference_fedavg(ws, {"one": 1, "two": 2}, 2).items():
+        np.testing.assert_allclose(final[name], array, rtol=2e-6, atol=1e-6)
