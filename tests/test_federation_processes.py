@@ -103,3 +103,101 @@ def test_wait_for_all_ends_the_run_when_a_collaborator_never_comes(tmp_path: Pat
     assert "'three' never connected (join_deadline 3 s)" in text and "WaitForAllPolicy" in text
     assert "the aggregator ended the run" in " ".join(present[0].output().split())
     assert not (ws / "save" / "last.pbuf").exists()
+
+
+def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    """Poll an observable condition (a file's content) until it holds; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def has_line(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
+
+
+HELD_RUNNER = '''
+import time
+from pathlib import Path
+from fx_cli.runners.synthetic import SyntheticRunner
+
+class HeldRunner(SyntheticRunner):
+    """Shard 2 holds its round-2 training until the file 'release' appears in the workspace."""
+
+    def train_task(self, round_num, **kwargs):
+        release = Path(__file__).resolve().parents[1] / "release"
+        while self.data_loader.shard == 2 and round_num == 1 and not release.exists():
+            time.sleep(0.05)
+        return super().train_task(round_num, **kwargs)
+'''
+
+
+def test_aggregator_killed_mid_round_resumes_with_the_results_it_had(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=3, prepare=lambda w: (w / "src" / "held.py").write_text(
+        HELD_RUNNER), task_runner={"template": "src.held.HeldRunner"}, network={"reconnect_deadline": 60})
+    logs = ws / "logs"
+    with processes(ws) as procs:
+        first = procs.aggregator()
+        one, two = procs.collaborator("one"), procs.collaborator("two")
+        wait_until(lambda: has_line(first.log, "round 2: received 'locally_tuned_model_validation' from 'one'"),
+                   what="'one' to finish round 2")
+        first.popen.kill()  # SIGKILL: no clean-up of any kind
+        first.popen.wait()
+        second = procs.start("aggregator-again", "aggregator", "start")
+        wait_until(lambda: has_line(second.log, "resuming at round 2/3 with"), what="the resume")
+        (ws / "release").write_text("go")
+        assert second.wait(TIMEOUT) == 0, second.output()
+        assert one.wait(TIMEOUT) == 0, one.output()
+        assert two.wait(TIMEOUT) == 0, two.output()
+    assert has_line(second.log, "participants=2/2")
+    one_tasks = [json.loads(x) for x in (logs / "one_metrics.jsonl").read_text().splitlines()]
+    assert len(one_tasks) == 9, "'one' must not redo the work the aggregator had already saved"
+    reference = reference_fedavg(ws, {"one": 1, "two": 2}, rounds=3)
+    for name, array in final_model(ws).items():
+        np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)
+    assert [json.loads(x)["round"] for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+TRIPWIRE_DATA = '''
+from fx_cli.runners.synthetic import SyntheticData
+
+class TripwireData(SyntheticData):
+    """Refuses to be built for real data: proves a command never built the data loader."""
+
+    def __init__(self, data_path=None, **settings):
+        if data_path is not None:
+            raise RuntimeError("the data loader was built")
+        super().__init__(data_path, **settings)
+'''
+
+
+def test_ping_reports_which_check_failed_without_building_the_data_loader(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=1, certify=["one", "two", "three"],
+                        prepare=lambda w: (w / "src" / "tripwire.py").write_text(TRIPWIRE_DATA),
+                        data_loader={"template": "src.tripwire.TripwireData"})
+    (ws / "plan" / "data.yaml").write_text("one,1\ntwo,2\nthree,3\n")
+    other = tmp_path / "other"
+    shutil.copytree(ws, other)
+    edit_plan(other, aggregator={"rounds_to_train": 7})
+    monkeypatch.setenv("PYTHONPATH", str(no_tensorflow_path(tmp_path)))
+    with processes(ws) as procs:
+        agg = procs.aggregator()
+        wait_until(lambda: has_line(agg.log, "listening on"), what="the aggregator to listen")
+        good = procs.start("ping-one", "collaborator", "ping", "-n", "one")
+        outsider = procs.start("ping-three", "collaborator", "ping", "-n", "three")
+        mismatch = procs.start("ping-other", "collaborator", "ping", "-n", "one", cwd=other)
+        assert good.wait(TIMEOUT) == 0, good.output()
+        assert outsider.wait(TIMEOUT) == 1 and mismatch.wait(TIMEOUT) == 1
+        agg.popen.kill()
+        agg.popen.wait()
+        down = procs.start("ping-down", "collaborator", "ping", "-n", "one", "--timeout", "2")
+        assert down.wait(TIMEOUT) == 1
+    text = " ".join(good.output().split())
+    for line in ("reachable: localhost:", "transport: mutual TLS", "authorized as 'one'", "plan matches"):
+        assert line in text
+    assert "authorization check failed" in outsider.output()
+    assert "plan check failed" in mismatch.output() and "aggregator.settings.rounds_to_train" in " ".join(
+        mismatch.output().split())
+    assert "reachability check failed" in down.output()
