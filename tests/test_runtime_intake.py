@@ -119,12 +119,13 @@ def hostile_calls(ws: Path) -> dict[str, tuple[grpc.StatusCode, str]]:
             except grpc.RpcError as err:
                 results[case] = (err.code(), err.details())
 
-        header = UploadMeta(me, 0, "train", 100, {"loss": 0.5})
+        header = UploadMeta(me, 0, "train", 100, {"loss": 0.5}, tensor_count=len(init))
         call("no header", upload_frames(init))
         call("future round", [UploadMeta(me, 5, "train", 100, {})] + upload_frames(init))
         call("unassigned task", [UploadMeta(me, 0, "bogus", 100, {})] + upload_frames(init))
         call("nan tensor", [header] + upload_frames(bad))
-        call("nan metric", [UploadMeta(me, 0, "train", 100, {"loss": float("nan")})] + upload_frames(init))
+        call("nan metric", [UploadMeta(me, 0, "train", 100, {"loss": float("nan")}, 4)] + upload_frames(init))
+        call("unannounced tensors", [UploadMeta(me, 0, "train", 100, {})] + upload_frames(init))
         call("zero data size", [UploadMeta(me, 0, "train", 0, {})] + upload_frames(init))
         call("truncated", [header] + upload_frames(init)[:-2])
         call("other plan", [UploadMeta(Caller("one", "0" * 96), 0, "train", 100, {})] + upload_frames(init))
@@ -160,6 +161,7 @@ def test_hostile_uploads_get_precise_codes_and_the_federation_completes(tmp_path
                 "nan metric": (code.INVALID_ARGUMENT, "metric 'loss' of task 'train' is nan"),
                 "zero data size": (code.INVALID_ARGUMENT, "data_size 0"),
                 "truncated": (code.INVALID_ARGUMENT, "truncated"),
+                "unannounced tensors": (code.INVALID_ARGUMENT, "announced 0 tensors; more arrived"),
                 "other plan": (code.FAILED_PRECONDITION, "restart the collaborator with the aggregator's plan"),
                 "claims to be two": (code.UNAUTHENTICATED, "does not match the claimed collaborator name 'two'"),
                 "first validation": (code.OK, ""),

@@ -81,8 +81,9 @@ def check_finite(name: str, array: np.ndarray) -> None:
 class UpdateIntake:
     """Streams one update's tensors into ``<spill_dir>/<name>.part`` against ``model``."""
 
-    def __init__(self, model: RoundModel, target: Path, pipelines: set[str]) -> None:
+    def __init__(self, model: RoundModel, target: Path, pipelines: set[str], announced: int | None = None) -> None:
         self.model = model
+        self.announced = announced  # tensor count from the header (None: not checked)
         self.target = target
         self.part = target.with_name(f"{target.name}.part-{os.getpid()}-{id(self):x}")
         self.pipelines = pipelines | {codec.RAW}
@@ -116,13 +117,15 @@ class UpdateIntake:
         frame = next(frames, None)
         while frame is not None:
             if isinstance(frame, Trailer):
-                if frame != trailer_of(metas):
+                if frame != trailer_of(metas) or (self.announced is not None and len(metas) != self.announced):
                     raise StreamError(f"trailer announces {frame.tensor_count} tensors, stream had {len(metas)}")
                 if next(frames, None) is not None:
                     raise StreamError("data after the trailer")
                 return metas
             if not isinstance(frame, TensorMeta):
                 raise StreamError(f"expected a tensor header, got {type(frame).__name__}")
+            if self.announced is not None and len(metas) >= self.announced:
+                raise StreamError(f"the upload header announced {self.announced} tensors; more arrived")
             metas.append(frame)
             frame = self._tensor(frame, frames, fh)
         raise StreamError("stream ended without its trailer (truncated upload)")

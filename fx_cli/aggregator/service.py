@@ -14,6 +14,7 @@ from typing import Callable
 
 from fx_cli.aggregator.build import build_parts, global_validation_tasks
 from fx_cli.aggregator.coordinator import Coordinator
+from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport
 from fx_cli.aggregator.modelstore import RoundModel, import_model
 from fx_cli.aggregator.round import Presence
@@ -59,6 +60,7 @@ def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] =
         raise FxError(f"{run.cols_path} lists no collaborators",
                       "certify collaborators with `fx collaborator certify` (which adds them) or list them there")
     evaluation = run.task_group == "evaluation"
+    limit_malloc_arenas()
     state_dir = _state_dir(plan, evaluation)
     store = Store(None if evaluation else plan.resolve_path(plan.aggregator.persistent_db_path))
     try:
@@ -170,6 +172,7 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
         bytes_in, bytes_out = coord.take_bytes()
         model, report = closer.close(closed, bytes_in, bytes_out, opened)
         coord.open_next(model)
+        release_free_memory()
         opened = time.monotonic()
         reports.append(report)
         on_round(report)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any, Iterator
 
 import grpc
@@ -22,6 +23,11 @@ from fx_cli.transport.serde import (Action, Caller, DownloadRequest, Frame, Hear
 
 log = logging.getLogger("fx.aggregator")
 MAX_PLAN_JSON = 4 << 20
+# Model streams (downloads, tensor uploads) moved at once; the others wait their turn. Each in-flight stream
+# holds a few chunks in gRPC and Python buffers, so this bounds memory whatever the number of collaborators,
+# and two streams already keep both cores of a small server busy.
+MAX_TRANSFERS = 2
+READY_KEY = "fx-transfer"
 
 
 class Gate:
@@ -68,6 +74,7 @@ class Servicer:
         self.chunk = chunk
         self.poll_timeout = poll_timeout
         self.pipelines = pipelines
+        self.transfers = threading.BoundedSemaphore(MAX_TRANSFERS)
 
     def _admit(self, context: Any, caller: Caller) -> str:
         """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""
@@ -105,7 +112,8 @@ class Servicer:
         except Rejected as err:
             context.abort(grpc.StatusCode[err.code], err.message)
         self.coord.count_out(model.nbytes)
-        yield from model.frames(self.chunk)
+        with self.transfers:
+            yield from model.frames(self.chunk)
 
     def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
         header = next(frames, None)
@@ -125,9 +133,14 @@ class Servicer:
             context.abort(grpc.StatusCode[err.code], err.message)
 
     def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: Any) -> UploadReply:
-        intake = UpdateIntake(ticket.model, ticket.target, self.pipelines)
+        intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
         try:
-            spilled = intake.receive(frames)
+            if header.tensor_count:
+                with self.transfers:
+                    context.send_initial_metadata(((READY_KEY, "go"),))  # the client streams only now
+                    spilled = intake.receive(frames)
+            else:
+                spilled = intake.receive(frames)
         except StreamError as err:
             raise Rejected("INVALID_ARGUMENT", f"update from '{ticket.collaborator}' rejected: {err}") from None
         except grpc.RpcError:
@@ -137,7 +150,7 @@ class Servicer:
         reply = self.coord.accept(ticket, header, spilled)
         log.info("round %d: received '%s' from '%s' (data size %d%s)", ticket.round + 1, ticket.task,
                  ticket.collaborator, header.data_size,
-                 f", {spilled.nbytes / 2**20:.1f} MiB" if spilled.path else "")
+                 f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")
         return reply
 
     def heartbeat(self, request: HeartbeatRequest, context: Any) -> HeartbeatReply:

@@ -130,13 +130,13 @@ class CollaboratorLoop:
 
     def _send(self, r: int, out: TaskOutput, model: Mapping[str, np.ndarray]) -> bool:
         """Upload one task's result; False when the round ended before it arrived."""
-        meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics)
         delta = self.settings.use_delta_updates
         tensors: list[tuple[TensorMeta, memoryview]] = []
         for name, array in out.tensors.items():
             # The global model is float32; so is every update, whatever the runner computed in.
             values = np.subtract(array, model[name], dtype=np.float32) if delta else np.asarray(array, np.float32)
             tensors.append(codec.encode(name, values, self.pipeline, delta=delta))
+        meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(tensors))
         reply = self.client.upload(meta, tensors)
         if reply.outcome is Outcome.LATE:
             log.warning("round %d: '%s' result not counted: %s", r + 1, out.task, reply.message)

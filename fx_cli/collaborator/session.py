@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import Callable, Iterator, TypeVar
 
@@ -107,16 +108,30 @@ class AggregatorClient:
             raise
 
     def upload(self, meta: UploadMeta, tensors: list[tuple[TensorMeta, memoryview]]) -> UploadReply:
-        """Stream a task result; a result the server already holds counts as delivered."""
-        def frames() -> Iterator[Frame]:
-            yield meta
-            for tmeta, payload in tensors:
-                yield from tensor_frames(tmeta, payload, self.chunk)
-            yield trailer_of(m for m, _ in tensors)
+        """Stream a task result; a result the server already holds counts as delivered.
 
+        With tensors, only the header goes out until the server's initial metadata says a transfer
+        slot is ours, so an upload waiting in the aggregator's queue holds no buffers there.
+        """
         def attempt() -> UploadReply:
+            go = threading.Event()
+
+            def frames() -> Iterator[Frame]:
+                yield meta
+                if tensors:
+                    go.wait()
+                for tmeta, payload in tensors:
+                    yield from tensor_frames(tmeta, payload, self.chunk)
+                yield trailer_of(m for m, _ in tensors)
+
+            call = self.stub.upload_results.future(frames())
             try:
-                return self.stub.upload_results(frames())
+                if tensors:
+                    call.initial_metadata()  # returns when the server says go, or the call ended
+            finally:
+                go.set()
+            try:
+                return call.result()
             except grpc.RpcError as err:
                 if code_of(err) == grpc.StatusCode.ALREADY_EXISTS:
                     log.info("the aggregator already had the '%s' result of round %d", meta.task, meta.round + 1)

@@ -136,6 +136,7 @@ class UploadMeta:
     task: str
     data_size: int
     metrics: dict[str, float]
+    tensor_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,8 @@ def upload_frame_to_bytes(f: Frame) -> bytes:
         msg = pb.UploadChunk(tensor=_tensor_pb(f))
     elif isinstance(f, UploadMeta):
         msg = pb.UploadChunk(header=pb.UploadHeader(caller=_caller_pb(f.caller), round=f.round, task=f.task,
-                                                    data_size=f.data_size, metrics=dict(f.metrics)))
+                                                    data_size=f.data_size, metrics=dict(f.metrics),
+                                                    tensor_count=f.tensor_count))
     elif isinstance(f, Trailer):
         msg = pb.UploadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
     else:
@@ -325,7 +327,7 @@ def upload_frame_from_bytes(b: bytes) -> Frame | None:
         return _tensor(m.tensor)
     if kind == "header":
         h = m.header
-        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics))
+        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics), h.tensor_count)
     if kind == "trailer":
         return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
     return None

@@ -28,6 +28,9 @@ def server_options(chunk: int) -> list[tuple[str, int]]:
     return message_options(chunk) + [
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Probe idle peers so a vanished collaborator's stream is cancelled, not held open forever.
+        ("grpc.keepalive_time_ms", 30000),
+        ("grpc.keepalive_timeout_ms", 10000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ("grpc.http2.max_ping_strikes", 0),
     ]
