@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fx_cli.tensors.pbuf import read_model
-from tests.runtime_helpers import edit_plan, final_model, make_workspace, processes, reference_fedavg
+from tests.runtime_helpers import (edit_plan, final_model, make_workspace, processes, reference_fedavg,
+                                   synthetic_runner)
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 90
@@ -44,13 +45,24 @@ def test_four_collaborators_over_mtls_produce_the_weighted_average(tmp_path: Pat
         np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)
     assert read_model(ws / "save" / "last.pbuf").round_number == 2
     lines = [json.loads(x) for x in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
-    assert [x["round"] for x in lines] == [1, 2]
-    assert all(x["participants"] == sorted(names) and x["bytes_in"] > 0 and x["seconds"] > 0 for x in lines)
-    assert lines[1]["metrics"]["aggregated_model_validation/accuracy"] > lines[0]["metrics"][
+    rounds, (last,) = lines[:-1], lines[-1:]
+    assert [x["round"] for x in rounds] == [1, 2] and not any(x["final"] for x in rounds) and last["final"]
+    assert all(x["participants"] == sorted(names) and x["bytes_in"] > 0 and x["seconds"] > 0 for x in rounds)
+    assert rounds[1]["metrics"]["aggregated_model_validation/accuracy"] > rounds[0]["metrics"][
         "aggregated_model_validation/accuracy"]
+    # The federation's final accuracy is that of the saved final model, evaluated here independently.
+    scores, sizes = [], []
+    for shard in range(1, 5):
+        runner = synthetic_runner(ws, shard)
+        runner.set_tensors(final)
+        scores.append(runner.validate_task(2).metrics["accuracy"])
+        sizes.append(runner.valid_data_size())
+    expected = sum(a * n for a, n in zip(scores, sizes)) / sum(sizes)
+    assert last["metrics"] == pytest.approx({"aggregated_model_validation/accuracy": expected}, rel=1e-9)
+    assert "final model  accuracy=" in out and "final aggregated model: accuracy=" in out
     for name in names:
         records = (ws / "logs" / f"{name}_metrics.jsonl").read_text().splitlines()
-        assert len(records) == 6  # 3 tasks x 2 rounds
+        assert len(records) == 7  # 3 tasks x 2 rounds, then the final model's validation
 
 
 def test_unauthorized_collaborators_are_refused_at_once_and_the_others_complete(tmp_path: Path) -> None:
@@ -152,11 +164,12 @@ def test_aggregator_killed_mid_round_resumes_with_the_results_it_had(tmp_path: P
         assert two.wait(TIMEOUT) == 0, two.output()
     assert has_line(second.log, "participants=2/2")
     one_tasks = [json.loads(x) for x in (logs / "one_metrics.jsonl").read_text().splitlines()]
-    assert len(one_tasks) == 9, "'one' must not redo the work the aggregator had already saved"
+    assert len(one_tasks) == 10, "'one' must not redo the work the aggregator had already saved (9 + final)"
     reference = reference_fedavg(ws, {"one": 1, "two": 2}, rounds=3)
     for name, array in final_model(ws).items():
         np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)
-    assert [json.loads(x)["round"] for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    history = [json.loads(x) for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()]
+    assert [x["round"] for x in history if not x["final"]] == [1, 2, 3] and history[-1]["final"]
 
 
 TRIPWIRE_DATA = '''

@@ -17,8 +17,10 @@ FOUR = ["one", "two", "three", "four"]
 SHARDS4 = {n: i + 1 for i, n in enumerate(FOUR)}
 
 
-def rounds_log(ws: Path) -> list[dict]:
-    return [json.loads(x) for x in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
+def rounds_log(ws: Path, final: bool = False) -> list[dict]:
+    """The training rounds' records (or, with ``final``, only the final model's evaluation)."""
+    lines = [json.loads(x) for x in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
+    return [x for x in lines if x["final"] == final]
 
 
 def assert_model(ws: Path, expected: dict[str, np.ndarray]) -> None:
@@ -147,7 +149,7 @@ def test_static_grouped_assigner_gives_each_collaborator_its_group(tmp_path: Pat
     assert not out.errors, out.errors
     assert_model(ws, reference_model(ws, {"one": 1, "two": 2}, 2))
     three = [json.loads(x)["task"] for x in (ws / "logs" / "three_metrics.jsonl").read_text().splitlines()]
-    assert three == ["aggregated_model_validation"] * 2
+    assert three == ["aggregated_model_validation"] * 3  # two rounds and the final model
 
 
 def test_evaluation_task_group_validates_the_initial_model_and_saves_nothing(tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ def test_best_model_follows_the_configured_metric_and_direction(tmp_path: Path) 
     log = rounds_log(ws)
     accuracy = [r["metrics"]["aggregated_model_validation/accuracy"] for r in log]
     assert accuracy == sorted(accuracy)  # synthetic training only improves, so lower-is-better keeps round 1
-    assert [r["best"] for r in log] == [True, False, False]
+    assert [r["best"] for r in log] == [True, False, False] and not rounds_log(ws, final=True)[0]["best"]
     assert read_model(ws / "save" / "best.pbuf").round_number == 0  # the model validated in round 1: the initial one
     assert read_model(ws / "save" / "last.pbuf").round_number == 3
 

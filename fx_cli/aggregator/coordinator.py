@@ -53,12 +53,14 @@ class ClosedRound:
     participants: list[str]
     expected: int
     note: str
+    final: bool = False  # the evaluation of the final model, after the last training round
 
 
 class Coordinator:
     def __init__(self, *, cols: list[str], rounds_to_train: int, assigner: Assigner, policy: StragglerPolicy,
                  presence: Presence, store: Store, model: RoundModel, updates: list[UpdateRecord],
-                 spill_root: Path, round_deadline: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+                 spill_root: Path, round_deadline: float | None, final_tasks: tuple[str, ...] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cols = cols
         self.rounds_to_train = rounds_to_train
         self.assigner = assigner
@@ -67,6 +69,7 @@ class Coordinator:
         self.store = store
         self.spill_root = spill_root
         self.round_deadline = round_deadline
+        self.final_tasks = final_tasks
         self.clock = clock
         self.cond = threading.Condition()
         self.missed: dict[str, int] = {}
@@ -76,11 +79,14 @@ class Coordinator:
         self._open(model, updates)
 
     def _open(self, model: RoundModel, updates: list[UpdateRecord]) -> None:
+        """Open the round whose input is ``model``; after the last one, every collaborator validates it."""
         self.model = model
-        if model.round >= self.rounds_to_train:
+        self.final = model.round >= self.rounds_to_train
+        if self.final and not self.final_tasks:
             self.phase = Phase.FINISHED
             return
-        assigned = {c: tuple(self.assigner.tasks_for(c, model.round)) for c in self.cols}
+        assigned = {c: self.final_tasks if self.final else tuple(self.assigner.tasks_for(c, model.round))
+                    for c in self.cols}
         self.round = RoundState(model.round, assigned, self.policy, self.round_deadline)
         self.updates = {(u.collaborator, u.task): u for u in updates
                         if u.round == model.round and u.task in self.round.tasks_for(u.collaborator)}
@@ -226,12 +232,18 @@ class Coordinator:
                 self.missed[col] = self.round.round
             note = self.round.end_note(self.presence, self.clock())
             self.cond.notify_all()
-            return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note)
+            return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note, self.final)
 
     def open_next(self, model: RoundModel) -> None:
         """Start the round whose input is ``model`` (or finish when all rounds are done)."""
         with self.cond:
             self._open(model, [])
+            self.cond.notify_all()
+
+    def finish(self) -> None:
+        """The final model has been evaluated: the run is over."""
+        with self.cond:
+            self.phase = Phase.FINISHED
             self.cond.notify_all()
 
     def abort(self, reason: str) -> None:

@@ -22,16 +22,17 @@ class RoundReport:
     seconds: float
     best: bool = False
     note: str = ""
+    final: bool = False  # the evaluation of the final aggregated model (``round`` = rounds_to_train)
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in self.display.items())
         best = "  (best)" if self.best else ""
-        return (f"round {self.round}/{self.rounds_to_train}  {shown}  participants={len(self.participants)}/"
-                f"{self.expected}  {self.seconds:.2f} s{best}")
+        what = "final model" if self.final else f"round {self.round}/{self.rounds_to_train}"
+        return f"{what}  {shown}  participants={len(self.participants)}/{self.expected}  {self.seconds:.2f} s{best}"
 
     def record(self) -> dict[str, Any]:
-        return {"round": self.round, "metrics": self.metrics, "participants": self.participants,
+        return {"round": self.round, "final": self.final, "metrics": self.metrics, "participants": self.participants,
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best}
 

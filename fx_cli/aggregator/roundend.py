@@ -83,7 +83,7 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
 class RoundCloser:
     def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
                  task_order: Sequence[str], models_dir: Path, spill_root: Path, exports: Exports | None,
-                 best: BestTracker, sink: MetricsSink, rounds_to_train: int) -> None:
+                 best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool) -> None:
         self.store = store
         self.functions = functions
         self.tasks = tasks
@@ -94,9 +94,12 @@ class RoundCloser:
         self.best = best
         self.sink = sink
         self.rounds_to_train = rounds_to_train
+        self.final_evaluation = final_evaluation
 
     def close(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> tuple[RoundModel, RoundReport]:
         """The next global model, durably recorded; and the round's report."""
+        if closed.final:
+            return closed.model, self._close_final(closed, bytes_in, bytes_out, opened_at)
         r = closed.round
         target = self.models_dir / f"round_{r + 1}.pbuf"
         updates = model_updates(closed.records, self.task_order)
@@ -114,11 +117,27 @@ class RoundCloser:
                              time.monotonic() - opened_at, improved, closed.note)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         self.store.advance(r, model, report.record(), agg_state, best,  # type: ignore[arg-type]
-                           finished=model.round >= self.rounds_to_train)
+                           finished=model.round >= self.rounds_to_train and not self.final_evaluation)
         self.export(model, closed.model if improved else None)
         self._clean(r, model, set(agg_state.values()))
         self.sink.write(report)
         return model, report
+
+    def _close_final(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> RoundReport:
+        """Record the validation of the final model; it may become the best one."""
+        metrics = round_metrics(closed.records)
+        improved = self.best.consider(metrics, closed.model)
+        report = RoundReport(closed.round, self.rounds_to_train, metrics,
+                             display_names(metrics, self.tasks, self.task_order), closed.participants,
+                             closed.expected, bytes_in, bytes_out, time.monotonic() - opened_at, improved,
+                             closed.note, final=True)
+        best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
+        self.store.finish(closed.round, report.record(), best)  # type: ignore[arg-type]
+        if improved and self.exports is not None:
+            export_copy(closed.model.path, self.exports.best)
+        shutil.rmtree(self.spill_root / f"r{closed.round}", ignore_errors=True)
+        self.sink.write(report)
+        return report
 
     def export(self, last: RoundModel, best: RoundModel | None) -> None:
         """Refresh last_state_path (and best_state_path when ``best`` is given)."""

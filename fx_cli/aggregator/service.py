@@ -96,17 +96,21 @@ def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_di
                        settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
     sink = MetricsSink(None if evaluation else plan.workspace / "logs" / "aggregator_metrics.jsonl",
                        plan.workspace / "logs" / "aggregator_tensorboard" if settings.write_logs else None)
+    # After the last round every collaborator validates the final model (not in evaluation mode: nothing changed).
+    final_tasks = () if evaluation else tuple(global_validation_tasks(plan, parts.task_order))
     closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks, task_order=parts.task_order,
                          models_dir=state_dir / "models", spill_root=state_dir / "updates", exports=exports,
-                         best=best, sink=sink, rounds_to_train=rounds)
+                         best=best, sink=sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks))
     if model.round > 0:
         closer.export(model, snap.best_model)  # a crash may have come between commit and export
-        log.info("resuming at round %d/%d with %d result(s) already received", model.round + 1, rounds,
+        log.info("resuming at %s with %d result(s) already received",
+                 f"round {model.round + 1}/{rounds}" if model.round < rounds else "the final evaluation",
                  len(snap.updates))
     presence = Presence(cols, settings.join_deadline, settings.heartbeat_timeout, time.monotonic())
     coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
                         presence=presence, store=store, model=model, updates=snap.updates,
-                        spill_root=state_dir / "updates", round_deadline=settings.round_deadline)
+                        spill_root=state_dir / "updates", round_deadline=settings.round_deadline,
+                        final_tasks=final_tasks)
     try:
         reports, not_told = _serve(plan, cols, coord, closer, parts.pipelines, on_round, on_ready)
     finally:
@@ -171,9 +175,12 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
             log.warning(closed.note)
         bytes_in, bytes_out = coord.take_bytes()
         model, report = closer.close(closed, bytes_in, bytes_out, opened)
-        coord.open_next(model)
+        opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
+        if closed.final:
+            coord.finish()
+        else:
+            coord.open_next(model)
         release_free_memory()
-        opened = time.monotonic()
         reports.append(report)
         on_round(report)
 

@@ -161,6 +161,22 @@ class Store:
                 self.db.execute("ROLLBACK")
                 raise
 
+    def finish(self, done_round: int, record: dict[str, Any], best: tuple[float, RoundModel] | None) -> None:
+        """Atomically: the final model was evaluated (``record``) and the run is complete."""
+        values = {"finished": "1"}
+        if best is not None:
+            values.update(best_score=repr(best[0]), best_model=json.dumps(best[1].to_json()))
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_meta(values)
+                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record)))
+                self.db.execute("DELETE FROM updates")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
     def history(self) -> list[dict[str, Any]]:
         """The records of completed rounds, in order."""
         with self.lock:

@@ -28,10 +28,10 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None) -
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
         return
-    if result.reports:
-        final = result.reports[-1]
+    final = next((r for r in reversed(result.reports) if r.final), None)
+    if final is not None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
-        console().print(f"final round {final.round}/{final.rounds_to_train}: {shown}")
+        console().print(f"final aggregated model: {shown}")
     if result.last_path is not None:
         ok(f"federation complete: final aggregated model {result.last_path}"
            + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))

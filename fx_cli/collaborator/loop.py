@@ -107,7 +107,9 @@ class CollaboratorLoop:
             return
         received = set(reply.already_received)
         needs_local = any(t not in received and applies_local(self.executor.spec(t)) for t in reply.tasks)
-        log.info("round %d/%d: running %s", r + 1, reply.rounds_to_train, ", ".join(reply.tasks))
+        final = r >= reply.rounds_to_train
+        what = "final model" if final else f"round {r + 1}/{reply.rounds_to_train}"
+        log.info("%s: running %s", what, ", ".join(reply.tasks))
         for task in reply.tasks:
             spec = self.executor.spec(task)
             if task in received and not (is_training(spec) and needs_local):
@@ -116,13 +118,14 @@ class CollaboratorLoop:
                 out = self.executor.run(task, r, model)
             if beat.fatal is not None:
                 raise beat.fatal
-            self._log(r, out)
+            self._log(r, out, final)
             if task in received:
                 continue
             if beat.round_closed or not self._send(r, out, model):
                 self._missed(r)
                 return
-        self.result.rounds.append(r + 1)
+        if not final:
+            self.result.rounds.append(r + 1)
 
     def _missed(self, r: int) -> None:
         if r + 1 not in self.result.missed:
@@ -143,8 +146,9 @@ class CollaboratorLoop:
             return False
         return True
 
-    def _log(self, r: int, out: TaskOutput) -> None:
+    def _log(self, r: int, out: TaskOutput, final: bool) -> None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in out.metrics.items())
-        log.info("round %d: %s  %s  (%d samples, %.2f s)", r + 1, out.task, shown, out.data_size, out.seconds)
-        append_jsonl(self.metrics_path, {"round": r + 1, "task": out.task, "metrics": out.metrics,
+        log.info("%s: %s  %s  (%d samples, %.2f s)", "final model" if final else f"round {r + 1}", out.task, shown,
+                 out.data_size, out.seconds)
+        append_jsonl(self.metrics_path, {"round": r + 1, "final": final, "task": out.task, "metrics": out.metrics,
                                          "data_size": out.data_size, "seconds": round(out.seconds, 4)})
