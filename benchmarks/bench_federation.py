@@ -143,11 +143,11 @@ def run_case(root: Path, n: int, params: int, rounds: int, interval: float) -> C
         raise SystemExit(f"run failed (exit codes {codes}); see {logs}")
     records = [json.loads(x) for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()]
     case = Case(n, params, rounds, wall=time.monotonic() - started)
-    case.round_seconds = [r["seconds"] for r in records]
+    case.round_seconds = [r["seconds"] for r in records if not r["final"]]  # the final model's check is extra
     steady = case.round_seconds[1:] or case.round_seconds  # round 1 includes connection set-up
     case.seconds_per_round = sum(steady) / len(steady)
     moved = sum(r["bytes_in"] + r["bytes_out"] for r in records)
-    case.bytes_per_second = moved / max(sum(case.round_seconds), 1e-9)
+    case.bytes_per_second = moved / max(sum(r["seconds"] for r in records), 1e-9)
     case.agg_peak = samples[0].peak
     case.col_peak = max(s.peak for s in samples[1:])
     return case

@@ -21,7 +21,6 @@ class Verdict:
     end: bool = False
     fail: str | None = None
     wake: float = math.inf
-    note: str = ""
 
 
 class Presence:

@@ -112,7 +112,7 @@ def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_di
                         spill_root=state_dir / "updates", round_deadline=settings.round_deadline,
                         final_tasks=final_tasks)
     try:
-        reports, not_told = _serve(plan, cols, coord, closer, parts.pipelines, on_round, on_ready)
+        reports, not_told = _serve(plan, cols, run.cols_path, coord, closer, parts.pipelines, on_round, on_ready)
     finally:
         sink.close()
     return RunResult(coord.model.round, rounds, exports.last if exports else None,
@@ -126,7 +126,7 @@ def _first_model(plan: Plan, store: Store, models_dir: Path) -> RoundModel:
     return model
 
 
-def _serve(plan: Plan, cols: list[str], coord: Coordinator, closer: RoundCloser, pipelines: set[str],
+def _serve(plan: Plan, cols: list[str], cols_path: Path, coord: Coordinator, closer: RoundCloser, pipelines: set[str],
            on_round: Callable[[RoundReport], None], on_ready: Callable[[str], None]) -> tuple[list[RoundReport], list[str]]:
     from fx_cli.transport.chunks import chunk_bytes
     from fx_cli.transport.methods import generic_handler
@@ -136,7 +136,7 @@ def _serve(plan: Plan, cols: list[str], coord: Coordinator, closer: RoundCloser,
     credentials, tls_identity = _server_security(plan)
     chunk = chunk_bytes(net.chunk_size_mib)
     poll = min(30.0, max(0.5, settings.heartbeat_timeout / 3))
-    gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name)
+    gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path)
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, pipelines)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
 
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.intake import Rejected, UpdateIntake, check_header
+from fx_cli.errors import FxError
 from fx_cli.plan.identity import differing_keys
+from fx_cli.plan.participants import read_cols
 from fx_cli.transport.chunks import StreamError
 from fx_cli.transport.serde import (Action, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
                                     JoinReply, JoinRequest, PingReply, PingRequest, TaskReply, TasksRequest,
@@ -31,19 +34,46 @@ READY_KEY = "fx-transfer"
 
 
 class Gate:
-    """The one place where a call's caller is authenticated and authorized."""
+    """The one place where a call's caller is authenticated and authorized.
 
-    def __init__(self, cols: list[str], plan_hash: str, tls_identity: bool, single_cert_cn: str | None) -> None:
+    ``plan/cols.yaml`` is re-read when it changes, so removing a collaborator shuts it out at once (there is
+    no certificate revocation); names added after start-up are not admitted, since rounds were planned without them.
+    """
+
+    def __init__(self, cols: list[str], plan_hash: str, tls_identity: bool, single_cert_cn: str | None,
+                 cols_path: Path | None = None) -> None:
         self.cols = frozenset(cols)
         self.plan_hash = plan_hash
         self.tls_identity = tls_identity
         self.single_cert_cn = single_cert_cn
+        self.cols_path = cols_path
+        self._lock = threading.Lock()
+        self._stamp = self._mtime()
+
+    def _mtime(self) -> int | None:
+        try:
+            return self.cols_path.stat().st_mtime_ns if self.cols_path else None
+        except OSError:
+            return None
+
+    def authorized(self) -> frozenset[str]:
+        """The collaborators admitted now."""
+        with self._lock:
+            stamp = self._mtime()
+            if stamp != self._stamp and self.cols_path is not None:
+                self._stamp = stamp
+                try:
+                    self.cols = self.cols & frozenset(read_cols(self.cols_path))
+                except (FxError, OSError) as err:
+                    log.warning("kept the authorized collaborators: %s cannot be read (%s)", self.cols_path, err)
+            return self.cols
 
     def admit(self, context: Any, caller: Caller, check_plan: bool = True) -> str:
         """The caller's name, or the call is aborted (UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION)."""
         from fx_cli.pki.authz import authorize
 
-        authorize(context, caller.name, self.cols, tls=self.tls_identity, single_cert_cn=self.single_cert_cn)
+        authorize(context, caller.name, self.authorized(), tls=self.tls_identity,
+                  single_cert_cn=self.single_cert_cn)
         if check_plan and caller.plan_hash != self.plan_hash:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"collaborator '{caller.name}' uses plan {caller.plan_hash[:12] or '(none)'}, the aggregator "
