@@ -174,7 +174,12 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
         if closed.note:
             log.warning(closed.note)
         bytes_in, bytes_out = coord.take_bytes()
-        model, report = closer.close(closed, bytes_in, bytes_out, opened)
+        try:
+            model, report = closer.close(closed, bytes_in, bytes_out, opened)
+        except OSError as err:
+            raise FxError(f"round {closed.round + 1}: saving the round failed: {err}",
+                          "free disk space (or fix permissions) under local_state/ and save/, then run `fx aggregator "
+                          "start` again: the run resumes at this round with the results already received") from None
         opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
         if closed.final:
             coord.finish()

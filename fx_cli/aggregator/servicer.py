@@ -173,6 +173,10 @@ class Servicer:
                 spilled = intake.receive(frames)
         except StreamError as err:
             raise Rejected("INVALID_ARGUMENT", f"update from '{ticket.collaborator}' rejected: {err}") from None
+        except OSError as err:  # disk full or similar: the sender retries UNAVAILABLE within its deadline
+            log.error("cannot store the '%s' result of '%s': %s", ticket.task, ticket.collaborator, err)
+            raise Rejected("UNAVAILABLE", f"the aggregator cannot store updates right now ({err.strerror or err}); "
+                                          "retrying") from None
         except grpc.RpcError:
             log.warning("round %d: the upload of '%s' from '%s' was cut off; nothing kept", ticket.round + 1,
                         ticket.task, ticket.collaborator)

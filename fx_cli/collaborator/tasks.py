@@ -59,7 +59,14 @@ class TaskExecutor:
             raise FxError(f"tasks.{task}.function: the task runner {type(self.runner).__name__} has no method "
                           f"'{spec.function}'", "fix the function name in plan/plan.yaml")
         started = time.monotonic()
-        result = function(round_num, **kwargs)
+        try:
+            result = function(round_num, **kwargs)
+        except FxError:
+            raise
+        except Exception as err:  # the runner's own failure: say which task, keep the cause for --debug
+            raise FxError(f"task '{task}' failed in {type(self.runner).__name__}.{spec.function}: "
+                          f"{type(err).__name__}: {err}",
+                          "run `fx --debug collaborator start ...` for the full traceback") from err
         if not isinstance(result, TaskResult):
             raise FxError(f"{type(self.runner).__name__}.{spec.function} returned {type(result).__name__}, "
                           "not a TaskResult", "return fx_cli.runners.base.TaskResult(metrics, tensors)")
