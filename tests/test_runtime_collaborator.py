@@ -133,3 +133,26 @@ def test_start_problems_are_reported_before_connecting(tmp_path: Path) -> None:
     with pytest.raises(FxError, match="cert_chain.crt not found") as err:
         run_collaborator(CollaboratorRun("one", tls_plan, data))
     assert "fx collaborator certify --import" in (err.value.hint or "")
+
+
+def test_tls_failures_are_not_retried_and_say_what_is_wrong(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.runtime_helpers import aggregator_thread, edit_plan
+
+    ws = make_workspace(tmp_path / "fed", ["one"], rounds=1)
+    wrong_name = tmp_path / "wrong_name"  # dials 127.0.0.1, which the server certificate does not cover
+    shutil.copytree(ws, wrong_name)
+    edit_plan(wrong_name, network={"agg_addr": "127.0.0.1"})
+    foreign = tmp_path / "foreign"  # a whole other federation's CA and certificate for 'one'
+    shutil.copytree(ws, foreign)
+    shutil.rmtree(foreign / "cert")
+    shutil.copytree(make_workspace(tmp_path / "elsewhere", ["one"], rounds=1) / "cert", foreign / "cert")
+    with aggregator_thread(ws):
+        for copy, message in ((wrong_name, "the server certificate does not cover '127.0.0.1'"),
+                              (foreign, "is from a different CA")):
+            started = time.monotonic()
+            with pytest.raises(FxError, match=message):
+                run_collaborator(CollaboratorRun("one", copy / "plan" / "plan.yaml", copy / "plan" / "data.yaml"))
+            assert time.monotonic() - started < 5, "a TLS failure must not be retried until the deadline"
+        run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))

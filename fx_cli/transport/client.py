@@ -22,7 +22,9 @@ log = logging.getLogger("fx.transport")
 T = TypeVar("T")
 
 # Details of an UNAVAILABLE status that mean a TLS failure, not a missing server: never retried.
-TLS_MARKERS = ("ssl", "handshake", "certificate", "tls", "x509", "alpn")
+# ("Socket closed" is not here: it is also what a restarting aggregator looks like.)
+TLS_MARKERS = ("ssl", "handshake", "certificate", "tls", "x509", "alpn", "verification", "verify failed",
+               "peer name", "unauthenticated")
 MAX_DELAY = 30.0
 
 
