@@ -155,6 +155,29 @@ def processes(ws: Path) -> Iterator[Processes]:
         procs.kill_all()
 
 
+@dataclass
+class FederationRun:
+    """Exit codes and outputs of a whole federation run as real processes."""
+
+    codes: dict[str, int]
+    outputs: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return all(code == 0 for code in self.codes.values())
+
+
+def run_federation(ws: Path, collaborators: dict[str, Path] | list[str], *, timeout: float = 300.0,
+                   aggregator_args: tuple[str, ...] = ()) -> FederationRun:
+    """Run ``fx aggregator start`` in ``ws`` and ``fx collaborator start -n NAME`` for each collaborator (in its
+    own workspace folder when given as ``{name: folder}``), as real processes; wait for all of them to exit."""
+    folders = collaborators if isinstance(collaborators, dict) else {name: ws for name in collaborators}
+    with processes(ws) as procs:
+        started = [procs.aggregator(*aggregator_args)] + [procs.collaborator(n, cwd=d) for n, d in folders.items()]
+        codes = {p.name: p.wait(timeout) for p in started}
+    return FederationRun(codes, {p.name: p.output() for p in started})
+
+
 # --- in-process federations -----------------------------------------------------------------
 
 @dataclass

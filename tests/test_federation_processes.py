@@ -11,7 +11,7 @@ import pytest
 
 from fx_cli.tensors.pbuf import read_model
 from tests.runtime_helpers import (edit_plan, final_model, make_workspace, processes, reference_fedavg,
-                                   synthetic_runner)
+                                   run_federation, synthetic_runner)
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 90
@@ -30,13 +30,9 @@ def test_four_collaborators_over_mtls_produce_the_weighted_average(tmp_path: Pat
     names = ["one", "two", "three", "four"]
     ws = make_workspace(tmp_path, names, rounds=2)
     monkeypatch.setenv("PYTHONPATH", str(no_tensorflow_path(tmp_path)))
-    with processes(ws) as procs:
-        agg = procs.aggregator()
-        cols = [procs.collaborator(n) for n in names]
-        assert agg.wait(TIMEOUT) == 0, agg.output()
-        for c in cols:
-            assert c.wait(TIMEOUT) == 0, c.output()
-    out = agg.output()
+    run = run_federation(ws, names, timeout=TIMEOUT)
+    assert run.ok, run
+    out = run.outputs["aggregator"]
     assert "mutual TLS" in out and "round 1/2" in out and "round 2/2" in out and "participants=4/4" in out
     reference = reference_fedavg(ws, {n: i + 1 for i, n in enumerate(names)}, rounds=2)
     final = final_model(ws)
