@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from pathlib import Path
@@ -115,3 +116,18 @@ def test_cli_aggregator_and_collaborator_print_rounds_and_the_final_model(tmp_pa
     assert code == 0 and "round 1/2  accuracy=" in out and "round 2/2" in out and "participants=1/1" in out
     assert "final model  accuracy=" in out and "final aggregated model: accuracy=" in out
     assert "federation complete: final aggregated model" in out and "save/last.pbuf" in out
+
+
+def test_without_persist_checkpoint_no_state_is_kept_but_models_are_saved(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one"], rounds=2, tls=False, aggregator={"persist_checkpoint": False})
+    assert not run_in_process(ws, ["one"]).errors
+    assert list((ws / "local_state").iterdir()) == []
+    assert (ws / "save" / "last.pbuf").exists() and (ws / "save" / "best.pbuf").exists()
+    record = json.loads((ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()[0])
+    assert record["rss_mib"] > 0 and record["peak_rss_mib"] >= record["rss_mib"]
+
+
+def test_secure_aggregation_is_refused_not_ignored(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one"], rounds=1, tls=False, aggregator={"secure_aggregation": True})
+    with pytest.raises(FxError, match="secure_aggregation: true is not supported"):
+        run_aggregator(AggregatorRun(ws / "plan" / "plan.yaml", ws / "plan" / "cols.yaml"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import resource
 import sys
 
 log = logging.getLogger("fx.aggregator")
@@ -38,3 +40,14 @@ def release_free_memory() -> None:
             ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):
             pass
+
+
+def rss_bytes() -> tuple[int, int]:
+    """(current, peak) resident set size of this process; current is 0 where /proc is missing."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            current = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        current = 0
+    return current, peak

@@ -32,9 +32,13 @@ class RoundReport:
         return f"{what}  {shown}  participants={len(self.participants)}/{self.expected}  {self.seconds:.2f} s{best}"
 
     def record(self) -> dict[str, Any]:
+        from fx_cli.aggregator.memory import rss_bytes
+
+        rss, peak = rss_bytes()  # lets a long run show whether the aggregator's memory stays flat
         return {"round": self.round, "final": self.final, "metrics": self.metrics, "participants": self.participants,
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-                "seconds": round(self.seconds, 4), "best": self.best}
+                "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
+                "peak_rss_mib": round(peak / 2**20, 1)}
 
 
 def _fmt(value: float) -> str:

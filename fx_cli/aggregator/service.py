@@ -59,23 +59,28 @@ def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] =
     if not cols:
         raise FxError(f"{run.cols_path} lists no collaborators",
                       "certify collaborators with `fx collaborator certify` (which adds them) or list them there")
+    if plan.aggregator.secure_aggregation:
+        raise FxError("aggregator.settings.secure_aggregation: true is not supported by fx",
+                      "set it to false in plan/plan.yaml; updates are protected in transit by mutual TLS")
     evaluation = run.task_group == "evaluation"
+    # Evaluation runs, and plans with persist_checkpoint: false, keep their state in memory and a temporary folder.
+    ephemeral = evaluation or not plan.aggregator.persist_checkpoint
     limit_malloc_arenas()
-    state_dir = _state_dir(plan, evaluation)
-    store = Store(None if evaluation else plan.resolve_path(plan.aggregator.persistent_db_path))
+    state_dir = _state_dir(plan, ephemeral)
+    store = Store(None if ephemeral else plan.resolve_path(plan.aggregator.persistent_db_path))
     try:
         store.bind(plan.hash, plan.config, run.task_group)
         return _run(plan, cols, run, store, state_dir, evaluation, on_round, on_ready)
     finally:
         store.close()
-        if evaluation:
+        if ephemeral:
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def _state_dir(plan: Plan, evaluation: bool) -> Path:
+def _state_dir(plan: Plan, ephemeral: bool) -> Path:
     base = plan.resolve_path(plan.aggregator.persistent_db_path).parent
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="evaluation-", dir=base)) if evaluation else base
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base)) if ephemeral else base
 
 
 def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_dir: Path, evaluation: bool,
