@@ -44,10 +44,10 @@ def release_free_memory() -> None:
 
 def rss_bytes() -> tuple[int, int]:
     """(current, peak) resident set size of this process; current is 0 where /proc is missing."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     try:
         with open("/proc/self/statm", encoding="ascii") as fh:
             current = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         current = 0
-    return current, peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return current, max(peak, current)  # read second, and never below the current size
