@@ -141,6 +141,11 @@ class ModelOnly:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"collaborator {request.caller.name!r} is not allowed")
         yield from self.model.frames(self.chunk)
 
+    def upload_results(self, frames: Iterator[Frame], context: Any) -> Any:
+        for _ in frames:  # consumed like the real servicer does, so malformed chunks surface
+            pass
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "upload_results")
+
     def __getattr__(self, name: str) -> Any:
         return lambda request, context: context.abort(grpc.StatusCode.UNIMPLEMENTED, name)
 
@@ -200,3 +205,19 @@ def test_refusals_fail_at_once_with_a_readable_message(tmp_path: Path) -> None:
     assert calls == []  # not retried
     error = rpc_failure(raised.value, f"localhost:{port}", "eve", "the model")
     assert "does not authorize" in error.message and "'eve' is not allowed" in error.message
+
+
+def test_garbage_messages_are_invalid_argument_not_internal_errors(tmp_path: Path) -> None:
+    from fx_cli.transport.methods import path
+
+    with serve(generic_handler(ModelOnly(None, CHUNK)), "localhost:0", None, chunk=CHUNK) as port:
+        channel = open_channel(f"localhost:{port}", None, CHUNK)
+        join = channel.unary_unary(path("Join"))  # raw bytes in and out
+        upload = channel.stream_unary(path("UploadResults"))
+        for call, request, what in ((join, b"\xff\xff\xff", "Join"),
+                                    (upload, iter([b"\x0a\xff"]), "upload chunk")):
+            with pytest.raises(grpc.RpcError) as err:
+                call(request, timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details() == f"malformed {what} message"
+        channel.close()

@@ -5,9 +5,10 @@ replies are (de)serialized by ``serde``, so both sides see dataclasses only.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from fx_cli.transport import serde
 
@@ -30,27 +31,41 @@ class FederationServicer(Protocol):
     def ping(self, request: serde.PingRequest, context: Any) -> serde.PingReply: ...
 
 
+def _parsed(parse: Callable[[bytes], Any], raw: bytes, context: Any, what: str) -> Any:
+    """``parse(raw)``, or the call is aborted INVALID_ARGUMENT (grpc would answer INTERNAL)."""
+    try:
+        return parse(raw)
+    except (DecodeError, ValueError, TypeError):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what} message")
+
+
+def _unary(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any], what: str) -> Callable[[bytes, Any], Any]:
+    return lambda raw, context: method(_parsed(parse, raw, context, what), context)
+
+
+def _frames(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any]) -> Callable[[Iterator[bytes], Any], Any]:
+    return lambda raws, context: method((_parsed(parse, raw, context, "upload chunk") for raw in raws), context)
+
+
 def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler:
-    """The server-side handler table for ``servicer``."""
+    """The server-side handler table for ``servicer`` (requests parsed here, so garbage gets INVALID_ARGUMENT)."""
+    s = servicer
     return grpc.method_handlers_generic_handler(SERVICE, {
         "Join": grpc.unary_unary_rpc_method_handler(
-            servicer.join, request_deserializer=serde.join_request_from_bytes,
-            response_serializer=serde.join_reply_to_bytes),
+            _unary(s.join, serde.join_request_from_bytes, "Join"), response_serializer=serde.join_reply_to_bytes),
         "GetTasks": grpc.unary_unary_rpc_method_handler(
-            servicer.get_tasks, request_deserializer=serde.tasks_request_from_bytes,
+            _unary(s.get_tasks, serde.tasks_request_from_bytes, "GetTasks"),
             response_serializer=serde.task_reply_to_bytes),
         "DownloadModel": grpc.unary_stream_rpc_method_handler(
-            servicer.download_model, request_deserializer=serde.download_request_from_bytes,
+            _unary(s.download_model, serde.download_request_from_bytes, "DownloadModel"),
             response_serializer=serde.download_frame_to_bytes),
         "UploadResults": grpc.stream_unary_rpc_method_handler(
-            servicer.upload_results, request_deserializer=serde.upload_frame_from_bytes,
-            response_serializer=serde.upload_reply_to_bytes),
+            _frames(s.upload_results, serde.upload_frame_from_bytes), response_serializer=serde.upload_reply_to_bytes),
         "Heartbeat": grpc.unary_unary_rpc_method_handler(
-            servicer.heartbeat, request_deserializer=serde.heartbeat_request_from_bytes,
+            _unary(s.heartbeat, serde.heartbeat_request_from_bytes, "Heartbeat"),
             response_serializer=serde.heartbeat_reply_to_bytes),
         "Ping": grpc.unary_unary_rpc_method_handler(
-            servicer.ping, request_deserializer=serde.ping_request_from_bytes,
-            response_serializer=serde.ping_reply_to_bytes),
+            _unary(s.ping, serde.ping_request_from_bytes, "Ping"), response_serializer=serde.ping_reply_to_bytes),
     })
 
 
