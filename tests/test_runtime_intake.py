@@ -172,3 +172,22 @@ def test_hostile_uploads_get_precise_codes_and_the_federation_completes(tmp_path
     final = final_model(ws)
     for name, array in reference_fedavg(ws, {"one": 1, "two": 2}, 2).items():
         np.testing.assert_allclose(final[name], array, rtol=2e-6, atol=1e-6)
+
+
+def test_a_spilled_update_damaged_on_disk_is_caught_while_aggregating(model: Any, tmp_path: Path) -> None:
+    from fx_cli.aggregation import WeightedAverage
+    from fx_cli.aggregator.combine import next_model
+    from fx_cli.aggregator.state import UpdateRecord
+    from fx_cli.errors import FxError
+
+    spilled = receive(model, tmp_path, upload_frames({"w0": MODEL["w0"] * 3, "w1": MODEL["w1"] * 2}))
+    record = UpdateRecord(0, "one", "train", 10, {}, str(spilled.path), spilled.nbytes, spilled.crcs)
+    good = next_model(model, [record], WeightedAverage(), tmp_path / "round_1.pbuf")
+    np.testing.assert_array_equal(good.read("w1"), MODEL["w1"] * 2)  # streamed slice by slice, CRC-checked
+    with open(spilled.path, "r+b") as fh:  # flip one byte inside w1
+        fh.seek(model.by_name["w0"].nbytes + 100)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0x40]))
+    with pytest.raises(FxError, match="update of 'one' cannot be read.*'w1' does not match its checksum"):
+        next_model(model, [record], WeightedAverage(), tmp_path / "round_1b.pbuf")

@@ -10,12 +10,12 @@ import logging
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from fx_cli.aggregation import AggregationFunction, Contribution
-from fx_cli.aggregator.intake import load_spilled
+from fx_cli.aggregator.intake import load_spilled, spilled_slices
 from fx_cli.aggregator.modelstore import RoundModel, write_round_model
 from fx_cli.aggregator.state import UpdateRecord
 from fx_cli.errors import FxError
@@ -51,8 +51,8 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
     crc_index = {e.name: i for i, e in enumerate(model.entries)}
 
     def contributions(name: str) -> list[Contribution]:
-        return [Contribution(u.collaborator, w / total, _loader(u, model, name, crc_index[name]))
-                for u, w in zip(updates, weights)]
+        return [Contribution(u.collaborator, w / total, _loader(u, model, name, crc_index[name]),
+                             _slices(u, model, name, crc_index[name])) for u, w in zip(updates, weights)]
 
     def tensors() -> Iterator[tuple[str, np.ndarray]]:
         for name, base in model.tensors():
@@ -68,14 +68,29 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
     return write_round_model(target, tensors(), model.round + 1)
 
 
-def _loader(update: UpdateRecord, model: RoundModel, name: str, index: int):  # type: ignore[no-untyped-def]
+def _unreadable(update: UpdateRecord, model: RoundModel, err: OSError) -> FxError:
+    return FxError(f"round {model.round + 1}: the update of '{update.collaborator}' cannot be read: {err}",
+                   "the aggregator's local_state/ disk is damaged; restore it or start a new run")
+
+
+def _loader(update: UpdateRecord, model: RoundModel, name: str, index: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
             return load_spilled(Path(str(update.path)), model, name, update.crcs[index])
         except OSError as err:
-            raise FxError(f"round {model.round + 1}: the update of '{update.collaborator}' cannot be read: {err}",
-                          "the aggregator's local_state/ disk is damaged; restore it or start a new run") from None
+            raise _unreadable(update, model, err) from None
     return load
+
+
+def _slices(update: UpdateRecord, model: RoundModel, name: str, index: int) -> Callable[[int, int], np.ndarray]:
+    read = spilled_slices(Path(str(update.path)), model, name, update.crcs[index])
+
+    def read_slice(start: int, stop: int) -> np.ndarray:
+        try:
+            return read(start, stop)
+        except OSError as err:
+            raise _unreadable(update, model, err) from None
+    return read_slice
 
 
 def round_metrics(records: Sequence[UpdateRecord]) -> dict[str, float]:

@@ -14,7 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -87,8 +87,7 @@ class UpdateIntake:
         self.target = target
         self.part = target.with_name(f"{target.name}.part-{os.getpid()}-{id(self):x}")
         self.pipelines = pipelines | {codec.RAW}
-        self.offsets = dict(zip((e.name for e in model.entries),
-                                np.cumsum([0] + [e.nbytes for e in model.entries]).tolist()))
+        self.offsets = spill_offsets(model)
         self.crcs: dict[str, int] = {}
         self.received = 0
 
@@ -184,19 +183,45 @@ class UpdateIntake:
                               f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
 
 
+def spill_offsets(model: RoundModel) -> dict[str, int]:
+    """Where each tensor starts in a spilled update: the model's tensors back to back, in model order."""
+    offsets, at = {}, 0
+    for e in model.entries:
+        offsets[e.name] = at
+        at += e.nbytes
+    return offsets
+
+
 def load_spilled(path: Path, model: RoundModel, name: str, crc: int) -> np.ndarray:
     """One tensor of a spilled update, verified against the CRC recorded when it arrived."""
-    offset = 0
-    for e in model.entries:
-        if e.name == name:
-            break
-        offset += e.nbytes
     entry = model.by_name[name]
     array = np.empty(entry.shape, dtype=DTYPE)
     with open(path, "rb") as fh:
-        fh.seek(offset)
+        fh.seek(spill_offsets(model)[name])
         if fh.readinto(memoryview(array.reshape(-1)).cast("B")) != entry.nbytes:
             raise OSError(f"{path}: truncated at tensor '{name}'")
     if zlib.crc32(memoryview(array.reshape(-1)).cast("B")) != crc:
         raise OSError(f"{path}: tensor '{name}' does not match its checksum (the file was damaged on disk)")
     return array
+
+
+def spilled_slices(path: Path, model: RoundModel, name: str, crc: int) -> Callable[[int, int], np.ndarray]:
+    """``read_slice(start, stop)`` over one spilled tensor; reading it front to back also verifies its CRC."""
+    from fx_cli.aggregation.base import file_slice_reader
+
+    read = file_slice_reader(path, DTYPE, spill_offsets(model)[name])
+    size = model.by_name[name].nbytes // DTYPE.itemsize
+    progress = {"next": 0, "crc": 0}
+
+    def read_slice(start: int, stop: int) -> np.ndarray:
+        part = read(start, stop)
+        if start == progress["next"]:
+            progress["crc"] = zlib.crc32(memoryview(part).cast("B"), progress["crc"])
+            progress["next"] = stop
+            if stop == size and progress["crc"] != crc:
+                raise OSError(f"{path}: tensor '{name}' does not match its checksum (the file was damaged on disk)")
+        else:
+            progress["next"] = -1  # read out of order: only the whole-tensor load() can verify it
+        return part
+
+    return read_slice
