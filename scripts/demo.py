@@ -29,13 +29,25 @@ def fx(cwd: Path, *args: str) -> None:
         sys.exit(f"demo stopped: `fx {' '.join(args)}` exited {done.returncode}")
 
 
-def prepare(root: Path, template: str) -> tuple[Path, dict[str, Path]]:
+def set_port(agg: Path, port: int) -> None:
+    """Pin ``network.settings.agg_port`` (the default is derived from the plan hash)."""
+    import yaml
+
+    plan_path = agg / "plan" / "plan.yaml"
+    plan = yaml.safe_load(plan_path.read_text())
+    plan["network"]["settings"]["agg_port"] = port
+    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
+
+
+def prepare(root: Path, template: str, port: int | None = None) -> tuple[Path, dict[str, Path]]:
     """Create, initialise, certify, export/import; returns (aggregator ws, collaborator wss)."""
     agg = root / "demo"
     for old in [agg, *(root / f"demo-{c}" for c in COLLABORATORS)]:
         shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     fx(root, "workspace", "create", "--prefix", agg.name, "--template", template)
+    if port is not None:
+        set_port(agg, port)
     fx(agg, "plan", "initialize", "-a", "localhost")
     fx(agg, "workspace", "certify")
     fx(agg, "aggregator", "generate-cert-request", "--fqdn", "localhost", "--ip", "127.0.0.1")
@@ -73,19 +85,25 @@ def federate(agg: Path, sites: dict[str, Path], timeout: float) -> None:
                 proc.kill()
 
 
+def accuracy_of(record: dict) -> float | None:
+    """The aggregated (global-model) validation accuracy of one metrics record."""
+    return record.get("metrics", {}).get("aggregated_model_validation/accuracy")
+
+
 def report(agg: Path) -> None:
     """Per-round accuracy, final accuracy and the final model path, from the aggregator's logs."""
-    lines = (agg / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in (agg / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
     print("\n== fx demo: keras/digits, 2 collaborators ==")
     final = None
-    for line in lines:
-        rec = json.loads(line)
-        metrics = rec.get("metrics", {})
-        acc = next((v for k, v in metrics.items() if k.endswith("aggregated_model_validation/accuracy")), None)
-        final = acc if acc is not None else final
-        print(f"round {rec['round']}: aggregated validation accuracy {acc if acc is None else f'{acc:.4f}'}"
+    for rec in records:
+        acc = accuracy_of(rec)
+        shown = "n/a" if acc is None else f"{acc:.4f}"
+        if rec.get("final"):
+            final = acc
+            continue
+        print(f"round {rec['round']}: validation accuracy of the round's global model {shown}"
               f"  ({rec.get('seconds', 0):.1f} s)")
-    print(f"final accuracy: {final:.4f}" if final is not None else "final accuracy: n/a")
+    print(f"final accuracy (final aggregated model): {final:.4f}" if final is not None else "final accuracy: n/a")
     print(f"final model: {agg / 'save' / 'last.pbuf'}  (fx model save -i save/last.pbuf -o model.keras)")
 
 
@@ -94,9 +112,10 @@ def main() -> None:
     parser.add_argument("--workspaces", default="workspaces", type=Path)
     parser.add_argument("--template", default="keras/digits")
     parser.add_argument("--timeout", default=900.0, type=float)
+    parser.add_argument("--port", type=int, help="aggregator port (default: derived from the plan hash)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    agg, sites = prepare(args.workspaces.resolve(), args.template)
+    agg, sites = prepare(args.workspaces.resolve(), args.template, args.port)
     federate(agg, sites, args.timeout)
     report(agg)
 

@@ -8,6 +8,7 @@ protobuf release from 4.21 on (they use only the descriptor-pool builder API);
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,11 +24,10 @@ _VERSION_CHECK = re.compile(
 
 def generate(out: Path) -> list[Path]:
     """Compile every .proto into ``out``; returns the written files."""
-    from grpc_tools import protoc
-
     sources = sorted(p.name for p in PROTOS.glob("*.proto"))
-    args = ["protoc", f"-I{PROTOS}", f"--python_out={out}", *sources]
-    if protoc.main(args) != 0:
+    # A child process: grpc_tools' embedded protoc crashes a process that has loaded TensorFlow.
+    args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}", *sources]
+    if subprocess.run(args).returncode != 0:
         raise SystemExit("protoc failed")
     written = []
     for name in sources:
