@@ -19,6 +19,7 @@ from fx_cli.aggregator.intake import load_spilled, spilled_slices
 from fx_cli.aggregator.modelstore import RoundModel, write_round_model
 from fx_cli.aggregator.state import UpdateRecord
 from fx_cli.errors import FxError
+from fx_cli.faults import fault
 
 log = logging.getLogger("fx.aggregator")
 
@@ -55,7 +56,9 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
                              _slices(u, model, name, crc_index[name])) for u, w in zip(updates, weights)]
 
     def tensors() -> Iterator[tuple[str, np.ndarray]]:
-        for name, base in model.tensors():
+        for i, (name, base) in enumerate(model.tensors()):
+            if i == len(model.entries) // 2:
+                fault("aggregator:aggregating")  # about half of the next model is in its temporary file
             if not updates:
                 yield name, base
                 continue

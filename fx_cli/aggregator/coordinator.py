@@ -18,7 +18,7 @@ from fx_cli.aggregator.assigners import Assigner
 from fx_cli.aggregator.intake import Rejected, Spilled
 from fx_cli.aggregator.modelstore import RoundModel
 from fx_cli.aggregator.round import Presence, RoundState, Verdict
-from fx_cli.aggregator.state import Store, UpdateRecord
+from fx_cli.aggregator.state import Snapshot, Store, UpdateRecord
 from fx_cli.aggregator.stragglers import StragglerPolicy
 from fx_cli.transport.serde import Action, HeartbeatReply, Outcome, TaskReply, UploadMeta, UploadReply
 
@@ -54,11 +54,12 @@ class ClosedRound:
     expected: int
     note: str
     final: bool = False  # the evaluation of the final model, after the last training round
+    missed: tuple[str, ...] = ()  # collaborators to tell that they missed this round
 
 
 class Coordinator:
     def __init__(self, *, cols: list[str], rounds_to_train: int, assigner: Assigner, policy: StragglerPolicy,
-                 presence: Presence, store: Store, model: RoundModel, updates: list[UpdateRecord],
+                 presence: Presence, store: Store, model: RoundModel, saved: Snapshot,
                  spill_root: Path, round_deadline: float | None, final_tasks: tuple[str, ...] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cols = cols
@@ -72,27 +73,45 @@ class Coordinator:
         self.final_tasks = final_tasks
         self.clock = clock
         self.cond = threading.Condition()
-        self.missed: dict[str, int] = {}
+        self.missed: dict[str, int] = dict(saved.missed)  # 'you missed round N' notices still to deliver
         self.abort_reason = ""
         self.bytes_in = 0
         self.bytes_out = 0
-        self._open(model, updates)
+        self._open(model, saved if saved.round == model.round else None)
 
-    def _open(self, model: RoundModel, updates: list[UpdateRecord]) -> None:
-        """Open the round whose input is ``model``; after the last one, every collaborator validates it."""
+    def _open(self, model: RoundModel, saved: Snapshot | None) -> None:
+        """Open the round whose input is ``model``; after the last one, every collaborator validates it.
+
+        A resumed round (``saved``) keeps its assignment, its received results and its straggler clock.
+        """
         self.model = model
         self.final = model.round >= self.rounds_to_train
         if self.final and not self.final_tasks:
             self.phase = Phase.FINISHED
             return
-        assigned = {c: self.final_tasks if self.final else tuple(self.assigner.tasks_for(c, model.round))
-                    for c in self.cols}
-        self.round = RoundState(model.round, assigned, self.policy, self.round_deadline)
+        self.round = RoundState(model.round, self._assignment(model.round, saved), self.policy, self.round_deadline)
+        updates = saved.updates if saved else []
         self.updates = {(u.collaborator, u.task): u for u in updates
                         if u.round == model.round and u.task in self.round.tasks_for(u.collaborator)}
         for col, task in self.updates:
             self.round.record(col, task)
+        if saved and saved.round_started is not None:
+            # Deadlines are wall-clock promises: time spent down counts, a restart grants no fresh cut-off.
+            self.round.dispatch(self.clock() - max(0.0, time.time() - saved.round_started))
         self.phase = Phase.COLLECTING
+
+    def _assignment(self, round_num: int, saved: Snapshot | None) -> dict[str, tuple[str, ...]]:
+        """Who runs what in this round: as saved when resuming, else from the assigner (then saved)."""
+        if saved and saved.assignment is not None:
+            gone = sorted(set(saved.assignment) - set(self.cols))
+            if gone:
+                log.warning("round %d: %s no longer in cols.yaml; their tasks are dropped", round_num + 1,
+                            ", ".join(gone))
+            return {c: tuple(t) for c, t in saved.assignment.items() if c in self.cols}
+        assigned = {c: self.final_tasks if self.final else tuple(self.assigner.tasks_for(c, round_num))
+                    for c in self.cols}
+        self.store.plan_round(round_num, assigned)
+        return assigned
 
     # --- servicer side ----------------------------------------------------------------------
 
@@ -127,10 +146,13 @@ class Coordinator:
             return TaskReply(Action.FINISHED, self.model.round, rounds_to_train=n)
         if col in self.missed:
             missed = self.missed.pop(col)
+            self.store.clear_missed(col)
             return TaskReply(Action.MISSED, missed, rounds_to_train=n,
                              message=f"round {missed + 1} ended without your results; you rejoin the next round")
         if self.phase is Phase.COLLECTING and self.round.tasks_for(col) and not self.round.is_done(col):
-            self.round.dispatch(self.clock())
+            if self.round.started is None:
+                self.round.dispatch(self.clock())
+                self.store.round_started(self.round.round, time.time())
             tasks = self.round.tasks_for(col)
             have = tuple(t for t in tasks if t in self.round.received[col])
             return TaskReply(Action.RUN, self.round.round, tasks, have, n)
@@ -165,7 +187,8 @@ class Coordinator:
                 raise Rejected("FAILED_PRECONDITION", f"round {meta.round + 1} has not started "
                                                       f"(the federation is at round {self.model.round + 1})")
             if meta.round < self.model.round or self.phase is not Phase.COLLECTING:
-                self.missed.pop(col, None)
+                if self.missed.pop(col, None) is not None:
+                    self.store.clear_missed(col)
                 return UploadReply(Outcome.LATE, 0, f"round {meta.round + 1} ended before this result arrived; "
                                                     "it was not counted")
             if meta.task not in self.round.tasks_for(col):
@@ -232,12 +255,13 @@ class Coordinator:
                 self.missed[col] = self.round.round
             note = self.round.end_note(self.presence, self.clock())
             self.cond.notify_all()
-            return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note, self.final)
+            return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note, self.final,
+                               tuple(self.round.pending()))
 
     def open_next(self, model: RoundModel) -> None:
         """Start the round whose input is ``model`` (or finish when all rounds are done)."""
         with self.cond:
-            self._open(model, [])
+            self._open(model, None)
             self.cond.notify_all()
 
     def finish(self) -> None:

@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from fx_cli.aggregator.modelstore import RoundModel, TensorEntry, fsync_dir
+from fx_cli.faults import fault
 from fx_cli.tensors.pbuf import DTYPE
 from fx_cli.transport import codec
 from fx_cli.transport.chunks import PayloadCheck, StreamError, TensorAssembler, check_meta, trailer_of
@@ -127,6 +128,8 @@ class UpdateIntake:
                 raise StreamError(f"the upload header announced {self.announced} tensors; more arrived")
             metas.append(frame)
             frame = self._tensor(frame, frames, fh)
+            if len(metas) == 1:
+                fault("aggregator:mid_upload")  # one tensor is in the .part file, the others are not
         raise StreamError("stream ended without its trailer (truncated upload)")
 
     def _entry(self, meta: TensorMeta) -> TensorEntry:

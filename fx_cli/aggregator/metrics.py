@@ -85,6 +85,25 @@ class MetricsSink:
                             "aggregator/seconds": report.seconds})
             self.writer.add_scalars(report.round, scalars)
 
+    def catch_up(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Append the saved round records that a crash kept out of the JSON-lines file."""
+        if self.jsonl is None:
+            return
+        last = _last_key(self.jsonl)
+        for record in history:
+            if last is None or (record["round"], record["final"]) > last:
+                append_jsonl(self.jsonl, record)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _last_key(path: Path) -> tuple[int, bool] | None:
+    """(round, final) of the last record in a JSON-lines file; None when there is none."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        record = json.loads(lines[-1]) if lines else None
+        return (int(record["round"]), bool(record["final"])) if record else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from fx_cli.faults import fault
 from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
 from fx_cli.transport.serde import Frame, ModelMeta, TensorMeta, Trailer
 
@@ -88,6 +89,26 @@ class RoundModel:
         return RoundModel(int(data["round"]), Path(data["path"]), entries)
 
 
+def model_problem(model: RoundModel, path: Path | None = None) -> str | None:
+    """Why the file (``model.path`` or a copy of it at ``path``) does not hold ``model``'s tensors; None if it does."""
+    path = path or model.path
+    try:
+        with open(path, "rb") as fh:
+            for e in model.entries:
+                fh.seek(e.offset)
+                crc, left = 0, e.nbytes
+                while left:
+                    data = fh.read(min(left, 4 << 20))
+                    if not data:
+                        return f"{path} is truncated (tensor '{e.name}' is incomplete)"
+                    crc, left = zlib.crc32(data, crc), left - len(data)
+                if crc != e.crc32:
+                    return f"{path}: tensor '{e.name}' does not match its checksum (the file is damaged)"
+    except OSError as err:
+        return f"{path} cannot be read: {err.strerror or err}"
+    return None
+
+
 def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:
     fh.seek(e.offset)
     buf = np.empty(e.nbytes // DTYPE.itemsize, dtype=DTYPE)
@@ -119,6 +140,7 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
                 crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B"))
                 entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
             fh.flush()
+            fault("aggregator:writing_file")
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -141,6 +163,7 @@ def export_copy(source: Path, target: Path) -> None:
         with open(source, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 4 << 20)
             dst.flush()
+            fault("aggregator:writing_file")
             os.fsync(dst.fileno())
         os.replace(tmp, target)
     except BaseException:

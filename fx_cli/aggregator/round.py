@@ -115,12 +115,17 @@ class RoundState:
             wakes.append(self.started + self.round_deadline)
         return Verdict(wake=min(wakes, default=math.inf))
 
+    def waited(self, presence: Presence, now: float) -> float:
+        """Seconds since the round's first dispatch (or since start-up when nothing was dispatched yet)."""
+        return now - (self.started if self.started is not None else presence.started)
+
     def _failure(self, presence: Presence, now: float, pending: list[str], alive: list[str], overdue: bool) -> str:
         missing = [c for c in pending if c not in alive]
         why = "; ".join(presence.describe(c, now) for c in missing)
         if overdue:
             why = f"round_deadline {self.round_deadline:g} s passed; " + why
-        return (f"round {self.round + 1}: cannot complete under {self.policy.describe()} with "
+        return (f"round {self.round + 1}: waited {self.waited(presence, now):.0f} s for "
+                f"{', '.join(repr(c) for c in missing)}; cannot complete under {self.policy.describe()} with "
                 f"{len(self.done())}/{self.expected} collaborators done: {why}")
 
     def end_note(self, presence: Presence, now: float) -> str:
@@ -130,5 +135,6 @@ class RoundState:
             return ""
         who = "; ".join(presence.describe(c, now) if presence.gone(c, now) else f"'{c}' still working"
                         for c in pending)
-        return (f"round {self.round + 1}: ending with {len(self.done())}/{self.expected} under "
+        return (f"round {self.round + 1}: waited {self.waited(presence, now):.0f} s for "
+                f"{', '.join(repr(c) for c in pending)}; ending with {len(self.done())}/{self.expected} under "
                 f"{self.policy.describe()}; missed by {who}")

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -24,6 +25,8 @@ from fx_cli.aggregator.coordinator import ClosedRound
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, fsync_dir, write_round_model
 from fx_cli.aggregator.state import Store
+from fx_cli.errors import FxError
+from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
 
 log = logging.getLogger("fx.aggregator")
@@ -62,8 +65,13 @@ def load_agg_state(functions: Mapping[str, AggregationFunction], files: Mapping[
     """Give each task's aggregation function the server state saved with the last completed round."""
     for task, path in files.items():
         if task in functions:
-            with np.load(path, allow_pickle=False) as saved:
-                functions[task].load_state({k: saved[k] for k in saved.files})
+            try:
+                with np.load(path, allow_pickle=False) as saved:
+                    functions[task].load_state({k: saved[k] for k in saved.files})
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+                raise FxError(f"the server optimizer state of task '{task}' ({path}) cannot be read: {err}",
+                              "restore local_state/ from a backup to resume this run, or run `fx aggregator "
+                              "reset` to start a new run") from None
 
 
 def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
@@ -71,11 +79,16 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
     if not arrays:
         return False
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            fault("aggregator:writing_file")
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
     return True
 
@@ -116,9 +129,13 @@ class RoundCloser:
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
+        fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
         self.store.advance(r, model, report.record(), agg_state, best,  # type: ignore[arg-type]
-                           finished=model.round >= self.rounds_to_train and not self.final_evaluation)
+                           finished=model.round >= self.rounds_to_train and not self.final_evaluation,
+                           missed=closed.missed)
+        fault("aggregator:saving_model")  # committed; best/last not yet refreshed
         self.export(model, closed.model if improved else None)
+        fault("aggregator:saving_model")  # exported; the old files not yet cleaned up
         self._clean(r, model, set(agg_state.values()))
         self.sink.write(report)
         return model, report

@@ -4,6 +4,7 @@ TensorFlow is never imported here: the aggregator only moves float32 arrays.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -14,17 +15,20 @@ from typing import Callable
 
 from fx_cli.aggregator.build import build_parts, global_validation_tasks
 from fx_cli.aggregator.coordinator import Coordinator
+from fx_cli.aggregator.inputs import aggregator_inputs
 from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport
 from fx_cli.aggregator.modelstore import RoundModel, import_model
 from fx_cli.aggregator.round import Presence
 from fx_cli.aggregator.roundend import BestTracker, Exports, RoundCloser, load_agg_state
 from fx_cli.aggregator.servicer import Gate, Servicer
+from fx_cli.aggregator.recovery import recover
+from fx_cli.aggregator.reset import state_lock
 from fx_cli.aggregator.state import Store
 from fx_cli.errors import FxError
-from fx_cli.plan import Plan, load_plan
+from fx_cli.faults import fault
+from fx_cli.plan import Plan
 from fx_cli.plan.loader import require_initialized
-from fx_cli.plan.participants import read_cols
 
 log = logging.getLogger("fx.aggregator")
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -37,6 +41,7 @@ class AggregatorRun:
     plan_path: Path = Path("plan/plan.yaml")
     cols_path: Path = Path("plan/cols.yaml")
     task_group: str | None = None
+    resume: bool = False  # continue a saved run even though the plan changed since
 
 
 @dataclass
@@ -54,11 +59,7 @@ class RunResult:
 def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] = lambda r: None,
                    on_ready: Callable[[str], None] = lambda a: None) -> RunResult:
     """Serve the federation until every round is done; raise ``FxError`` when it cannot complete."""
-    plan = load_plan(run.plan_path)
-    cols = read_cols(run.cols_path)
-    if not cols:
-        raise FxError(f"{run.cols_path} lists no collaborators",
-                      "certify collaborators with `fx collaborator certify` (which adds them) or list them there")
+    plan, cols = aggregator_inputs(run.plan_path, run.cols_path)
     if plan.aggregator.secure_aggregation:
         raise FxError("aggregator.settings.secure_aggregation: true is not supported by fx",
                       "set it to false in plan/plan.yaml; updates are protected in transit by mutual TLS")
@@ -66,15 +67,23 @@ def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] =
     # Evaluation runs, and plans with persist_checkpoint: false, keep their state in memory and a temporary folder.
     ephemeral = evaluation or not plan.aggregator.persist_checkpoint
     limit_malloc_arenas()
-    state_dir = _state_dir(plan, ephemeral)
-    store = Store(None if ephemeral else plan.resolve_path(plan.aggregator.persistent_db_path))
-    try:
-        store.bind(plan.hash, plan.config, run.task_group)
-        return _run(plan, cols, run, store, state_dir, evaluation, on_round, on_ready)
-    finally:
-        store.close()
-        if ephemeral:
-            shutil.rmtree(state_dir, ignore_errors=True)
+    db_path = plan.resolve_path(plan.aggregator.persistent_db_path)
+    with contextlib.nullcontext() if ephemeral else state_lock(db_path):
+        state_dir = _state_dir(plan, ephemeral)
+        try:
+            store = Store(None if ephemeral else db_path)
+            try:
+                changed = store.bind(plan.hash, plan.config, run.task_group, resume=run.resume)
+                if changed:
+                    log.warning("--resume: continuing the saved run under a changed plan (differing keys: %s); "
+                                "results already received for the current round are asked for again",
+                                ", ".join(changed[:10]))
+                return _run(plan, cols, run, store, state_dir, evaluation, on_round, on_ready)
+            finally:
+                store.close()
+        finally:
+            if ephemeral:
+                shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _state_dir(plan: Plan, ephemeral: bool) -> Path:
@@ -91,10 +100,15 @@ def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_di
     snap = store.load()
     exports = None if evaluation else Exports(plan.resolve_path(settings.last_state_path),
                                               plan.resolve_path(settings.best_state_path))
+    if snap.finished and run.resume and snap.round < rounds:
+        log.warning("--resume: the finished run continues to %d rounds", rounds)
+        store.unfinish()
+        snap.finished = False
     if snap.finished:
         log.info("this plan's run already finished all %d rounds; nothing to do", rounds)
         return RunResult(snap.round, rounds, exports.last if exports else None, exports.best if exports else None,
                          snap.best_score, already_finished=True, reports=[])
+    snap = recover(snap, store, state_dir / "models", state_dir / "updates", exports)
     model = snap.model or _first_model(plan, store, state_dir / "models")
     load_agg_state(parts.functions, snap.agg_state)
     best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
@@ -108,14 +122,16 @@ def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_di
                          best=best, sink=sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks))
     if model.round > 0:
         closer.export(model, snap.best_model)  # a crash may have come between commit and export
+        sink.catch_up(store.history())  # ... or between commit and the metrics line
         log.info("resuming at %s with %d result(s) already received",
                  f"round {model.round + 1}/{rounds}" if model.round < rounds else "the final evaluation",
                  len(snap.updates))
     presence = Presence(cols, settings.join_deadline, settings.heartbeat_timeout, time.monotonic())
     coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
-                        presence=presence, store=store, model=model, updates=snap.updates,
+                        presence=presence, store=store, model=model, saved=snap,
                         spill_root=state_dir / "updates", round_deadline=settings.round_deadline,
                         final_tasks=final_tasks)
+    fault(f"aggregator:before_round_{model.round + 1}")
     try:
         reports, not_told = _serve(plan, cols, run.cols_path, coord, closer, parts.pipelines, on_round, on_ready)
     finally:
@@ -189,6 +205,7 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
         if closed.final:
             coord.finish()
         else:
+            fault(f"aggregator:before_round_{model.round + 1}")
             coord.open_next(model)
         release_free_memory()
         reports.append(report)

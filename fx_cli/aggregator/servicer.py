@@ -17,6 +17,7 @@ import grpc
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.intake import Rejected, UpdateIntake, check_header
 from fx_cli.errors import FxError
+from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
 from fx_cli.transport.chunks import StreamError
@@ -143,7 +144,10 @@ class Servicer:
             context.abort(grpc.StatusCode[err.code], err.message)
         self.coord.count_out(model.nbytes)
         with self.transfers:
-            yield from model.frames(self.chunk)
+            for i, frame in enumerate(model.frames(self.chunk)):
+                if i == 2:  # the model header and a tensor header went out, its data did not
+                    fault("aggregator:sending_model")
+                yield frame
 
     def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
         header = next(frames, None)

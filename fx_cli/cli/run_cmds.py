@@ -1,4 +1,4 @@
-"""``fx aggregator start``, ``fx collaborator start`` and ``fx collaborator ping``."""
+"""``fx aggregator start``/``reset``, ``fx collaborator start`` and ``fx collaborator ping``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,11 +19,18 @@ NAME = click.option("-n", "--collaborator-name", "--collaborator_name", "name", 
               show_default=True, type=click.Path(dir_okay=False, path_type=Path), help="Authorized collaborators.")
 @click.option("--task-group", "--task_group", "task_group", default=None,
               help="Run only this assigner task group; 'evaluation' validates the initial model and saves nothing.")
-def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None) -> None:
-    """Run the aggregator until every round is done (exit 0), or the run cannot complete (exit 1)."""
+@click.option("--resume", is_flag=True,
+              help="Continue the saved run even though plan.yaml changed since: completed rounds, the global model "
+                   "and the best score are kept; the current round's received results are asked for again. A "
+                   "finished run continues when rounds_to_train grew.")
+def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, resume: bool) -> None:
+    """Run the aggregator until every round is done (exit 0), or the run cannot complete (exit 1).
+
+    A run that was interrupted (even by kill -9) resumes where it was; a finished one says so and exits 0.
+    """
     from fx_cli.aggregator.service import AggregatorRun, run_aggregator
 
-    result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group),
+    result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group, resume),
                             on_round=lambda report: console().print(report.line()))
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
@@ -37,6 +44,32 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None) -
            + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
     else:
         ok("evaluation complete (no model saved)")
+
+
+@click.command("reset")
+@PLAN
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def aggregator_reset(plan_path: Path, yes: bool) -> None:
+    """Delete the aggregator's saved run (local_state/) so that the next start begins at round 1.
+
+    Models already exported to save/ are kept until the new run replaces them; logs/aggregator_metrics.jsonl
+    is kept under a dated name.
+    """
+    from fx_cli.aggregator.reset import reset_state
+    from fx_cli.plan import load_plan
+
+    plan = load_plan(plan_path, check_classes=False)
+    db_path = plan.resolve_path(plan.aggregator.persistent_db_path)
+    if not yes:
+        click.confirm(f"delete the saved run in {db_path.parent}?", abort=True)
+    result = reset_state(db_path, plan.workspace / "logs" / "aggregator_metrics.jsonl")
+    if not result.removed:
+        ok(f"nothing to reset: {result.was_at} in {db_path.parent}")
+        return
+    ok(f"deleted {result.was_at}: " + ", ".join(str(p) for p in result.removed))
+    if result.archived_metrics:
+        ok(f"kept the round metrics as {result.archived_metrics}")
+    console().print("the next `fx aggregator start` begins at round 1")
 
 
 @click.command("start")

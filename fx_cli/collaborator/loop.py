@@ -8,11 +8,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fx_cli.aggregator.inputs import gather
 from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
 from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
 from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, is_training
-from fx_cli.errors import FxError
+from fx_cli.errors import PlanError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import Plan, load_plan
 from fx_cli.plan.participants import read_data
@@ -52,11 +53,7 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
     from fx_cli.runners.build import build_runner
 
     name = check_collaborator_name(run.name)
-    plan = load_plan(run.plan_path)
-    data = read_data(run.data_path)
-    if name not in data:
-        raise FxError(f"collaborator '{name}' has no line in {run.data_path}",
-                      f"add '{name},<data path>' to {run.data_path} (fx collaborator create does this)")
+    plan, data_path = gather(lambda: load_plan(run.plan_path), lambda: _data_path(run.data_path, name))
     with AggregatorClient(plan, name, client_credentials_for(plan, name)) as client:
         joined = client.join()
         log.info("joined %s at %s as '%s' (round %d/%d)", joined.federation_id, client.target, name,
@@ -65,8 +62,16 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
             log.info("the federation has already finished")
             return CollaboratorResult(already_finished=True)
         # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
-        runner = build_runner(plan, data[name])
+        runner = build_runner(plan, data_path)
         return CollaboratorLoop(plan, name, client, TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment)).run()
+
+
+def _data_path(path: Path, name: str) -> str:
+    data = read_data(path)
+    if name not in data:
+        raise PlanError([f"collaborator '{name}' has no line in {path}: add '{name},<data path>' "
+                         "(fx collaborator create does this)"])
+    return data[name]
 
 
 class CollaboratorLoop:

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fx_cli.errors import FxError
+from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
 from fx_cli.runners.base import TaskResult, TaskRunner
 
@@ -59,6 +60,8 @@ class TaskExecutor:
             raise FxError(f"tasks.{task}.function: the task runner {type(self.runner).__name__} has no method "
                           f"'{spec.function}'", "fix the function name in plan/plan.yaml")
         started = time.monotonic()
+        if training:
+            fault("collaborator:mid_train")
         try:
             result = function(round_num, **kwargs)
         except FxError:
