@@ -1,0 +1,112 @@
+"""kill -9 of the aggregator in every phase of a round, then a restart: same round, nothing redone, same bits.
+
+Each test runs a real mTLS federation of processes. The aggregator carries an
+``FX_FAULT`` rule that SIGKILLs it at one named point; it is started again
+without the rule, and the collaborators (never restarted) carry on through
+their reconnect deadline. The final model must be bit-identical to that of an
+uninterrupted run, and no collaborator may have trained twice in a round.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from fx_cli.tensors.pbuf import read_model
+from tests.fault_helpers import assert_bit_identical, history, in_log, killed, processes, saved_meta, task_counts
+from tests.runtime_helpers import make_workspace, run_in_process
+
+pytestmark = pytest.mark.slow
+NAMES = ["one", "two"]
+ROUNDS = 3
+TIMEOUT = 120.0
+SETTINGS = dict(rounds=ROUNDS, num_params=3000, num_tensors=4, network={"reconnect_deadline": 60})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The final model of the same federation run without faults (threads, plain TCP)."""
+    ws = make_workspace(tmp_path_factory.mktemp("reference"), NAMES, tls=False, **SETTINGS)  # type: ignore[arg-type]
+    out = run_in_process(ws, NAMES, timeout=TIMEOUT)
+    assert not out.errors, out.errors
+    return read_model(ws / "save" / "last.pbuf").tensors
+
+
+def files(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.rglob(pattern)) if folder.exists() else []
+
+
+Evidence = Callable[[Path], bool]
+# What the fault leaves on disk, proving the kill came in the phase it names.
+PHASES: dict[str, tuple[str, Evidence]] = {
+    "before round 1": ("aggregator:before_round_1", lambda ws: saved_meta(ws)["round"] == "0"
+                       and not files(ws / "local_state" / "updates", "*")),
+    "before round 2": ("aggregator:before_round_2", lambda ws: saved_meta(ws)["round"] == "1"),
+    "while sending models": ("aggregator:sending_model#3", lambda ws: saved_meta(ws)["round"] == "1"),
+    "mid-upload": ("aggregator:mid_upload#3", lambda ws: bool(files(ws / "local_state" / "updates", "*.part-*"))),
+    "during aggregation": ("aggregator:aggregating#2",
+                           lambda ws: bool(files(ws / "local_state" / "models", ".round_2.pbuf.tmp-*"))),
+    "saving: model written, not committed": ("aggregator:saving_model#4", lambda ws: saved_meta(ws)["round"] == "1"
+                                             and (ws / "local_state" / "models" / "round_2.pbuf").exists()),
+    "saving: inside the commit": ("aggregator:committing#2", lambda ws: saved_meta(ws)["round"] == "1"),
+    "saving: committed, not exported": ("aggregator:saving_model#5", lambda ws: saved_meta(ws)["round"] == "2"
+                                        and read_model(ws / "save" / "last.pbuf").round_number == 1),
+    "saving: mid-export of last.pbuf": ("aggregator:writing_file#6",
+                                        lambda ws: bool(files(ws / "save", ".last.pbuf.tmp-*"))),
+}
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_aggregator_killed_in_each_phase_resumes_and_ends_bit_identical(
+        phase: str, tmp_path: Path, uninterrupted: dict[str, np.ndarray]) -> None:
+    rule, evidence = PHASES[phase]
+    ws = make_workspace(tmp_path, NAMES, **SETTINGS)  # type: ignore[arg-type]
+    with processes(ws) as procs:
+        first = procs.aggregator(fault=rule)
+        cols = [procs.collaborator(n) for n in NAMES]
+        killed(first)
+        assert evidence(ws), f"the fault {rule} did not leave the state of '{phase}'"
+        second = procs.aggregator()
+        assert second.wait(TIMEOUT) == 0, second.output()
+        for col in cols:
+            assert col.wait(TIMEOUT) == 0, col.output()
+    if phase != "before round 1":
+        assert in_log(second, "resuming at round"), second.output()
+    assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, uninterrupted)
+    assert history(ws) == [(1, False), (2, False), (3, False), (3, True)]
+    for name in NAMES:
+        assert task_counts(ws, name)["train"] == ROUNDS, f"'{name}' trained again after the restart"
+    assert not files(ws / "local_state", "*.tmp-*") and not files(ws / "local_state", "*.part-*")
+
+
+def test_a_run_killed_again_and_again_still_ends_bit_identical(tmp_path: Path,
+                                                               uninterrupted: dict[str, np.ndarray]) -> None:
+    """Four kills in four phases (each restart carries the next fault), then a clean finish."""
+    ws = make_workspace(tmp_path, NAMES, **SETTINGS)  # type: ignore[arg-type]
+    rules = ["aggregator:mid_upload", "aggregator:aggregating", "aggregator:saving_model#2",
+             "aggregator:sending_model"]
+    with processes(ws) as procs:
+        cols = [procs.collaborator(n) for n in NAMES]
+        for rule in rules:
+            killed(procs.aggregator(fault=rule))
+        last = procs.aggregator()
+        assert last.wait(TIMEOUT) == 0, last.output()
+        for col in cols:
+            assert col.wait(TIMEOUT) == 0, col.output()
+    assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, uninterrupted)
+    for name in NAMES:
+        assert task_counts(ws, name)["train"] == ROUNDS
+
+
+def test_a_finished_run_started_again_says_so_and_exits_0(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one"], rounds=1)
+    with processes(ws) as procs:
+        agg, col = procs.aggregator(), procs.collaborator("one")
+        assert agg.wait(TIMEOUT) == 0 and col.wait(TIMEOUT) == 0
+        before = (ws / "save" / "last.pbuf").read_bytes()
+        again = procs.aggregator()
+        assert again.wait(30) == 0, again.output()
+    assert in_log(again, "this run already finished all 1 rounds") and in_log(again, "save/last.pbuf")
+    assert (ws / "save" / "last.pbuf").read_bytes() == before
