@@ -110,3 +110,23 @@ def test_a_finished_run_started_again_says_so_and_exits_0(tmp_path: Path) -> Non
         assert again.wait(30) == 0, again.output()
     assert in_log(again, "this run already finished all 1 rounds") and in_log(again, "save/last.pbuf")
     assert (ws / "save" / "last.pbuf").read_bytes() == before
+
+
+def test_a_collaborator_killed_mid_train_and_restarted_gets_its_task_again_counted_once(
+        tmp_path: Path, uninterrupted: dict[str, np.ndarray]) -> None:
+    ws = make_workspace(tmp_path, NAMES, **SETTINGS)  # type: ignore[arg-type]
+    with processes(ws) as procs:
+        agg = procs.aggregator()
+        one = procs.collaborator("one")
+        two = procs.collaborator("two", fault="collaborator:mid_train#2")  # killed while training round 2
+        killed(two)
+        again = procs.collaborator("two")
+        assert agg.wait(TIMEOUT) == 0, agg.output()
+        assert one.wait(TIMEOUT) == 0 and again.wait(TIMEOUT) == 0, again.output()
+    assert in_log(agg, "round 2: received 'aggregated_model_validation' from 'two'")
+    # Round 2's validation reached the aggregator before the kill: the restarted 'two' trains, it does not revalidate.
+    counts = task_counts(ws, "two")
+    assert counts["train"] == ROUNDS and counts["aggregated_model_validation"] == ROUNDS + 1
+    assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, uninterrupted)
+    records = [line for line in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
+    assert all('"participants": ["one", "two"]' in r for r in records)
