@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -73,11 +73,14 @@ def killed(proc: Proc, timeout: float = TIMEOUT) -> None:
     assert code == -signal.SIGKILL, f"{proc.name} exited {code}, not by its fault's SIGKILL:\n{proc.output()}"
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll an observable condition until it holds; fail after ``timeout``."""
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT,
+               procs: Sequence[Proc] = ()) -> None:
+    """Poll an observable condition until it holds; fail after ``timeout``, or at once if one of ``procs`` ended."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        ended = [p for p in procs if p.popen.poll() is not None]
+        assert not ended, f"{ended[0].name} exited {ended[0].popen.returncode} before {what}:\n{ended[0].output()}"
         time.sleep(0.05)
 
 

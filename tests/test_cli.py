@@ -73,3 +73,28 @@ def test_traceback_flag_reraises(tmp_path):
 def test_python_m_fx_cli_works():
     out = subprocess.run([sys.executable, "-m", "fx_cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "workspace" in out.stdout
+
+
+def test_every_command_defined_in_the_cli_modules_is_reachable_from_fx():
+    import importlib
+    import pkgutil
+
+    import click
+
+    import fx_cli.cli
+    from fx_cli.cli.main import cli
+
+    ctx = click.Context(cli)
+    reachable = set()
+    for group_name in cli.list_commands(ctx):
+        group = cli.get_command(ctx, group_name)
+        for name in group.list_commands(ctx):
+            reachable.add(id(group.get_command(ctx, name)))
+    defined = []
+    for info in pkgutil.iter_modules(fx_cli.cli.__path__):
+        module = importlib.import_module(f"fx_cli.cli.{info.name}")
+        defined += [(info.name, attr) for attr, obj in vars(module).items()
+                    if type(obj) is click.Command and obj.callback.__module__ == module.__name__]
+    unreachable = [f"{mod}:{attr}" for mod, attr in defined
+                   if id(getattr(importlib.import_module(f"fx_cli.cli.{mod}"), attr)) not in reachable]
+    assert defined and not unreachable
