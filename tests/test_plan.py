@@ -198,3 +198,17 @@ def test_differing_keys_names_changed_paths():
     a = {"aggregator": {"settings": {"rounds_to_train": 2, "x": 1}}}
     b = {"aggregator": {"settings": {"rounds_to_train": 3, "x": 1}}, "extra": {"k": 1}}
     assert differing_keys(a, b) == ["aggregator.settings.rounds_to_train", "extra.k"]
+
+
+@pytest.mark.parametrize("template, message", [
+    ("fx_cli.plan.templates.Path", "pathlib.Path, a class from outside the allowed packages"),
+    ("fx_cli.plan.templates.sys", "is a module, not a class"),
+    ("fx_cli.cli.main.entry", "is a function, not a class"),
+])
+def test_templates_reaching_outside_through_an_allowed_module_are_refused(tmp_path, template, message):
+    config = deep_merge(MINIMAL, {"data_loader": {"template": template}})
+    (problem,) = problems_of(write_plan(tmp_path, config))
+    assert problem.startswith(f"{tmp_path / 'ws' / 'plan' / 'plan.yaml'}: data_loader.template: ")
+    assert message in problem
+    with pytest.raises(FxError, match="not a class|outside the allowed packages"):
+        resolve_class(template, tmp_path, "x.template")

@@ -90,11 +90,24 @@ def resolve_class(path: str, workspace: Path, where: str) -> Any:
     except ImportError as err:
         raise FxError(f"{where}: cannot import module '{module_name}' for template '{path}': {err}",
                       _import_hint(err)) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
+    obj = getattr(module, attr, None)
+    if obj is None:
         raise FxError(f"{where}: module '{module_name}' has no class '{attr}'",
-                      "check the spelling of the template's class name") from None
+                      "check the spelling of the template's class name")
+    return _checked_class(obj, path, where)
+
+
+def _checked_class(obj: Any, path: str, where: str) -> type:
+    """Refuse non-classes and classes merely imported into an allowed module from elsewhere."""
+    # `fx_cli.some_module.Popen` would otherwise reach any class some fx module happens to import.
+    if not isinstance(obj, type):
+        raise FxError(f"{where}: '{path}' is a {type(obj).__name__}, not a class",
+                      "name a class defined in fx_cli or in the workspace's src/ folder")
+    if obj.__module__.split(".")[0] not in ALLOWED_ROOTS:
+        raise FxError(f"{where}: '{path}' is {obj.__module__}.{obj.__qualname__}, a class from outside the "
+                      "allowed packages; templates may only name classes in fx_cli or the workspace's src package",
+                      "name a class defined in fx_cli or in the workspace's src/ folder")
+    return obj
 
 
 def _import_hint(err: ImportError) -> str:
