@@ -53,3 +53,13 @@ def test_missing_files_are_errors_not_empty(tmp_path):
         read_cols(tmp_path / "cols.yaml")
     with pytest.raises(PlanError, match="not found"):
         read_data(tmp_path / "data.yaml")
+
+
+def test_files_that_are_not_utf8_are_plan_errors_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("collaborators: [caf\u00e9]\n".encode("latin-1"))
+    for call in (read_cols, read_data, lambda p: set_data(p, "one", "1"), lambda p: add_col(p, "one")):
+        with pytest.raises(PlanError) as info:
+            call(path)
+        assert info.value.problems == [f"{path}: " + info.value.problems[0].split(": ", 1)[1]]
+        assert "is not UTF-8 text (byte 19: invalid continuation byte)" in info.value.problems[0]

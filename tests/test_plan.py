@@ -212,3 +212,12 @@ def test_templates_reaching_outside_through_an_allowed_module_are_refused(tmp_pa
     assert message in problem
     with pytest.raises(FxError, match="not a class|outside the allowed packages"):
         resolve_class(template, tmp_path, "x.template")
+
+
+def test_a_plan_that_is_not_utf8_is_reported_not_a_traceback(tmp_path, fx):
+    path = write_plan(tmp_path, {}, text="aggregator: {}\n# caf\u00e9\n")
+    path.write_bytes(path.read_text().encode("utf-16"))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: plan file is not UTF-8 text")
+    res = fx("plan", "print", "-p", str(path))
+    assert res.exit_code == 1 and "is not UTF-8 text" in res.stderr

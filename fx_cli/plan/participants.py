@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fx_cli.errors import PlanError
 from fx_cli.names import LABEL, NAME_RULE
-from fx_cli.plan.yamlio import read_yaml, write_text_atomic
+from fx_cli.plan.yamlio import read_text, read_yaml, write_text_atomic
 
 _LIST_KEY = re.compile(r"^collaborators\s*:")
 _ITEM = re.compile(r"^\s*-\s*")
@@ -35,7 +35,7 @@ def read_cols(path: str | Path) -> list[str]:
 def write_cols(path: str | Path, names: list[str]) -> None:
     """Rewrite the ``collaborators:`` list, keeping every comment line."""
     p = Path(path)
-    lines = p.read_text(encoding="utf-8").splitlines() if p.exists() else []
+    lines = read_text(p, "collaborator list").splitlines() if p.exists() else []
     kept: list[str] = []
     in_list = False
     for line in lines:
@@ -75,7 +75,7 @@ def read_data(path: str | Path) -> dict[str, str]:
         raise PlanError([f"{p}: data file not found"])
     result: dict[str, str] = {}
     problems: list[str] = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(p, "data file").splitlines(), 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -94,7 +94,7 @@ def read_data(path: str | Path) -> dict[str, str]:
 def set_data(path: str | Path, name: str, data_path: str) -> None:
     """Set ``name,data_path`` in data.yaml, keeping comments and other lines."""
     p = Path(path)
-    lines = p.read_text(encoding="utf-8").splitlines() if p.exists() else []
+    lines = read_text(p, "data file").splitlines() if p.exists() else []
     out, replaced = [], False
     for line in lines:
         text = line.strip()

@@ -15,13 +15,24 @@ def read_yaml(path: str | os.PathLike[str], *, what: str = "file") -> Any:
     p = Path(path)
     if not p.is_file():
         raise PlanError([f"{p}: {what} not found"])
+    text = read_text(p, what)
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise PlanError([f"{p}{where}: not valid YAML: {problem}"]) from None
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; unreadable or non-UTF-8 files raise ``PlanError`` naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PlanError([f"{path}: {what} is not UTF-8 text (byte {err.start}: {err.reason})"]) from None
+    except OSError as err:
+        raise PlanError([f"{path}: cannot read the {what}: {err.strerror or err}"]) from None
 
 
 def dump_yaml(data: Any) -> str:
