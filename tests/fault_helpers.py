@@ -120,3 +120,8 @@ def assert_bit_identical(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
     for name in want:
         assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
         assert got[name].tobytes() == want[name].tobytes(), f"tensor '{name}' differs"
+
+
+def files(folder: Path, pattern: str) -> list[Path]:
+    """Files under ``folder`` matching ``pattern`` (none when it does not exist)."""
+    return [p for p in folder.rglob(pattern) if p.is_file()] if folder.exists() else []
