@@ -29,7 +29,20 @@ def check_fqdn(fqdn: str) -> str:
     return fqdn.rstrip(".")
 
 
+def check_address(address: str) -> str:
+    """An IP address as given, or a valid host name (lower-cased); else raise with the rule."""
+    if is_ip(address):
+        return address
+    try:
+        return check_fqdn((address or "").lower())
+    except FxError:
+        raise FxError(f"invalid aggregator address {address!r}: give an IP address or a host name whose "
+                      f"dot-separated labels use {NAME_RULE}",
+                      "pass the name collaborators dial, e.g. -a agg.example.org, -a localhost or -a 10.0.0.5") from None
+
+
 def is_ip(value: str) -> bool:
+    """True for an IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(value)
         return True

@@ -94,3 +94,25 @@ def test_plan_print_shows_merged_plan_and_hash(fx, make_workspace):
     assert res.exit_code == 0
     assert f"federation {load_plan('plan/plan.yaml').federation_id}" in res.output
     assert "rounds_to_train: 3" in res.output
+
+
+def test_initialize_refuses_a_bad_address_at_the_parameter_and_keeps_the_plan(fx, make_workspace):
+    ws = make_workspace("no-op", initialize=False)
+    before = (ws / "plan" / "plan.yaml").read_bytes()
+    res = fx("plan", "initialize", "-a", "bad host!")
+    assert res.exit_code == 2 and "invalid aggregator address 'bad host!'" in res.stderr
+    assert (ws / "plan" / "plan.yaml").read_bytes() == before and not (ws / "save" / "init.pbuf").exists()
+    assert fx("plan", "initialize", "-a", "Agg.Example.ORG").exit_code == 0
+    assert load_plan("plan/plan.yaml").network.agg_addr == "agg.example.org"
+    assert fx("plan", "initialize", "-a", "10.1.2.3").exit_code == 0
+    assert load_plan("plan/plan.yaml").network.agg_addr == "10.1.2.3"
+
+
+def test_initialize_with_an_invalid_plan_changes_nothing(fx, make_workspace):
+    ws = make_workspace("no-op", initialize=False)
+    plan_file = ws / "plan" / "plan.yaml"
+    plan_file.write_text(plan_file.read_text().replace("rounds_to_train:", "rounds_to_trian:"))
+    before = plan_file.read_bytes()
+    res = fx("plan", "initialize", "-a", "agg.example.org")
+    assert res.exit_code == 1 and "rounds_to_trian: unknown key" in res.stderr
+    assert plan_file.read_bytes() == before and not (ws / "save" / "init.pbuf").exists()

@@ -6,9 +6,20 @@ from pathlib import Path
 import click
 
 from fx_cli.cli.output import console, ok
+from fx_cli.errors import FxError
 
 PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
                     type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A bad address is a usage error (exit 2) stating the rule, before anything is read or written."""
+    from fx_cli.names import check_address
+
+    try:
+        return None if value is None else check_address(value)
+    except FxError as err:
+        raise click.BadParameter(err.message) from None
 
 
 @click.command()
@@ -17,7 +28,7 @@ PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_
               type=click.Path(dir_okay=False, path_type=Path), help="Authorized collaborators.")
 @click.option("-d", "--data", "data_path", default="plan/data.yaml", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Collaborator data paths.")
-@click.option("-a", "--aggregator-address", "--aggregator_address", "agg_addr",
+@click.option("-a", "--aggregator-address", "--aggregator_address", "agg_addr", callback=_address,
               help="Aggregator address to write into the plan (default: keep, or this host's FQDN if 'auto').")
 @click.option("-i", "--init-model", "--init_model_path", "init_model",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),

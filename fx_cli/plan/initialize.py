@@ -4,10 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fx_cli.errors import FxError
+from fx_cli.names import check_address
 from fx_cli.plan.loader import load_plan
 from fx_cli.plan.participants import read_cols, read_data
 from fx_cli.plan.yamlio import dump_yaml, read_yaml, write_text_atomic
+from fx_cli.runners.base import TaskRunner
 
 
 @dataclass
@@ -22,37 +26,43 @@ class Initialized:
 
 def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
                agg_addr: str | None, init_model: Path | None) -> Initialized:
-    """Build the runner with no data, write the init model, patch ``agg_addr`` into the plan."""
+    """Build the runner with no data, write the init model, patch ``agg_addr`` into the plan.
+
+    Everything is checked (plan, participants, address, initial weights) before plan.yaml is touched.
+    """
     from fx_cli.runners.build import build_runner
-    from fx_cli.runners.export import load_pbuf_into
     from fx_cli.tensors.pbuf import write_model
 
-    if agg_addr:
-        _write_agg_addr(plan_path, agg_addr)
+    address = check_address(agg_addr) if agg_addr else None
     plan = load_plan(plan_path)
     for path, reader in ((cols_path, read_cols), (data_path, read_data)):
         if path is not None and path.exists():
             reader(path)
-    if _unresolved_addr(plan_path):
-        _write_agg_addr(plan_path, plan.network.agg_addr)
+    tensors, round_number = _initial_tensors(build_runner(plan), init_model)
+    if address is None and _unresolved_addr(plan_path):
+        address = plan.network.agg_addr
+    if address is not None:
+        _write_agg_addr(plan_path, address)
         plan = load_plan(plan_path)
-    runner = build_runner(plan)
-    round_number = 0
-    if init_model is None:
-        tensors = runner.get_tensors()
-    elif init_model.suffix == ".pbuf":
-        _, round_number = load_pbuf_into(runner, init_model)
-        tensors = runner.get_tensors()
-    else:
-        try:
-            runner.load_native(str(init_model))
-        except NotImplementedError as err:
-            raise FxError(str(err), "pass a .pbuf file with -i instead") from None
-        tensors = runner.get_tensors()
     target = plan.resolve_path(plan.aggregator.init_state_path)
     size = write_model(target, tensors, round_number=round_number)
     net = plan.network
     return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash)
+
+
+def _initial_tensors(runner: TaskRunner, init_model: Path | None) -> tuple[dict[str, np.ndarray], int]:
+    """The runner's fresh weights, or those of ``init_model`` (a .pbuf or a native model file)."""
+    from fx_cli.runners.export import load_pbuf_into
+
+    round_number = 0
+    if init_model is not None and init_model.suffix == ".pbuf":
+        _, round_number = load_pbuf_into(runner, init_model)
+    elif init_model is not None:
+        try:
+            runner.load_native(str(init_model))
+        except NotImplementedError as err:
+            raise FxError(str(err), "pass a .pbuf file with -i instead") from None
+    return runner.get_tensors(), round_number
 
 
 def _unresolved_addr(plan_path: Path) -> bool:
