@@ -98,3 +98,11 @@ def test_every_command_defined_in_the_cli_modules_is_reachable_from_fx():
     unreachable = [f"{mod}:{attr}" for mod, attr in defined
                    if id(getattr(importlib.import_module(f"fx_cli.cli.{mod}"), attr)) not in reachable]
     assert defined and not unreachable
+
+
+def test_file_system_errors_name_the_path_and_exit_1_without_a_traceback(fx, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    res = fx("workspace", "create", "--prefix", str(tmp_path / "afile" / "ws"), "--template", "no-op")
+    assert res.exit_code == 1, res.all
+    assert f"error: {tmp_path / 'afile' / 'ws'}: Not a directory" in res.stderr and "what to do:" in res.stderr
+    assert "Traceback" not in res.all

@@ -21,16 +21,25 @@ GROUPS = {
 
 
 class FxGroup(LazyGroup):
-    """Root group: turns every ``FxError`` into a message, a hint and exit code 1."""
+    """Root group: turns every ``FxError`` (and ``OSError``) into a message, a hint and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except FxError as err:
+        except (FxError, OSError) as err:
             if (ctx.obj or {}).get("traceback"):
                 raise
-            report_error(err)
-            raise click.exceptions.Exit(err.exit_code) from None
+            fx_err = err if isinstance(err, FxError) else os_error(err)
+            report_error(fx_err)
+            raise click.exceptions.Exit(fx_err.exit_code) from None
+
+
+def os_error(err: OSError) -> FxError:
+    """A file-system failure (missing folder, permissions, disk full) as a message naming the path."""
+    where = f"{err.filename}: " if err.filename else ""
+    return FxError(f"{where}{err.strerror or err}",
+                   "check that the path exists, that you may write there and that the disk has room "
+                   "(--traceback shows where it happened)")
 
 
 def report_error(err: FxError) -> None:
