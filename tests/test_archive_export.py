@@ -138,3 +138,25 @@ def test_export_without_a_workspace_marker_writes_a_default_one(make_workspace, 
     assert res.exit_code == 0, res.all
     assert zip_members(ws / "ws.zip")[".workspace"] == b"current_plan_name: default\n"
     assert ".workspace was missing" in res.stderr
+
+
+def test_export_leaves_out_private_keys_whatever_their_file_name(make_workspace, fx, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ws = make_workspace()
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    (ws / "src" / "keys").mkdir()
+    (ws / "src" / "keys" / "id_ecdsa").write_bytes(pem)
+    # The block straddles the scanner's 1 MiB chunk boundary.
+    (ws / "src" / "settings.py").write_bytes(b"#" * (1024 * 1024 - 20) + b"\nKEY = '''" + pem + b"'''\n")
+    (ws / "plan" / "notes.txt").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n")
+    res = fx("workspace", "export")
+    assert res.exit_code == 0, res.all
+    members = zip_members(ws / "ws.zip")
+    assert not {"src/keys/id_ecdsa", "src/settings.py", "plan/notes.txt"} & set(members)
+    assert not any(b"PRIVATE KEY" in data for data in members.values())
+    for name in ("src/keys/id_ecdsa", "src/settings.py", "plan/notes.txt"):
+        assert f"{name}: holds a private key" in res.output, res.output

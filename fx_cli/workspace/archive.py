@@ -7,7 +7,7 @@ single site: keys, certificates, data, logs, local state or trained models.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 # Suffixes of PKI material.  A certificate chain smuggled into an archive would make
 # the importing site trust a foreign CA, so these are refused anywhere in the tree.
@@ -25,6 +25,9 @@ PLAN_FILE = "plan/plan.yaml"
 MARKER_FILE = ".workspace"
 DEFAULT_MARKER = "current_plan_name: default\n"
 LAYOUT = "plan/, src/, save/<model>.pbuf, requirements.txt and .workspace"
+# PEM (PKCS#1/#8, EC, OpenSSH, encrypted) and PGP private keys, whatever the file is called.
+PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
+SCAN_CHUNK = 1024 * 1024
 
 
 def never_shipped(name: str) -> str | None:
@@ -37,6 +40,17 @@ def never_shipped(name: str) -> str | None:
     if path.suffix.lower() in SECRET_SUFFIXES:
         return "certificate, key or certificate request"
     return None
+
+
+def holds_private_key(path: Path) -> bool:
+    """True when the file contains a private key block (scanned in chunks that overlap)."""
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(SCAN_CHUNK):
+            if PRIVATE_KEY.search(tail + chunk):
+                return True
+            tail = chunk[-64:]
+    return False
 
 
 def member_problem(name: str) -> str | None:

@@ -11,7 +11,7 @@ from fx_cli.plan.freeze import freeze
 from fx_cli.plan.loader import Plan, load_plan, require_initialized
 from fx_cli.workspace import requirements
 from fx_cli.workspace.archive import (ARCHIVE_DIRS, DEFAULT_MARKER, FROZEN_PLAN, MARKER_FILE, SITE_DIRS,
-                                      never_shipped)
+                                      holds_private_key, never_shipped)
 
 # Fixed timestamp and modes: the same workspace always gives the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -116,6 +116,8 @@ def _reason(rel: str, path: Path, plan: Plan, init_name: str, frozen: Path) -> s
         return "trained or other model file (only the initial model is shared)"
     if not path.is_file():
         return "not a regular file"
+    if not rel.startswith("save/") and holds_private_key(path):
+        return "holds a private key (-----BEGIN ... PRIVATE KEY), whatever its name"
     return ""
 
 
