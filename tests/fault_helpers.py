@@ -125,3 +125,14 @@ def assert_bit_identical(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
 def files(folder: Path, pattern: str) -> list[Path]:
     """Files under ``folder`` matching ``pattern`` (none when it does not exist)."""
     return [p for p in folder.rglob(pattern) if p.is_file()] if folder.exists() else []
+
+
+def uninterrupted_model(root: Path, names: list[str], **settings: object) -> dict[str, np.ndarray]:
+    """The final model of a federation run without faults (threads, plain TCP), for bit-for-bit comparisons."""
+    from fx_cli.tensors.pbuf import read_model
+    from tests.runtime_helpers import make_workspace, run_in_process
+
+    ws = make_workspace(root, names, tls=False, **settings)  # type: ignore[arg-type]
+    out = run_in_process(ws, names, timeout=TIMEOUT)
+    assert not out.errors, out.errors
+    return read_model(ws / "save" / "last.pbuf").tensors

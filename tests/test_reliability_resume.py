@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from fx_cli.tensors.pbuf import read_model
-from tests.fault_helpers import assert_bit_identical, history, in_log, killed, processes, saved_meta, task_counts
-from tests.runtime_helpers import make_workspace, run_in_process
+from tests.fault_helpers import (assert_bit_identical, files, history, in_log, killed, processes, saved_meta,
+                                 task_counts, uninterrupted_model)
+from tests.runtime_helpers import make_workspace
 
 pytestmark = pytest.mark.slow
 NAMES = ["one", "two"]
@@ -27,15 +28,8 @@ SETTINGS = dict(rounds=ROUNDS, num_params=3000, num_tensors=4, network={"reconne
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """The final model of the same federation run without faults (threads, plain TCP)."""
-    ws = make_workspace(tmp_path_factory.mktemp("reference"), NAMES, tls=False, **SETTINGS)  # type: ignore[arg-type]
-    out = run_in_process(ws, NAMES, timeout=TIMEOUT)
-    assert not out.errors, out.errors
-    return read_model(ws / "save" / "last.pbuf").tensors
-
-
-def files(folder: Path, pattern: str) -> list[Path]:
-    return list(folder.rglob(pattern)) if folder.exists() else []
+    """The final model of the same federation run without faults."""
+    return uninterrupted_model(tmp_path_factory.mktemp("reference"), NAMES, **SETTINGS)
 
 
 Evidence = Callable[[Path], bool]

@@ -113,6 +113,13 @@ class Coordinator:
         self.store.plan_round(round_num, assigned)
         return assigned
 
+    def _remember(self, write: Callable[..., None], *args: object) -> None:
+        """A bookkeeping write whose loss only costs precision after a restart: a failure is logged, not fatal."""
+        try:
+            write(*args)
+        except OSError as err:
+            log.warning("could not save %s (%s); a restart would not know it", write.__name__, err)
+
     # --- servicer side ----------------------------------------------------------------------
 
     def seen(self, col: str) -> None:
@@ -146,13 +153,13 @@ class Coordinator:
             return TaskReply(Action.FINISHED, self.model.round, rounds_to_train=n)
         if col in self.missed:
             missed = self.missed.pop(col)
-            self.store.clear_missed(col)
+            self._remember(self.store.clear_missed, col)
             return TaskReply(Action.MISSED, missed, rounds_to_train=n,
                              message=f"round {missed + 1} ended without your results; you rejoin the next round")
         if self.phase is Phase.COLLECTING and self.round.tasks_for(col) and not self.round.is_done(col):
             if self.round.started is None:
                 self.round.dispatch(self.clock())
-                self.store.round_started(self.round.round, time.time())
+                self._remember(self.store.round_started, self.round.round, time.time())
             tasks = self.round.tasks_for(col)
             have = tuple(t for t in tasks if t in self.round.received[col])
             return TaskReply(Action.RUN, self.round.round, tasks, have, n)
@@ -188,7 +195,7 @@ class Coordinator:
                                                       f"(the federation is at round {self.model.round + 1})")
             if meta.round < self.model.round or self.phase is not Phase.COLLECTING:
                 if self.missed.pop(col, None) is not None:
-                    self.store.clear_missed(col)
+                    self._remember(self.store.clear_missed, col)
                 return UploadReply(Outcome.LATE, 0, f"round {meta.round + 1} ended before this result arrived; "
                                                     "it was not counted")
             if meta.task not in self.round.tasks_for(col):
@@ -211,7 +218,12 @@ class Coordinator:
                 _discard(spilled)
                 return UploadReply(Outcome.LATE, spilled.nbytes, f"round {ticket.round + 1} ended while the "
                                                                  "result was arriving; it was not counted")
-            if (ticket.collaborator, ticket.task) in self.updates or not self.store.add_update(rec):
+            try:
+                added = (ticket.collaborator, ticket.task) not in self.updates and self.store.add_update(rec)
+            except OSError:
+                _discard(spilled)
+                raise
+            if not added:
                 _discard(spilled)
                 raise Rejected("ALREADY_EXISTS", f"the result of '{ticket.task}' from '{ticket.collaborator}' was "
                                                  "already received; it is not counted twice")

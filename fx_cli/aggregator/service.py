@@ -197,16 +197,17 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
         bytes_in, bytes_out = coord.take_bytes()
         try:
             model, report = closer.close(closed, bytes_in, bytes_out, opened)
+            opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
+            if closed.final:
+                coord.finish()
+            else:
+                fault(f"aggregator:before_round_{model.round + 1}")
+                coord.open_next(model)
         except OSError as err:
-            raise FxError(f"round {closed.round + 1}: saving the round failed: {err}",
+            raise FxError(f"round {closed.round + 1}: saving the round failed: {err}; the last saved state is kept",
                           "free disk space (or fix permissions) under local_state/ and save/, then run `fx aggregator "
-                          "start` again: the run resumes at this round with the results already received") from None
-        opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
-        if closed.final:
-            coord.finish()
-        else:
-            fault(f"aggregator:before_round_{model.round + 1}")
-            coord.open_next(model)
+                          "start` again: the run resumes from its last saved round with the results already "
+                          "received") from None
         release_free_memory()
         reports.append(report)
         on_round(report)

@@ -175,6 +175,7 @@ class Servicer:
                     spilled = intake.receive(frames)
             else:
                 spilled = intake.receive(frames)
+            reply = self.coord.accept(ticket, header, spilled)
         except StreamError as err:
             raise Rejected("INVALID_ARGUMENT", f"update from '{ticket.collaborator}' rejected: {err}") from None
         except OSError as err:  # disk full or similar: the sender retries UNAVAILABLE within its deadline
@@ -185,7 +186,6 @@ class Servicer:
             log.warning("round %d: the upload of '%s' from '%s' was cut off; nothing kept", ticket.round + 1,
                         ticket.task, ticket.collaborator)
             raise
-        reply = self.coord.accept(ticket, header, spilled)
         log.info("round %d: received '%s' from '%s' (data size %d%s)", ticket.round + 1, ticket.task,
                  ticket.collaborator, header.data_size,
                  f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")

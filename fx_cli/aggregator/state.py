@@ -7,19 +7,22 @@ the round forward. A row never points at a file that may be missing.
 """
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from fx_cli.aggregator.modelstore import RoundModel
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
 
+T = TypeVar("T")
 SCHEMA = 1
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +65,19 @@ class Snapshot:
     assignment: dict[str, list[str]] | None = None  # the current round's tasks per collaborator, once planned
     round_started: float | None = None  # wall-clock time of the current round's first task dispatch
     missed: dict[str, int] = field(default_factory=dict)  # 'you missed round N' notices not yet delivered
+
+
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """Database failures while writing (disk full, I/O error) surface as ``OSError``, like any other disk error."""
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as err:
+            raise OSError(errno.EIO, f"{self.path or 'state database'}: {err}") from None
+    return wrapper
 
 
 class Store:
@@ -126,6 +142,7 @@ class Store:
         self._rebind(plan_hash, plan_config, meta.get("plan_hash", ""))
         return keys
 
+    @_writes
     def _rebind(self, plan_hash: str, plan_config: dict[str, Any], old_hash: str) -> None:
         """Continue the run under a changed plan: keep rounds, model and best; forget the current round's work."""
         with self.lock:
@@ -163,11 +180,13 @@ class Store:
             raise FxError(f"{self.path}: the saved aggregator state cannot be read ({type(err).__name__}: {err})",
                           "restore local_state/ from a backup to resume this run, or " + RESET_HINT) from None
 
+    @_writes
     def start(self, model: RoundModel) -> None:
         """Record the round-0 model of a new run."""
         with self.lock:
             self._write_meta({"model": json.dumps(model.to_json()), "round": str(model.round)})
 
+    @_writes
     def add_update(self, rec: UpdateRecord) -> bool:
         """Insert an accepted update; False when one for (round, collaborator, task) exists already."""
         with self.lock:
@@ -179,33 +198,39 @@ class Store:
                 return False
         return True
 
+    @_writes
     def drop_update(self, rec: UpdateRecord) -> None:
         """Forget an update whose files turned out to be unusable (it will be asked for again)."""
         with self.lock:
             self.db.execute("DELETE FROM updates WHERE round=? AND collaborator=? AND task=?",
                             (rec.round, rec.collaborator, rec.task))
 
+    @_writes
     def plan_round(self, round_num: int, assigned: dict[str, tuple[str, ...]]) -> None:
         """Record who does what in ``round_num`` (kept across restarts, whatever happens to cols.yaml)."""
         with self.lock:
             self._write_meta({"assignment": json.dumps({"round": round_num,
                                                         "tasks": {c: list(t) for c, t in assigned.items()}})})
 
+    @_writes
     def round_started(self, round_num: int, wall: float) -> None:
         """The first task of ``round_num`` went out at ``wall`` (time.time()): straggler clocks resume from it."""
         with self.lock:
             self._write_meta({"round_started": json.dumps({"round": round_num, "wall": wall})})
 
+    @_writes
     def clear_missed(self, col: str) -> None:
         """``col`` was told it missed a round."""
         with self.lock:
             self.db.execute("DELETE FROM missed WHERE collaborator=?", (col,))
 
+    @_writes
     def unfinish(self) -> None:
         """A finished run continues (``--resume`` with more rounds to train)."""
         with self.lock:
             self._write_meta({"finished": "0"})
 
+    @_writes
     def advance(self, done_round: int, model: RoundModel, record: dict[str, Any], agg_state: dict[str, str],
                 best: tuple[float, RoundModel] | None, finished: bool, missed: Sequence[str] = ()) -> None:
         """Atomically: round ``done_round`` is complete and ``model`` is the next global model."""
@@ -220,6 +245,7 @@ class Store:
                 self.db.execute("DELETE FROM updates WHERE round <= ?", (done_round,)),
                 self.db.executemany("INSERT OR REPLACE INTO missed VALUES (?, ?)", [(c, done_round) for c in missed])))
 
+    @_writes
     def finish(self, done_round: int, record: dict[str, Any], best: tuple[float, RoundModel] | None) -> None:
         """Atomically: the final model was evaluated (``record``) and the run is complete."""
         values = {"finished": "1"}
