@@ -76,7 +76,8 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
         problem = _member_problem(info, limits)
         if problem:
             raise UnsafeArchive(archive, problem)
-        key = info.filename.rstrip("/")
+        # Normalised, so 'a/b', './a/b', 'a//b' and 'a/./b' (one path on disk) count as the same name.
+        key = PurePosixPath(info.filename).as_posix()
         if key in seen:
             raise UnsafeArchive(archive, f"member {info.filename!r} appears twice")
         if key.lower() in lowered:
