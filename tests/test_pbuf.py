@@ -176,3 +176,28 @@ def test_failed_write_leaves_the_previous_file_intact(tmp_path):
         write_model(path, items())
     assert read_model(path).tensors["a"].tolist() == [1.0, 1.0]
     assert [p.name for p in tmp_path.iterdir()] == ["m.pbuf"]
+
+
+def test_a_shape_whose_size_overflows_int64_is_refused_not_read_as_empty(tmp_path):
+    from fx_cli.proto import base_pb2
+
+    model = base_pb2.ModelProto()
+    tensor = model.tensors.add(name="huge", lossless=True)
+    tensor.transformer_metadata.add().int_list.extend([2 ** 30] * 3)  # 2**90 values: 0 in int64 arithmetic
+    path = tmp_path / "huge.pbuf"
+    path.write_bytes(model.SerializeToString())
+    for read in (read_model, model_headers):
+        with pytest.raises(ModelFileError, match=r"tensor 'huge': shape \(1073741824, 1073741824, 1073741824\) "
+                                                 r"needs 4,951,760,157,141,521,099,596,496,896 bytes"):
+            read(path)
+
+
+def test_model_info_on_a_damaged_file_exits_1_naming_the_file_and_tensor(tmp_path, fx):
+    path = tmp_path / "m.pbuf"
+    write_model(path, {"a": np.ones(4, np.float32), "b": np.ones(4, np.float32)})
+    path.write_bytes(path.read_bytes()[:-3])
+    res = fx("model", "info", "-i", str(path))
+    assert res.exit_code == 1
+    assert f"error: {path}: tensor #1: truncated" in res.stderr and "what to do:" in res.stderr
+    res = fx("model", "info", "-i", str(tmp_path / "missing.pbuf"))
+    assert res.exit_code == 1 and "model file not found" in res.stderr

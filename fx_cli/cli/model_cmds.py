@@ -26,8 +26,9 @@ def info(path: Path) -> None:
     console().print(table)
     total = sum(h.nbytes for h in headers)
     rnd = headers[0].round_number if headers else 0
-    console().print(f"{len(headers)} tensors, {sum(int(__import__('numpy').prod(h.shape)) for h in headers):,} "
-                    f"values, {total:,} bytes of tensor data, round {rnd}, file size {path.stat().st_size:,} bytes")
+    values = total // 4  # float32; the reader checked every shape against its byte count
+    console().print(f"{len(headers)} tensors, {values:,} values, {total:,} bytes of tensor data, round {rnd}, "
+                    f"file size {path.stat().st_size:,} bytes")
 
 
 @click.command()

@@ -9,6 +9,7 @@ file, so memory stays about one tensor whatever the file size (well past the
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,9 +193,10 @@ class _Reader:
             raise self.fail("unknown encoding: expected one plain float32 transformer "
                             "(files written with a lossy or compressed pipeline are not supported)", name)
         shape = tuple(int(d) for d in metas[0].int_list)
-        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) * DTYPE.itemsize != nbytes:
-            raise self.fail(f"shape {shape} needs {int(np.prod(shape)) * 4} bytes of float32, "
-                            f"record holds {nbytes}", name)
+        # Python integers: numpy's int64 product wraps (2**30 cubed "needs" 0 bytes).
+        needed = math.prod(shape) * DTYPE.itemsize
+        if any(d < 0 for d in shape) or needed != nbytes:
+            raise self.fail(f"shape {shape} needs {needed:,} bytes of float32, record holds {nbytes:,}", name)
         header = TensorHeader(name, msg.round_number, list(msg.tags), shape, nbytes)  # type: ignore[attr-defined]
         array = data.view(DTYPE).reshape(shape) if data is not None else None
         return header, array
