@@ -221,3 +221,9 @@ def test_a_plan_that_is_not_utf8_is_reported_not_a_traceback(tmp_path, fx):
     assert problem.startswith(f"{path}: plan file is not UTF-8 text")
     res = fx("plan", "print", "-p", str(path))
     assert res.exit_code == 1 and "is not UTF-8 text" in res.stderr
+
+
+def test_a_misspelt_data_loader_setting_of_a_shipped_loader_is_reported(tmp_path):
+    config = deep_merge(MINIMAL, {"data_loader": {"settings": {"samples_per_shrad": 10}}})
+    (problem,) = problems_of(write_plan(tmp_path, config))
+    assert problem.endswith("data_loader.settings.samples_per_shrad: unknown key (did you mean samples_per_shard?)")

@@ -18,7 +18,7 @@ from fx_cli.runners.base import TaskResult, TaskRunner
 class SyntheticData:
     """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples."""
 
-    def __init__(self, data_path: str | None = None, samples_per_shard: int = 100, **_: Any) -> None:
+    def __init__(self, data_path: str | None = None, samples_per_shard: int = 100) -> None:
         self.shard = _shard_index(data_path)
         self.samples_per_shard = samples_per_shard
 
