@@ -13,7 +13,8 @@ import grpc
 from fx_cli.errors import FxError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import load_plan
-from fx_cli.transport.client import code_of, details, is_tls_failure, rpc_failure
+from fx_cli.pki.diagnose import is_tls_failure
+from fx_cli.transport.client import code_of, details, rpc_failure
 from fx_cli.transport.serde import PingReply, PingRequest
 
 # Details of UNAVAILABLE that mean nothing answered at all (as opposed to a failed TLS handshake).

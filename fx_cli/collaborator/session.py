@@ -1,8 +1,10 @@
 """The collaborator's connection to the aggregator: one channel, every RPC, retries and readable errors."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from pathlib import Path
 from types import TracebackType
 from typing import Callable, Iterator, TypeVar
 
@@ -27,6 +29,12 @@ POLL_TIMEOUT = 75.0
 SHORT_TIMEOUT = 20.0
 
 
+def _local_rejection(target: str, workspace: Path, name: str, cert_folder: str, err: grpc.RpcError) -> FxError | None:
+    from fx_cli.pki.diagnose import local_rejection
+
+    return local_rejection(target, workspace, name, cert_folder)
+
+
 class RoundGone(Exception):
     """The round whose model was asked for has ended (the aggregator moved on)."""
 
@@ -46,7 +54,11 @@ class AggregatorClient:
         self.chunk = chunk_bytes(net.chunk_size_mib)
         self.caller = Caller(name, plan.hash)
         self.plan_json = canonical_bytes(plan.config)
-        self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target)
+        suspect = None
+        if credentials is not None and net.require_client_auth:
+            suspect = functools.partial(_local_rejection, self.target, plan.workspace, name, net.cert_folder)
+        self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target,
+                               suspect=suspect)
         self.channel = open_channel(self.target, credentials, self.chunk)
         self.stub = FederationStub(self.channel)
 

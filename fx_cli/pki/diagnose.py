@@ -1,9 +1,8 @@
 """Turning a failed call to the aggregator into an error that names the cause and the fix."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import grpc
 
@@ -21,19 +20,40 @@ def fresh_cert_hint(name: str | None) -> str:
             f"`fx collaborator certify --import agg_to_col_{name}_signed_cert.zip`")
 
 
-# What gRPC's details say when the handshake fails.  A client certificate the server rejects
-# shows up only as "Socket closed": under TLS 1.3 the server's alert arrives after the client
-# thinks the handshake is done.  Hostname mismatches say "Hostname Verification Check failed".
+# What gRPC's details of an UNAVAILABLE call say when a TLS handshake failed for certain: retrying cannot help.
+# Hostname mismatches say "Hostname Verification Check failed"; a server certificate from another CA says
+# CERTIFICATE_VERIFY_FAILED.
 SERVER_CERT_MARKERS = ("hostname verification", "peer name", "certificate_verify_failed", "certificate has expired")
-REJECTED_MARKERS = ("socket closed", "connection reset", "handshake")
+CERTAIN_MARKERS = SERVER_CERT_MARKERS + ("handshake", "ssl", "tls", "x509", "alpn", "certificate", "verification",
+                                         "verify failed", "unauthenticated")
+# A client certificate the server rejects shows up only as "Socket closed" (under TLS 1.3 the server's alert
+# arrives after the client thinks the handshake is done) - but so does an aggregator that restarts, or a
+# connection the network drops. Such failures are retried; the local certificate is checked while they last.
+AMBIGUOUS_MARKERS = ("socket closed", "connection reset")
+REJECTED_MARKERS = AMBIGUOUS_MARKERS + ("handshake",)
+CERTAIN, POSSIBLE = "certain", "possible"
+
+
+def tls_failure_kind(err: grpc.RpcError) -> str | None:
+    """``CERTAIN`` (a TLS failure), ``POSSIBLE`` (a rejected client certificate or a restart) or None."""
+    code = getattr(err, "code", lambda: None)()
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return None
+    text = str(getattr(err, "details", lambda: "")() or "").lower()
+    if any(marker in text for marker in CERTAIN_MARKERS):
+        return CERTAIN
+    return POSSIBLE if any(marker in text for marker in AMBIGUOUS_MARKERS) else None
 
 
 def is_tls_failure(err: grpc.RpcError) -> bool:
-    """True when an UNAVAILABLE call failed in the TLS handshake (retrying will not help)."""
-    if not isinstance(err, grpc.Call) or err.code() != grpc.StatusCode.UNAVAILABLE:
-        return False
-    text = (err.details() or "").lower()
-    return any(marker in text for marker in SERVER_CERT_MARKERS + REJECTED_MARKERS)
+    """True when an UNAVAILABLE call looks like a failed TLS handshake (certainly or possibly)."""
+    return tls_failure_kind(err) is not None
+
+
+def local_rejection(target: str, workspace: Path, collaborator: str | None, cert_folder: str = "cert") -> FxError | None:
+    """For connections that keep closing during set-up: an error when this host's own certificate explains it."""
+    local = local_client_problem(Layout(workspace, cert_folder), collaborator)
+    return _handshake_rejected(target, local, collaborator) if local else None
 
 
 def _host(target: str) -> str:

@@ -2,8 +2,11 @@
 
 Only ``UNAVAILABLE`` (the aggregator is down or restarting) is retried, with
 exponential backoff and jitter until ``network.settings.reconnect_deadline``
-has passed without reaching it. Everything else, TLS handshake failures
-included, fails at once with a message that says what to do.
+has passed without reaching it. Everything else, certain TLS handshake
+failures included, fails at once with a message that says what to do. A
+connection closed during set-up may be a restart or a rejected client
+certificate: it is retried, but when it repeats and the local certificate
+is found invalid, the call fails at once with that explanation.
 """
 from __future__ import annotations
 
@@ -16,16 +19,15 @@ from typing import Callable, Iterator, TypeVar
 import grpc
 
 from fx_cli.errors import FxError
+from fx_cli.pki.diagnose import CERTAIN, POSSIBLE, tls_failure_kind
 from fx_cli.transport.server import message_options
 
 log = logging.getLogger("fx.transport")
 T = TypeVar("T")
 
-# Details of an UNAVAILABLE status that mean a TLS failure, not a missing server: never retried.
-# ("Socket closed" is not here: it is also what a restarting aggregator looks like.)
-TLS_MARKERS = ("ssl", "handshake", "certificate", "tls", "x509", "alpn", "verification", "verify failed",
-               "peer name", "unauthenticated")
 MAX_DELAY = 30.0
+# Consecutive connections closed during set-up before the local certificate is examined.
+SUSPECT_AFTER = 2
 
 
 @dataclass(frozen=True)
@@ -65,28 +67,30 @@ def code_of(err: grpc.RpcError) -> grpc.StatusCode | None:
     return getattr(err, "code", lambda: None)()
 
 
-def is_tls_failure(err: grpc.RpcError) -> bool:
-    text = details(err).lower()
-    return code_of(err) == grpc.StatusCode.UNAVAILABLE and any(m in text for m in TLS_MARKERS)
-
-
 def is_retryable(err: grpc.RpcError) -> bool:
-    return code_of(err) == grpc.StatusCode.UNAVAILABLE and not is_tls_failure(err)
+    return code_of(err) == grpc.StatusCode.UNAVAILABLE and tls_failure_kind(err) != CERTAIN
 
 
 class Retrier:
-    """Runs calls, retrying ``UNAVAILABLE`` until the policy's deadline passes without a success."""
+    """Runs calls, retrying ``UNAVAILABLE`` until the policy's deadline passes without a success.
+
+    ``suspect(err)`` is asked, once such failures repeat, whether the local set-up explains a connection
+    closed during set-up; an ``FxError`` it returns ends the retries at once.
+    """
 
     def __init__(self, policy: RetryPolicy, target: str, *, seed: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 suspect: Callable[[grpc.RpcError], FxError | None] | None = None) -> None:
         self.policy = policy
         self.target = target
         self.rng = random.Random(seed)
         self.sleep = sleep
+        self.suspect = suspect
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``; after the deadline an ``FxError`` naming the aggregator address."""
         first_failure: float | None = None
+        closed_in_setup = 0
         delays = self.policy.delays(self.rng)
         while True:
             try:
@@ -94,6 +98,11 @@ class Retrier:
             except grpc.RpcError as err:
                 if not is_retryable(err):
                     raise
+                closed_in_setup = closed_in_setup + 1 if tls_failure_kind(err) == POSSIBLE else 0
+                if closed_in_setup >= SUSPECT_AFTER and self.suspect is not None:
+                    explained = self.suspect(err)
+                    if explained is not None:
+                        raise explained from None
                 now = time.monotonic()
                 first_failure = now if first_failure is None else first_failure
                 waited = now - first_failure
@@ -107,10 +116,13 @@ class Retrier:
 
 
 def unreachable(target: str, waited: float, err: grpc.RpcError) -> FxError:
+    hint = ("check that `fx aggregator start` is running there and that network.settings.agg_addr/agg_port "
+            "in plan/plan.yaml point at it; raise network.settings.reconnect_deadline to wait longer")
+    if tls_failure_kind(err) == POSSIBLE:
+        hint = ("the connection kept closing during set-up: the aggregator may be restarting, or refusing this "
+                "collaborator's certificate (`fx collaborator ping -n NAME` tells which); " + hint)
     return FxError(f"cannot reach the aggregator at {target}: gave up after {waited:.0f} s "
-                   f"({details(err)[:200] or 'unavailable'})",
-                   "check that `fx aggregator start` is running there and that network.settings.agg_addr/agg_port "
-                   "in plan/plan.yaml point at it; raise network.settings.reconnect_deadline to wait longer")
+                   f"({details(err)[:200] or 'unavailable'})", hint)
 
 
 _HINTS = {
@@ -132,7 +144,8 @@ _HINTS = {
 def rpc_failure(err: grpc.RpcError, target: str, who: str, what: str, workspace: object = None) -> FxError:
     """An ``FxError`` for a failed call that was not retried; identity and TLS failures explained in detail."""
     code = code_of(err)
-    if is_tls_failure(err) or code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if tls_failure_kind(err) == CERTAIN or code in (grpc.StatusCode.UNAUTHENTICATED,
+                                                    grpc.StatusCode.PERMISSION_DENIED):
         return _explain_tls(err, target, who, workspace)
     if code == grpc.StatusCode.UNAVAILABLE:
         return unreachable(target, 0, err)
