@@ -116,3 +116,12 @@ def test_initialize_with_an_invalid_plan_changes_nothing(fx, make_workspace):
     res = fx("plan", "initialize", "-a", "agg.example.org")
     assert res.exit_code == 1 and "rounds_to_trian: unknown key" in res.stderr
     assert plan_file.read_bytes() == before and not (ws / "save" / "init.pbuf").exists()
+
+
+def test_a_model_file_for_another_plan_is_refused_by_the_no_op_runner_naming_the_tensors(fx, make_workspace, tmp_path):
+    make_workspace("no-op", initialize=False)
+    write_model(tmp_path / "other.pbuf", {"w0": np.ones(3, np.float32)})
+    res = fx("plan", "initialize", "-a", "localhost", "-i", str(tmp_path / "other.pbuf"))
+    assert res.exit_code == 1
+    assert "tensor 'dummy_tensor': missing" in res.stderr and "tensor 'w0': unknown to the model" in res.stderr
+    assert f"{tmp_path / 'other.pbuf'} does not fit the plan's model" in res.stderr

@@ -63,3 +63,18 @@ class TaskRunner(ABC):
     def load_native(self, path: str) -> None:
         """Load weights from a framework-native model file."""
         raise NotImplementedError(f"{type(self).__name__} has no native model format")
+
+
+def fit_problems(required: Mapping[str, tuple[int, ...]], optional: Mapping[str, tuple[int, ...]],
+                 found: Mapping[str, np.ndarray]) -> list[str]:
+    """Every missing, unknown or mis-shaped tensor of ``found``, one line each."""
+    problems = [f"tensor '{name}': missing (the model expects shape {shape})"
+                for name, shape in required.items() if name not in found]
+    known = {**optional, **required}
+    for name, array in found.items():
+        shape = tuple(np.shape(array))
+        if name not in known:
+            problems.append(f"tensor '{name}': unknown to the model (found shape {shape})")
+        elif shape != known[name]:
+            problems.append(f"tensor '{name}': the model expects shape {known[name]}, found {shape}")
+    return problems

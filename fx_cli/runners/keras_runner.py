@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fx_cli.errors import FxError
-from fx_cli.runners.base import TaskResult, TaskRunner
+from fx_cli.runners.base import TaskResult, TaskRunner, fit_problems
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,6 @@ def named_weights(model: Any) -> dict[str, Any]:
             name = f"{layer.name}/{weight.name}"
             named[name if name not in named else f"{layer.name}/{index}"] = weight
     return named
-
-
-def fit_problems(required: Mapping[str, tuple[int, ...]], optional: Mapping[str, tuple[int, ...]],
-                 found: Mapping[str, np.ndarray]) -> list[str]:
-    """Every missing, unknown or mis-shaped tensor of ``found``, one line each."""
-    problems = [f"tensor '{name}': missing (the model expects shape {shape})"
-                for name, shape in required.items() if name not in found]
-    known = {**optional, **required}
-    for name, array in found.items():
-        shape = tuple(np.shape(array))
-        if name not in known:
-            problems.append(f"tensor '{name}': unknown to the model (found shape {shape})")
-        elif shape != known[name]:
-            problems.append(f"tensor '{name}': the model expects shape {known[name]}, found {shape}")
-    return problems
 
 
 def _shapes(variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

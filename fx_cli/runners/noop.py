@@ -5,7 +5,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fx_cli.runners.base import TaskResult, TaskRunner
+from fx_cli.errors import FxError
+from fx_cli.runners.base import TaskResult, TaskRunner, fit_problems
 
 
 class NoOpData:
@@ -30,6 +31,10 @@ class NoOpRunner(TaskRunner):
         return {"dummy_tensor": self.tensor}
 
     def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
+        problems = fit_problems({"dummy_tensor": ()}, {}, tensors)
+        if problems:
+            raise FxError("the tensors do not fit the no-op model:\n" + "\n".join(f"  - {p}" for p in problems),
+                          "the model file was made for another plan; the no-op model is one scalar 'dummy_tensor'")
         self.tensor = np.asarray(tensors["dummy_tensor"], dtype=np.float32)
 
     def train_task(self, round_num: int, **kwargs: Any) -> TaskResult:
