@@ -133,3 +133,24 @@ def test_missing_archive_is_named(tmp_path, monkeypatch, fx):
     res = fx("workspace", "import", "--archive", "nope.zip", "-s")
     assert res.exit_code == 1 and "nope.zip: no such file" in res.stderr
     assert snapshot(tmp_path) == set()
+
+
+def test_an_archive_over_the_size_limits_names_the_option_that_accepts_it(exported, fx, tmp_path):
+    ws, archive = exported
+    res = fx("workspace", "import", "--archive", str(archive), "--prefix", "small", "-s", "--max-gib", "0.000001")
+    assert res.exit_code == 1 and "over the 1,073-byte limit" in res.stderr and "--max-gib N" in res.stderr
+    assert not Path("small").exists()
+    res = fx("workspace", "import", "--archive", str(archive), "--prefix", "roomy", "-s", "--max-gib", "0.5")
+    assert res.exit_code == 0, res.all
+    assert fx("workspace", "import", "--archive", str(archive), "--prefix", "x", "--max-gib", "0").exit_code == 1
+
+
+def test_export_says_when_the_sites_need_a_higher_import_limit():
+    from fx_cli.workspace.export import size_notes
+    from fx_cli.workspace.import_ import import_limits
+
+    members = {"save/init.pbuf": b"\0" * 3000, "plan/plan.yaml": b"x" * 100}
+    (note,) = size_notes(members, import_limits(2000 / 1024 ** 3))
+    assert note.startswith("save/init.pbuf is 3,000 bytes (3,100 in all), over the default size limits")
+    assert note.endswith("must import it with --max-gib 1")
+    assert size_notes(members) == []

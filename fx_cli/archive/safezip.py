@@ -27,14 +27,17 @@ class Limits:
     max_member_bytes: int = 1024 * MiB
     max_total_bytes: int = 4096 * MiB
     max_ratio: float = 200.0  # uncompressed/compressed, per member above 1 MiB
+    oversize_hint: str | None = None  # how a user may raise the size limits, if they can
+
+
+UNSAFE_HINT = "nothing was extracted; ask the sender for a fresh archive made by fx"
 
 
 class UnsafeArchive(FxError):
     """A zip that fx refuses to extract."""
 
-    def __init__(self, archive: Path, what: str) -> None:
-        super().__init__(f"{archive}: refused: {what}",
-                         "nothing was extracted; ask the sender for a fresh archive made by fx")
+    def __init__(self, archive: Path, what: str, hint: str | None = None) -> None:
+        super().__init__(f"{archive}: refused: {what}", hint or UNSAFE_HINT)
 
 
 def _member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
@@ -55,10 +58,13 @@ def _member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return f"member {name!r} is encrypted"
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
         return f"member {name!r} uses unsupported compression method {info.compress_type}"
-    if info.file_size > limits.max_member_bytes:
-        return f"member {name!r} is {info.file_size:,} bytes, over the {limits.max_member_bytes:,}-byte limit"
-    if info.file_size > MiB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-        return f"member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x (zip bomb?)"
+    return None
+
+
+def _bomb_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > MiB and ratio > limits.max_ratio:
+        return f"member {info.filename!r} expands {ratio:.0f}x (zip bomb?)"
     return None
 
 
@@ -88,9 +94,16 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
             continue
         if allowed is not None and not allowed(info.filename):
             raise UnsafeArchive(archive, f"unexpected member {info.filename!r}")
+        if info.file_size > limits.max_member_bytes:
+            raise UnsafeArchive(archive, f"member {info.filename!r} is {info.file_size:,} bytes, over the "
+                                         f"{limits.max_member_bytes:,}-byte limit", limits.oversize_hint)
+        problem = _bomb_problem(info, limits)
+        if problem:
+            raise UnsafeArchive(archive, problem)
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise UnsafeArchive(archive, f"members add up to over {limits.max_total_bytes:,} bytes")
+            raise UnsafeArchive(archive, f"members add up to over {limits.max_total_bytes:,} bytes",
+                                limits.oversize_hint)
         files.append(info)
     file_keys = {i.filename.lower() for i in files}
     for info in files:

@@ -43,12 +43,14 @@ def export(output: Path | None, force: bool) -> None:
 @click.option("-s", "--silent", is_flag=True, help="Non-interactive: install only with an explicit --install.")
 @click.option("--pip-arg", "pip_args", multiple=True, metavar="ARG",
               help="Extra argument for pip, repeatable (e.g. --pip-arg=--no-index --pip-arg=--find-links=DIR).")
+@click.option("--max-gib", type=float, default=None,
+              help="Accept members and a total of up to this many GiB (default: 1 per member, 4 in all).")
 def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bool,
-            pip_args: tuple[str, ...]) -> None:
+            pip_args: tuple[str, ...], max_gib: float | None) -> None:
     """Unpack a workspace archive into a new folder, verify its plan and install its requirements."""
-    from fx_cli.workspace.import_ import import_workspace, next_steps
+    from fx_cli.workspace.import_ import import_limits, import_workspace, next_steps
 
-    done = import_workspace(archive, prefix)
+    done = import_workspace(archive, prefix, limits=import_limits(max_gib))
     ok(f"imported {archive} into {done.path} ({len(done.files)} files)")
     console().print(f"federation: {done.plan.federation_id}   plan hash: {done.plan.plan_hash}")
     console().print(f"aggregator: {done.plan.agg_addr}:{done.plan.agg_port}")

@@ -1,17 +1,20 @@
 """``fx workspace export``: a deterministic zip of what every site of a federation needs."""
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from fx_cli.archive.safezip import Limits
 from fx_cli.errors import FxError
 from fx_cli.plan.freeze import freeze
 from fx_cli.plan.loader import Plan, load_plan, require_initialized
 from fx_cli.workspace import requirements
 from fx_cli.workspace.archive import (ARCHIVE_DIRS, DEFAULT_MARKER, FROZEN_PLAN, MARKER_FILE, SITE_DIRS,
                                       holds_private_key, never_shipped)
+from fx_cli.workspace.import_ import import_limits
 
 # Fixed timestamp and modes: the same workspace always gives the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -55,8 +58,22 @@ def export_workspace(workspace: Path, output: Path | None = None, force: bool = 
     members: dict[str, Path | bytes] = {**files, **generated}
     read_only = {frozen.relative_to(workspace).as_posix()}
     size = _write_zip(target, members, read_only)
+    captured.notes += size_notes(members)
     return Exported(target, plan.federation_id, plan.hash, sorted(members), left_out, captured.pins,
                     captured.notes, size)
+
+
+def size_notes(members: dict[str, Path | bytes], limits: Limits | None = None) -> list[str]:
+    """Tell the exporter when the sites need ``--max-gib`` to import this archive."""
+    limits = limits or import_limits()
+    sizes = {n: len(m) if isinstance(m, bytes) else m.stat().st_size for n, m in members.items()}
+    name, biggest = max(sizes.items(), key=lambda item: item[1])
+    total = sum(sizes.values())
+    if biggest <= limits.max_member_bytes and total <= limits.max_total_bytes:
+        return []
+    need = math.ceil(max(biggest, total) / 1024 ** 3)
+    return [f"{name} is {biggest:,} bytes ({total:,} in all), over the default size limits of "
+            f"`fx workspace import`; the sites must import it with --max-gib {need}"]
 
 
 def _select(workspace: Path, plan: Plan, init: Path, frozen: Path, target: Path

@@ -23,6 +23,19 @@ from fx_cli.workspace.archive import (FROZEN_PLAN, MARKER_FILE, PLAN_FILE, SITE_
 from fx_cli.workspace.requirements import fx_pin
 
 PLAN_MEMBER_MAX = 4 * 1024 * 1024  # plan files are small YAML; they are read into memory
+GiB = 1024 ** 3
+OVERSIZE_HINT = ("nothing was extracted. If the archive is this large on purpose (a big initial model) and comes "
+                 "from the aggregator's owner, import it with a higher limit: --max-gib N")
+
+
+def import_limits(max_gib: float | None = None) -> Limits:
+    """The size limits of an import: the defaults, or ``max_gib`` per member and in all."""
+    if max_gib is None:
+        return Limits(oversize_hint=OVERSIZE_HINT)
+    if max_gib <= 0:
+        raise FxError(f"--max-gib must be above 0, got {max_gib}", "give the largest size to accept in GiB, e.g. 8")
+    size = int(max_gib * GiB)
+    return Limits(max_member_bytes=size, max_total_bytes=size, oversize_hint=OVERSIZE_HINT)
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
@@ -53,7 +66,7 @@ class Imported:
     warnings: list[str] = field(default_factory=list)
 
 
-def import_workspace(archive: Path, prefix: Path | None = None, *, limits: Limits = Limits()) -> Imported:
+def import_workspace(archive: Path, prefix: Path | None = None, *, limits: Limits = import_limits()) -> Imported:
     """Check ``archive`` completely, verify its plan hash, then unpack it into a new folder."""
     archive = Path(archive)
     target = prefix if prefix is not None else Path(archive.stem)
