@@ -25,10 +25,12 @@ def test_help_imports_no_tensorflow_and_no_grpc():
 
 def test_non_training_commands_import_no_tensorflow(tmp_path):
     ws = tmp_path / "ws"
-    for args in (["workspace", "create", "--prefix", str(ws), "--template", "numpy/synthetic"],
+    for args in (["workspace", "create", "--prefix", str(ws), "--template", "keras/digits"],
+                 ["plan", "print", "-p", str(ws / "plan" / "plan.yaml")],  # validates the Keras runner's settings
                  ["plan", "--help"], ["aggregator", "--help"], ["collaborator", "--help"], ["model", "--help"]):
         modules = _modules_after(args)
-        assert "tensorflow" not in modules, args
+        assert "fx_cli.runners.keras_runner" in modules or args[0] != "plan" or args[1] != "print"
+        assert "tensorflow" not in modules and "keras" not in modules, args
     assert (ws / "plan" / "plan.yaml").exists()
 
 
