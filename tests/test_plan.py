@@ -227,3 +227,21 @@ def test_a_misspelt_data_loader_setting_of_a_shipped_loader_is_reported(tmp_path
     config = deep_merge(MINIMAL, {"data_loader": {"settings": {"samples_per_shrad": 10}}})
     (problem,) = problems_of(write_plan(tmp_path, config))
     assert problem.endswith("data_loader.settings.samples_per_shrad: unknown key (did you mean samples_per_shard?)")
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"agg_port": "abc"}, "network.settings.agg_port: expected 'auto' or a port number from 1 to 65535, got 'abc'"),
+    ({"agg_port": 70000}, "network.settings.agg_port: expected 'auto' or a port number from 1 to 65535, got 70000"),
+    ({"agg_port": 0}, "network.settings.agg_port: expected 'auto' or a port number from 1 to 65535, got 0"),
+    ({"agg_addr": "bad host!"}, "network.settings.agg_addr: invalid aggregator address 'bad host!'"),
+])
+def test_aggregator_address_and_port_values_are_checked(tmp_path, settings, expected):
+    (problem,) = problems_of(write_plan(tmp_path, deep_merge(MINIMAL, {"network": {"settings": settings}})))
+    assert expected in problem
+
+
+def test_valid_addresses_and_ports_pass(tmp_path):
+    for addr, port in (("10.0.0.5", 1), ("::1", 65535), ("Agg.Example.org", "auto")):
+        path = write_plan(tmp_path / addr.replace(":", "_"), deep_merge(MINIMAL, {"network": {"settings": {
+            "agg_addr": addr, "agg_port": port}}}))
+        assert load_plan(path).network.agg_addr == addr

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from fx_cli.errors import FxError
+from fx_cli.names import check_address
 from fx_cli.plan.schema import check_settings, suggest
 from fx_cli.plan.settings import CORE_SETTINGS
 from fx_cli.plan.templates import check_allowed, resolve_class
@@ -55,9 +56,25 @@ def _check_section(name: str, section: dict[str, Any], file: str, ws: Path, chec
         if problem:
             return problems + [problem]
     if name in CORE_SETTINGS:
-        return problems + check_settings(settings, CORE_SETTINGS[name], f"{file}: {name}.settings")
+        problems += check_settings(settings, CORE_SETTINGS[name], f"{file}: {name}.settings")
+        return problems + (_check_address(settings, f"{file}: network.settings") if name == "network" else [])
     if template and check_classes:
         problems += _check_class(template, settings, f"{file}: {name}", ws, INJECTED.get(name, ()))
+    return problems
+
+
+def _check_address(settings: dict[str, Any], where: str) -> list[str]:
+    """Values (not just types) of agg_addr and agg_port: they become a socket address and a certificate name."""
+    problems = []
+    port = settings.get("agg_port", "auto")
+    if port != "auto" and not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+        problems.append(f"{where}.agg_port: expected 'auto' or a port number from 1 to 65535, got {port!r}")
+    addr = settings.get("agg_addr", "auto")
+    if isinstance(addr, str) and addr != "auto":
+        try:
+            check_address(addr)
+        except FxError as err:
+            problems.append(f"{where}.agg_addr: {err.message}")
     return problems
 
 
