@@ -63,6 +63,9 @@ def test_initialize_writes_address_and_freeze_is_read_only(fx, make_workspace):
     res = fx("plan", "initialize", "-a", "agg.example.org")
     assert res.exit_code == 0, res.all
     assert load_plan("plan/plan.yaml").network.agg_addr == "agg.example.org"
+    assert "set network.settings.agg_addr to agg.example.org in plan/plan.yaml" in res.output
+    assert "next: fx workspace certify" in res.output
+    assert "set network.settings.agg_addr" not in fx("plan", "initialize").output  # nothing to change
     res = fx("plan", "freeze")
     assert res.exit_code == 0, res.all
     (frozen,) = (ws / "plan").glob("plan_*.yaml")

@@ -40,7 +40,10 @@ def initialize(plan_path: Path, cols_path: Path, data_path: Path, agg_addr: str 
 
     done = run(plan_path, cols_path, data_path, agg_addr, init_model)
     ok(f"wrote {done.init_path} ({done.tensor_count} tensors, {done.total_bytes:,} bytes)")
+    if done.address_written:
+        ok(f"set network.settings.agg_addr to {done.agg_addr} in {plan_path}")
     console().print(f"aggregator: {done.agg_addr}:{done.agg_port}   federation: plan_{done.plan_hash[:8]}")
+    console().print("next: fx workspace certify (on the aggregator host), then fx workspace export for the data sites")
 
 
 @click.command("print")

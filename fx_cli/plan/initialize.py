@@ -22,6 +22,7 @@ class Initialized:
     agg_addr: str
     agg_port: int
     plan_hash: str
+    address_written: bool = False
 
 
 def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
@@ -47,7 +48,7 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     target = plan.resolve_path(plan.aggregator.init_state_path)
     size = write_model(target, tensors, round_number=round_number)
     net = plan.network
-    return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash)
+    return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash, address is not None)
 
 
 def _initial_tensors(runner: TaskRunner, init_model: Path | None) -> tuple[dict[str, np.ndarray], int]:
