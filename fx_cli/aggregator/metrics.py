@@ -23,6 +23,8 @@ class RoundReport:
     best: bool = False
     note: str = ""
     final: bool = False  # the evaluation of the final aggregated model (``round`` = rounds_to_train)
+    # (current, peak) resident size when the report was made: lets a long run show whether memory stays flat.
+    rss: tuple[int, int] = field(default_factory=lambda: _rss())
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -32,13 +34,17 @@ class RoundReport:
         return f"{what}  {shown}  participants={len(self.participants)}/{self.expected}  {self.seconds:.2f} s{best}"
 
     def record(self) -> dict[str, Any]:
-        from fx_cli.aggregator.memory import rss_bytes
-
-        rss, peak = rss_bytes()  # lets a long run show whether the aggregator's memory stays flat
+        rss, peak = self.rss
         return {"round": self.round, "final": self.final, "metrics": self.metrics, "participants": self.participants,
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
                 "peak_rss_mib": round(peak / 2**20, 1)}
+
+
+def _rss() -> tuple[int, int]:
+    from fx_cli.aggregator.memory import rss_bytes
+
+    return rss_bytes()
 
 
 def _fmt(value: float) -> str:

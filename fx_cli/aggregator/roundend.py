@@ -22,6 +22,7 @@ import numpy as np
 from fx_cli.aggregation import AggregationFunction
 from fx_cli.aggregator.combine import choose_function, model_updates, next_model, round_metrics
 from fx_cli.aggregator.coordinator import ClosedRound
+from fx_cli.aggregator.memory import release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, fsync_dir, write_round_model
 from fx_cli.aggregator.state import Store
@@ -123,6 +124,7 @@ class RoundCloser:
             model = write_round_model(target, closed.model.tensors(), r + 1)
         metrics = round_metrics(closed.records)
         improved = self.best.consider(metrics, closed.model)
+        release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
         agg_state = {task: str(self.models_dir / f"aggstate_{task}_r{r + 1}.npz") for task in self.functions}
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
         report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
