@@ -63,3 +63,12 @@ def test_files_that_are_not_utf8_are_plan_errors_naming_the_file(tmp_path):
             call(path)
         assert info.value.problems == [f"{path}: " + info.value.problems[0].split(": ", 1)[1]]
         assert "is not UTF-8 text (byte 19: invalid continuation byte)" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("data_path", ["", "  ", "2\nevil,/etc", "1\r"])
+def test_set_data_refuses_empty_or_multi_line_paths_and_writes_nothing(tmp_path, data_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("one,1\n")
+    with pytest.raises(PlanError, match="is empty or spans lines"):
+        set_data(path, "two", data_path)
+    assert path.read_text() == "one,1\n"

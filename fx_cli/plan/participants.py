@@ -94,6 +94,9 @@ def read_data(path: str | Path) -> dict[str, str]:
 def set_data(path: str | Path, name: str, data_path: str) -> None:
     """Set ``name,data_path`` in data.yaml, keeping comments and other lines."""
     p = Path(path)
+    if not data_path.strip() or "\n" in data_path or "\r" in data_path:
+        raise PlanError([f"{p}: data path {data_path!r} for collaborator '{name}' is empty or spans lines"],
+                        "give one non-empty data path (for the shipped templates, the shard number: 1, 2, ...)")
     lines = read_text(p, "data file").splitlines() if p.exists() else []
     out, replaced = [], False
     for line in lines:
