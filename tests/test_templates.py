@@ -53,6 +53,7 @@ def test_created_plan_is_merged_self_contained_and_cert_dir_private(make_workspa
     ws = make_workspace("numpy/synthetic", initialize=False)
     text = (ws / "plan" / "plan.yaml").read_text()
     assert "defaults:" not in text and "rounds_to_train: 3" in text
+    assert text.startswith("# numpy/synthetic: ") and "# Merged from template 'numpy/synthetic'" in text
     assert stat.S_IMODE((ws / "cert").stat().st_mode) == 0o700
 
 

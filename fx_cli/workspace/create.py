@@ -34,7 +34,18 @@ def create_workspace(prefix: Path, template: str, force: bool = False) -> Create
     (prefix / "cert").chmod(0o700)
     if not (prefix / "requirements.txt").exists():
         (prefix / "requirements.txt").write_text("")
-    plan = load_plan(prefix / "plan" / "plan.yaml", workspace=prefix)
-    write_text_atomic(prefix / "plan" / "plan.yaml",
+    plan_file = prefix / "plan" / "plan.yaml"
+    plan = load_plan(plan_file, workspace=prefix)
+    write_text_atomic(plan_file, _leading_comments(plan_file) +
                       f"# Merged from template '{template}' by fx workspace create.\n" + dump_yaml(plan.config))
     return CreatedWorkspace(prefix, template, load_plan(prefix / "plan" / "plan.yaml").hash)
+
+
+def _leading_comments(path: Path) -> str:
+    """The template plan's opening comment block (what the template is), kept above the merged plan."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line + "\n")
+    return "".join(lines)
