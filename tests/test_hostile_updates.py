@@ -140,3 +140,34 @@ def test_hostile_updates_are_refused_the_sender_is_named_and_the_round_goes_on(t
     expected = reference_fedavg(ws, {"one": 1, "two": 2}, 2)
     for name, array in final_model(ws).items():
         np.testing.assert_allclose(array, expected[name], rtol=2e-6, atol=1e-6)
+
+
+def test_peers_that_stop_sending_or_reading_lose_their_transfer_slots_and_the_run_completes(tmp_path: Path) -> None:
+    """Every transfer slot taken by an upload that stops moving: the others still get through."""
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=1, num_params=2_000_000,
+                        aggregator={"heartbeat_timeout": 2}, network={"chunk_size_mib": 1})
+    release = threading.Event()
+    with processes(ws) as procs:
+        agg = procs.aggregator()
+        raw = RawClient(ws)
+        raw.join_and_get_tasks()
+
+        def stalled() -> Iterator[Frame]:
+            yield raw.header()
+            yield from raw.frames(raw.model)[:2]
+            release.wait(60)
+
+        uploads = [raw.stub.upload_results.future(stalled()) for _ in range(2)]
+        for call in uploads:
+            call.initial_metadata()  # both hold a slot now: without the stall limit nobody else could move a model
+        honest = [procs.collaborator("one"), procs.collaborator("two")]
+        assert agg.wait(TIMEOUT) == 0, agg.output()
+        for col in honest:
+            assert col.wait(TIMEOUT) == 0, col.output()
+        release.set()
+        for call in uploads:
+            call.cancel()
+        raw.channel.close()
+    log = flat(agg.output())
+    assert log.count("'train' upload of 'one' made no progress for") == 2, log
+    assert "its transfer slot goes to the others" in log

@@ -158,7 +158,8 @@ def _serve(plan: Plan, cols: list[str], cols_path: Path, coord: Coordinator, clo
     chunk = chunk_bytes(net.chunk_size_mib)
     poll = min(30.0, max(0.5, settings.heartbeat_timeout / 3))
     gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path)
-    servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, pipelines)
+    servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, pipelines,
+                        stall_timeout=settings.heartbeat_timeout)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
                max_workers=2 * len(cols) + 8) as port:

@@ -16,6 +16,7 @@ import grpc
 
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.intake import Rejected, UpdateIntake, check_header
+from fx_cli.aggregator.transfers import Transfers
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
@@ -97,7 +98,7 @@ class Servicer:
     """Implements ``FederationServicer`` (see ``fx_cli.transport.methods``)."""
 
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
-                 chunk: int, poll_timeout: float, pipelines: set[str]) -> None:
+                 chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0) -> None:
         self.coord = coordinator
         self.gate = gate
         self.plan_config = plan_config
@@ -105,7 +106,7 @@ class Servicer:
         self.chunk = chunk
         self.poll_timeout = poll_timeout
         self.pipelines = pipelines
-        self.transfers = threading.BoundedSemaphore(MAX_TRANSFERS)
+        self.transfers = Transfers(MAX_TRANSFERS, stall_timeout)
 
     def _admit(self, context: Any, caller: Caller) -> str:
         """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""
@@ -137,16 +138,20 @@ class Servicer:
         return reply
 
     def download_model(self, request: DownloadRequest, context: Any) -> Iterator[Frame]:
-        self._admit(context, request.caller)
+        name = self._admit(context, request.caller)
         try:
             model = self.coord.model_for(request.round)
         except Rejected as err:
             context.abort(grpc.StatusCode[err.code], err.message)
         self.coord.count_out(model.nbytes)
-        with self.transfers:
+        with self.transfers.slot(f"the round {request.round + 1} model download of '{name}'") as lease:
             for i, frame in enumerate(model.frames(self.chunk)):
                 if i == 2:  # the model header and a tensor header went out, its data did not
                     fault("aggregator:sending_model")
+                try:
+                    lease.touch(self.transfers.clock())
+                except Rejected as err:
+                    context.abort(grpc.StatusCode[err.code], err.message)
                 yield frame
 
     def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
@@ -170,9 +175,10 @@ class Servicer:
         intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
         try:
             if header.tensor_count:
-                with self.transfers:
+                what = f"the round {ticket.round + 1} '{ticket.task}' upload of '{ticket.collaborator}'"
+                with self.transfers.slot(what) as lease:
                     context.send_initial_metadata(((READY_KEY, "go"),))  # the client streams only now
-                    spilled = intake.receive(frames)
+                    spilled = intake.receive(self.transfers.moving(lease, frames))
             else:
                 spilled = intake.receive(frames)
             reply = self.coord.accept(ticket, header, spilled)

@@ -1,0 +1,89 @@
+"""Transfer slots: how many model streams move at once, and what happens to one that stops moving.
+
+Each in-flight stream (a model download, an update upload) holds a few chunks in
+gRPC and Python buffers, so a small fixed number of slots bounds the
+aggregator's memory whatever the number of collaborators. A peer that stops
+reading or sending (hung, or hostile) would hold its slot forever and stall
+everyone else: a stream with no progress for ``stall_timeout`` seconds loses its
+slot, and the call is ended UNAVAILABLE (an honest but slow sender retries).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+from fx_cli.aggregator.intake import Rejected
+
+log = logging.getLogger("fx.aggregator")
+T = TypeVar("T")
+
+
+class Lease:
+    """One stream's hold on a slot; ``touch`` on every frame moved."""
+
+    def __init__(self, what: str, now: float) -> None:
+        self.what = what
+        self.last = now
+        self.lost = False
+
+    def touch(self, now: float) -> None:
+        if self.lost:
+            raise Rejected("UNAVAILABLE", f"{self.what} made no progress for too long and lost its transfer slot; "
+                                          "retry")
+        self.last = now
+
+
+class Transfers:
+    def __init__(self, slots: int, stall_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_timeout = stall_timeout
+        self.clock = clock
+        self._free = threading.Semaphore(slots)
+        self._lock = threading.Lock()
+        self._leases: set[Lease] = set()
+        self._watching = False
+
+    @contextmanager
+    def slot(self, what: str) -> Iterator[Lease]:
+        """Wait for a free slot and hold it for the block (or until the stream stalls)."""
+        self._free.acquire()
+        lease = Lease(what, self.clock())
+        with self._lock:
+            self._leases.add(lease)
+            if not self._watching:
+                self._watching = True
+                threading.Thread(target=self._watch, name="fx-transfer-watchdog", daemon=True).start()
+        try:
+            yield lease
+        finally:
+            self._give_back(lease)
+
+    def moving(self, lease: Lease, items: Iterator[T]) -> Iterator[T]:
+        """``items``, touching ``lease`` as each one passes."""
+        for item in items:
+            lease.touch(self.clock())
+            yield item
+
+    def _give_back(self, lease: Lease) -> None:
+        with self._lock:
+            if lease in self._leases:
+                self._leases.discard(lease)
+                self._free.release()
+
+    def _watch(self) -> None:
+        """Take slots from stalled streams; ends when no stream is in flight."""
+        while True:
+            time.sleep(min(1.0, self.stall_timeout / 4))
+            now = self.clock()
+            with self._lock:
+                if not self._leases:
+                    self._watching = False
+                    return
+                stalled = [lease for lease in self._leases if now - lease.last > self.stall_timeout]
+            for lease in stalled:
+                lease.lost = True
+                log.warning("%s made no progress for %.0f s (stall limit: heartbeat_timeout %g s); its transfer "
+                            "slot goes to the others", lease.what, now - lease.last, self.stall_timeout)
+                self._give_back(lease)
