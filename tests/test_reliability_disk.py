@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fx_cli.tensors.pbuf import read_model
-from tests.fault_helpers import (assert_bit_identical, files, flat, in_log, killed, processes, saved_meta, task_counts,
+from tests.fault_helpers import (assert_bit_identical, files, flat, killed, processes, saved_meta, task_counts,
                                  uninterrupted_model)
 from tests.runtime_helpers import make_workspace
 

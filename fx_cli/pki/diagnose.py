@@ -50,7 +50,8 @@ def is_tls_failure(err: grpc.RpcError) -> bool:
     return tls_failure_kind(err) is not None
 
 
-def local_rejection(target: str, workspace: Path, collaborator: str | None, cert_folder: str = "cert") -> FxError | None:
+def local_rejection(target: str, workspace: Path, collaborator: str | None,
+                    cert_folder: str = "cert") -> FxError | None:
     """For connections that keep closing during set-up: an error when this host's own certificate explains it."""
     local = local_client_problem(Layout(workspace, cert_folder), collaborator)
     return _handshake_rejected(target, local, collaborator) if local else None
