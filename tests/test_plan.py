@@ -245,3 +245,21 @@ def test_valid_addresses_and_ports_pass(tmp_path):
         path = write_plan(tmp_path / addr.replace(":", "_"), deep_merge(MINIMAL, {"network": {"settings": {
             "agg_addr": addr, "agg_port": port}}}))
         assert load_plan(path).network.agg_addr == addr
+
+
+@pytest.mark.parametrize("bomb", [
+    # ten levels of ten aliases: 10**10 values once expanded, a few hundred bytes of YAML
+    "\n      k0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"      k{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 11)),
+    " &loop {again: *loop}\n",  # a cycle
+])
+def test_yaml_alias_bombs_and_cycles_are_refused_quickly(tmp_path, bomb):
+    import time
+
+    text = yaml.safe_dump(MINIMAL).replace("    num_params: 10\n", "    num_params: 10\n    x_bomb:" + bomb, 1)
+    path = write_plan(tmp_path, {}, text=text)
+    start = time.perf_counter()
+    with pytest.raises(PlanError) as info:  # as import reads an archive's plan: settings are not checked
+        load_plan(path, check_classes=False).hash
+    assert "expands to over 200,000 values (nested or recursive YAML aliases?)" in info.value.problems[0]
+    assert time.perf_counter() - start < 2

@@ -9,6 +9,8 @@ import yaml
 
 from fx_cli.errors import PlanError
 
+MAX_VALUES = 200_000  # keys, values and items together; real plans hold a few hundred
+
 
 def read_yaml(path: str | os.PathLike[str], *, what: str = "file") -> Any:
     """Parse a YAML file; a missing or malformed file raises ``PlanError``."""
@@ -17,12 +19,31 @@ def read_yaml(path: str | os.PathLike[str], *, what: str = "file") -> Any:
         raise PlanError([f"{p}: {what} not found"])
     text = read_text(p, what)
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise PlanError([f"{p}{where}: not valid YAML: {problem}"]) from None
+    _check_expansion(data, p)
+    return data
+
+
+def _check_expansion(data: Any, path: Path) -> None:
+    """Refuse documents whose aliases expand past MAX_VALUES (or into a cycle) before anything walks them."""
+    # A few hundred bytes of nested YAML aliases expand to billions of values when hashed or printed.
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise PlanError([f"{path}: expands to over {MAX_VALUES:,} values (nested or recursive YAML aliases?)"],
+                            "write the plan out without '&anchor'/'*alias' tricks")
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def read_text(path: Path, what: str = "file") -> str:
