@@ -53,6 +53,8 @@ def test_import_prints_next_steps_and_how_to_install_later(exported, fx):
                  "fx collaborator start -n NAME", "requirements not installed", "-m pip install -r"):
         assert step in res.output, step
     assert res.output.index("generate-cert-request") < res.output.index("collaborator start")
+    # The archive pins fx==<version>; pip must not be told to fetch the unrelated PyPI project of that name.
+    assert "after deleting its 'fx==' line" in " ".join(res.output.split())
 
 
 def test_import_defaults_to_the_archive_stem_and_never_overwrites(exported, fx):

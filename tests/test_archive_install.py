@@ -33,6 +33,7 @@ def test_unsatisfiable_requirement_fails_with_pips_reason(tmp_path):
     assert "fx-archive-test-no-such-package" in err.message
     assert "No matching distribution" in err.message
     assert "-m pip install -r" in (err.hint or "") and "the workspace itself was imported" in (err.hint or "")
+    assert "after deleting its 'fx==' line" in (err.hint or "")
 
 
 def test_import_with_install_runs_pip_and_shows_its_output(make_workspace, fx, tmp_path, monkeypatch):

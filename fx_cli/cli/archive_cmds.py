@@ -67,11 +67,11 @@ def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bo
 
 def _install(requirements: Path, install: bool, pip_args: tuple[str, ...]) -> None:
     """Run pip with its output shown as progress, or say how to do it later."""
+    from fx_cli.workspace.requirements import manual_install, pip_install
+
     if not install:
-        console().print(f"requirements not installed; to install them: "
-                        f"{Path(sys.executable).name} -m pip install -r {requirements}")
+        console().print(f"requirements not installed; to install them: {manual_install(requirements)}")
         return
-    from fx_cli.workspace.requirements import pip_install
 
     err_console().print(f"installing {requirements} with pip ...")
     pip_install(requirements, pip_args, on_line=lambda line: err_console().print(f"  pip: {line}", markup=False))

@@ -143,6 +143,12 @@ def fx_pin(requirements_text: str) -> str | None:
     return None
 
 
+def manual_install(requirements: Path) -> str:
+    """The pip command a user can run later; fx's own pin must not reach pip (see ``pip_install``)."""
+    return (f"{sys.executable} -m pip install -r {requirements} after deleting its '{FX_DIST}==' line "
+            f"(fx is already this program; the PyPI project named '{FX_DIST}' is a different one)")
+
+
 def pip_install(requirements: Path, extra_args: Sequence[str] = (),
                 on_line: Callable[[str], None] = lambda line: None) -> None:
     """``python -m pip install -r requirements`` into this environment, streaming pip's output."""
@@ -166,7 +172,7 @@ def _run_pip(cmd: list[str], requirements: Path, on_line: Callable[[str], None])
                                 cwd=requirements.parent)
     except OSError as err:
         raise FxError(f"could not run pip for {requirements}: {err}",
-                      f"install them yourself: {sys.executable} -m pip install -r {requirements}") from None
+                      f"install them yourself: {manual_install(requirements)}") from None
     assert proc.stdout is not None
     with proc:
         for raw in proc.stdout:
@@ -178,4 +184,4 @@ def _run_pip(cmd: list[str], requirements: Path, on_line: Callable[[str], None])
         raise FxError(f"pip could not install the requirements in {requirements} "
                       f"(exit code {proc.returncode}); pip said:\n{shown}",
                       f"fix or remove the requirement pip names above, then run "
-                      f"`{sys.executable} -m pip install -r {requirements}` (the workspace itself was imported)")
+                      f"{manual_install(requirements)}; the workspace itself was imported")
