@@ -156,3 +156,13 @@ def test_export_says_when_the_sites_need_a_higher_import_limit():
     assert note.startswith("save/init.pbuf is 3,000 bytes (3,100 in all), over the default size limits")
     assert note.endswith("must import it with --max-gib 1")
     assert size_notes(members) == []
+
+
+def test_archive_without_requirements_imports_and_says_there_is_nothing_to_install(exported, fx, tmp_path):
+    from tests.archive_helpers import with_extra
+
+    _, archive = exported
+    bare = with_extra(archive, tmp_path / "bare.zip", [], drop=("requirements.txt",))
+    res = fx("workspace", "import", "--archive", str(bare), "--prefix", "bare", "--install")
+    assert res.exit_code == 0, res.all
+    assert "the archive has no requirements.txt; nothing to install" in res.output

@@ -69,6 +69,9 @@ def _install(requirements: Path, install: bool, pip_args: tuple[str, ...]) -> No
     """Run pip with its output shown as progress, or say how to do it later."""
     from fx_cli.workspace.requirements import manual_install, pip_install
 
+    if not requirements.is_file():
+        console().print("the archive has no requirements.txt; nothing to install")
+        return
     if not install:
         console().print(f"requirements not installed; to install them: {manual_install(requirements)}")
         return
