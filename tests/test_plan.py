@@ -263,3 +263,11 @@ def test_yaml_alias_bombs_and_cycles_are_refused_quickly(tmp_path, bomb):
         load_plan(path, check_classes=False).hash
     assert "expands to over 200,000 values (nested or recursive YAML aliases?)" in info.value.problems[0]
     assert time.perf_counter() - start < 2
+
+
+def test_a_task_function_the_runner_does_not_have_is_reported_with_a_suggestion(tmp_path):
+    config = deep_merge(MINIMAL, {"tasks": {"train": {"function": "trian_task"}}})
+    (problem,) = problems_of(write_plan(tmp_path, config))
+    assert problem.endswith("tasks.train.function: the task runner SyntheticRunner has no method 'trian_task' "
+                            "(did you mean train_task?)")
+    assert load_plan(write_plan(tmp_path, config), check_classes=False).tasks["train"].function == "trian_task"

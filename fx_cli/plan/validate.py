@@ -35,7 +35,26 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
         if name not in SECTIONS or not isinstance(section, dict):
             continue
         problems += _check_section(name, section, file, workspace, check_classes)
+    if check_classes:
+        problems += _check_task_functions(config, file, workspace)
     return problems
+
+
+def _check_task_functions(config: dict[str, Any], file: str, ws: Path) -> list[str]:
+    """Each task's ``function`` must be a method of the task runner (else it fails mid-federation)."""
+    template, tasks = (config.get("task_runner") or {}).get("template"), config.get("tasks")
+    if not isinstance(template, str) or check_allowed(template, "") or not isinstance(tasks, dict):
+        return []
+    try:
+        cls = resolve_class(template, ws, "task_runner.template")
+    except FxError:
+        return []  # already reported against task_runner.template
+    methods = [m for m in dir(cls) if not m.startswith("_") and callable(getattr(cls, m))]
+    return [f"{file}: tasks.{task}.function: the task runner {cls.__name__} has no method "
+            f"'{spec['function']}'{suggest(spec['function'], methods)}"
+            for task, spec in tasks.items()
+            if isinstance(spec, dict) and isinstance(spec.get("function"), str)
+            and not callable(getattr(cls, spec["function"], None))]
 
 
 def _check_section(name: str, section: dict[str, Any], file: str, ws: Path, check_classes: bool) -> list[str]:
