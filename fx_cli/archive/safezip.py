@@ -163,15 +163,3 @@ def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, 
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return [i.filename for i in files]
-
-
-def read_members(archive: str | os.PathLike[str], names: set[str], *, limits: Limits = Limits(max_member_bytes=MiB)
-                 ) -> dict[str, bytes]:
-    """Read small members into memory; the archive may hold exactly ``names`` and nothing else."""
-    archive = Path(archive)
-    with open_zip(archive) as zf:
-        files = check_members(archive, zf, limits, allowed=lambda n: n in names)
-        found = {i.filename for i in files}
-        if found != names:
-            raise UnsafeArchive(archive, f"expected members {sorted(names)}, found {sorted(found)}")
-        return {i.filename: zf.read(i) for i in files}
