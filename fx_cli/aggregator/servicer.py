@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 
@@ -114,6 +114,15 @@ class Servicer:
         self.coord.seen(name)
         return name
 
+    def _alive(self, name: str, context: Any) -> Callable[[], bool]:
+        """For a long transfer: note that ``name`` is there, unless its call is gone."""
+        def alive() -> bool:
+            if not context.is_active():
+                return False
+            self.coord.seen(name)
+            return True
+        return alive
+
     def join(self, request: JoinRequest, context: Any) -> JoinReply:
         name = self.gate.admit(context, request.caller, check_plan=False)
         if request.caller.plan_hash != self.gate.plan_hash:
@@ -144,15 +153,16 @@ class Servicer:
         except Rejected as err:
             context.abort(grpc.StatusCode[err.code], err.message)
         self.coord.count_out(model.nbytes)
-        with self.transfers.slot(f"the round {request.round + 1} model download of '{name}'") as lease:
-            for i, frame in enumerate(model.frames(self.chunk)):
-                if i == 2:  # the model header and a tensor header went out, its data did not
-                    fault("aggregator:sending_model")
-                try:
+        what = f"the round {request.round + 1} model download of '{name}'"
+        try:
+            with self.transfers.slot(what, self._alive(name, context)) as lease:
+                for i, frame in enumerate(model.frames(self.chunk)):
+                    if i == 2:  # the model header and a tensor header went out, its data did not
+                        fault("aggregator:sending_model")
                     lease.touch(self.transfers.clock())
-                except Rejected as err:
-                    context.abort(grpc.StatusCode[err.code], err.message)
-                yield frame
+                    yield frame
+        except Rejected as err:
+            context.abort(grpc.StatusCode[err.code], err.message)
 
     def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
         header = next(frames, None)
@@ -176,7 +186,7 @@ class Servicer:
         try:
             if header.tensor_count:
                 what = f"the round {ticket.round + 1} '{ticket.task}' upload of '{ticket.collaborator}'"
-                with self.transfers.slot(what) as lease:
+                with self.transfers.slot(what, self._alive(ticket.collaborator, context)) as lease:
                     context.send_initial_metadata(((READY_KEY, "go"),))  # the client streams only now
                     spilled = intake.receive(self.transfers.moving(lease, frames))
             else:

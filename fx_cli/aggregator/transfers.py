@@ -19,14 +19,17 @@ from fx_cli.aggregator.intake import Rejected
 
 log = logging.getLogger("fx.aggregator")
 T = TypeVar("T")
+# How often a stream that waits for a slot, or moves, tells the round its peer is alive.
+ALIVE_EVERY = 1.0
 
 
 class Lease:
     """One stream's hold on a slot; ``touch`` on every frame moved."""
 
-    def __init__(self, what: str, now: float) -> None:
+    def __init__(self, what: str, now: float, alive: Callable[[], bool]) -> None:
         self.what = what
-        self.last = now
+        self.last = self.noted = now
+        self.alive = alive
         self.lost = False
 
     def touch(self, now: float) -> None:
@@ -34,6 +37,9 @@ class Lease:
             raise Rejected("UNAVAILABLE", f"{self.what} made no progress for too long and lost its transfer slot; "
                                           "retry")
         self.last = now
+        if now - self.noted >= ALIVE_EVERY:  # a transfer longer than heartbeat_timeout is not a dead peer
+            self.noted = now
+            self.alive()
 
 
 class Transfers:
@@ -46,10 +52,16 @@ class Transfers:
         self._watching = False
 
     @contextmanager
-    def slot(self, what: str) -> Iterator[Lease]:
-        """Wait for a free slot and hold it for the block (or until the stream stalls)."""
-        self._free.acquire()
-        lease = Lease(what, self.clock())
+    def slot(self, what: str, alive: Callable[[], bool] = lambda: True) -> Iterator[Lease]:
+        """Wait for a free slot and hold it for the block (or until the stream stalls).
+
+        ``alive()`` is called while waiting and moving: it tells the round the peer is there (a queued peer
+        is not a silent one), and returns False when the call was abandoned, which ends the wait.
+        """
+        while not self._free.acquire(timeout=ALIVE_EVERY):
+            if not alive():
+                raise Rejected("CANCELLED", f"{what} was abandoned while waiting for a transfer slot")
+        lease = Lease(what, self.clock(), alive)
         with self._lock:
             self._leases.add(lease)
             if not self._watching:
