@@ -124,3 +124,24 @@ def test_a_collaborator_killed_mid_train_and_restarted_gets_its_task_again_count
     assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, uninterrupted)
     records = [line for line in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
     assert all('"participants": ["one", "two"]' in r for r in records)
+
+
+FEDADAM = {"train": {"function": "train_task", "kwargs": {"epochs": 1, "metrics": ["loss"]},
+                     "aggregation_type": {"template": "fx_cli.aggregation.FedAdam", "settings": {"learning_rate": 0.05}}}}
+
+
+def test_server_optimizer_state_survives_kills_and_the_result_is_bit_identical(tmp_path: Path) -> None:
+    """FedAdam keeps moments between rounds: they are saved with each round and reloaded on restart."""
+    settings = dict(SETTINGS, tasks=FEDADAM)
+    reference = uninterrupted_model(tmp_path / "reference", NAMES, **settings)
+    ws = make_workspace(tmp_path / "faulty", NAMES, **settings)  # type: ignore[arg-type]
+    with processes(ws) as procs:
+        cols = [procs.collaborator(n) for n in NAMES]
+        for rule in ("aggregator:aggregating#2", "aggregator:saving_model#2"):  # round 2 mid-sum; after its commit
+            killed(procs.aggregator(fault=rule))
+        last = procs.aggregator()
+        assert last.wait(TIMEOUT) == 0, last.output()
+        for col in cols:
+            assert col.wait(TIMEOUT) == 0, col.output()
+    assert [p.name for p in (ws / "local_state" / "models").glob("aggstate_*")] == ["aggstate_train_r3.npz"]
+    assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, reference)
