@@ -123,15 +123,6 @@ def test_resume_drops_the_current_rounds_results_and_keeps_the_rest(tmp_path: Pa
     assert store.load().updates == [] and store.bind("b" * 96, {"x": 2}, None) == []
 
 
-@pytest.fixture
-def reset_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fx aggregator reset`` in the aggregator group's command map (a no-op once the CLI registers it)."""
-    from fx_cli.cli.aggregator import aggregator
-
-    monkeypatch.setitem(aggregator.lazy_subcommands, "reset", "fx_cli.cli.run_cmds:aggregator_reset")
-
-
-@pytest.mark.usefixtures("reset_registered")
 def test_reset_deletes_the_saved_run_and_the_next_start_begins_at_round_1(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, ["one"], rounds=1, tls=False)
     assert not run_in_process(ws, ["one"]).errors
