@@ -28,10 +28,3 @@ class PlanError(FxError):
 
 class ModelFileError(FxError):
     """A .pbuf model file that is missing, corrupt, truncated or inconsistent."""
-
-
-class NotImplementedYet(FxError):
-    """A command whose capability has not been built yet. Never pretends success."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what}: not implemented yet", "this command is planned; see the issue tracker")

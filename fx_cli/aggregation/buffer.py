@@ -7,6 +7,7 @@ only column slices are brought in while computing.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from typing import Iterator, Sequence
 
@@ -22,7 +23,7 @@ SLICE_ELEMENTS = 1 << 22
 def stack_updates(tensor_name: str, shape: tuple[int, ...], dtype: np.dtype, contributions: Sequence[Contribution],
                   spill_mb: float, spill_dir: str | None) -> np.ndarray:
     """An (n, size) matrix of the updates, loaded one at a time; on disk when larger than ``spill_mb``."""
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     rows = len(contributions)
     nbytes = rows * size * dtype.itemsize
     stack = _disk_matrix(rows, size, dtype, spill_dir) if nbytes > spill_mb * 2**20 else np.empty((rows, size), dtype)

@@ -7,6 +7,7 @@ shape. Nothing is pickled and no tensor-sized temporary is made.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Iterable, Iterator
 
@@ -67,7 +68,7 @@ def check_meta(meta: TensorMeta, max_bytes: int) -> np.dtype:
     if meta.nbytes > max_bytes:
         raise StreamError(f"tensor '{meta.name}': {meta.nbytes:,} payload bytes exceed the limit of {max_bytes:,}")
     dtype = np.dtype(meta.dtype)
-    if meta.pipeline == "none" and meta.nbytes != int(np.prod(meta.shape, dtype=np.int64)) * dtype.itemsize:
+    if meta.pipeline == "none" and meta.nbytes != math.prod(meta.shape) * dtype.itemsize:
         raise StreamError(f"tensor '{meta.name}': {meta.nbytes:,} bytes do not hold shape {meta.shape} of {meta.dtype}")
     return dtype
 
