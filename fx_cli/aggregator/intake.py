@@ -18,7 +18,8 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from fx_cli.aggregator.modelstore import RoundModel, TensorEntry, fsync_dir
+from fx_cli.aggregator.modelstore import RoundModel, TensorEntry
+from fx_cli.atomic import fsync_dir
 from fx_cli.faults import fault
 from fx_cli.tensors.pbuf import DTYPE
 from fx_cli.transport import codec

@@ -7,7 +7,6 @@ file without loading the model.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from fx_cli.faults import fault
+from fx_cli.atomic import atomic_write
 from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
 from fx_cli.transport.serde import Frame, ModelMeta, TensorMeta, Trailer
 
@@ -117,36 +116,16 @@ def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:
     return buf.reshape(e.shape)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], round_num: int) -> RoundModel:
     """Write tensors one by one to ``path`` atomically (temp, fsync, rename), returning the index."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     entries = []
-    try:
-        with open(tmp, "wb") as fh:
-            for name, array in tensors:
-                data = np.asarray(array, dtype=DTYPE, order="C")
-                start = fh.tell()
-                written = write_tensor(fh, name, data, round_number=round_num)
-                crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B"))
-                entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
-            fh.flush()
-            fault("aggregator:writing_file")
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_write(path, fault_point="aggregator:writing_file") as fh:
+        for name, array in tensors:
+            data = np.asarray(array, dtype=DTYPE, order="C")
+            start = fh.tell()
+            written = write_tensor(fh, name, data, round_number=round_num)
+            crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B"))
+            entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
     return RoundModel(round_num, path, tuple(entries))
 
 
@@ -157,16 +136,5 @@ def import_model(source: Path, target: Path, round_num: int) -> RoundModel:
 
 def export_copy(source: Path, target: Path) -> None:
     """Copy a model file to a user-visible path atomically (best/last state)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 4 << 20)
-            dst.flush()
-            fault("aggregator:writing_file")
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with open(source, "rb") as src, atomic_write(target, fault_point="aggregator:writing_file") as dst:
+        shutil.copyfileobj(src, dst, 4 << 20)

@@ -9,7 +9,6 @@ start-up refreshes the exports again.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import zipfile
@@ -24,8 +23,9 @@ from fx_cli.aggregator.combine import choose_function, model_updates, next_model
 from fx_cli.aggregator.coordinator import ClosedRound
 from fx_cli.aggregator.memory import release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
-from fx_cli.aggregator.modelstore import RoundModel, export_copy, fsync_dir, write_round_model
+from fx_cli.aggregator.modelstore import RoundModel, export_copy, write_round_model
 from fx_cli.aggregator.state import Store
+from fx_cli.atomic import atomic_write
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
@@ -79,18 +79,8 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
     arrays = function.state()
     if not arrays:
         return False
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            fault("aggregator:writing_file")
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_write(path, fault_point="aggregator:writing_file") as fh:
+        np.savez(fh, **arrays)
     return True
 
 

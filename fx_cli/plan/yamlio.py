@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from fx_cli.atomic import atomic_write
 from fx_cli.errors import PlanError
 
 MAX_VALUES = 200_000  # keys, values and items together; real plans hold a few hundred
@@ -63,12 +64,5 @@ def dump_yaml(data: Any) -> str:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, p)
+    with atomic_write(path, mode=mode) as fh:
+        fh.write(text.encode("utf-8"))

@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from fx_cli.atomic import atomic_write
 from fx_cli.errors import ModelFileError
 from fx_cli.tensors import varint
 
@@ -68,20 +69,10 @@ def write_model(path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray] 
                 round_number: int = 0) -> int:
     """Write a model file atomically (temp file, fsync, rename); returns its size."""
     items = tensors.items() if isinstance(tensors, Mapping) else tensors
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     total = 0
-    try:
-        with open(tmp, "wb") as fh:
-            for name, array in items:
-                total += write_tensor(fh, name, array, round_number)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        for name, array in items:
+            total += write_tensor(fh, name, array, round_number)
     return total
 
 

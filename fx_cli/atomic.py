@@ -1,0 +1,45 @@
+"""Atomic file writes: a temporary file beside the target, fsync, rename, fsync the folder.
+
+A reader (or a process restarted after ``kill -9``) sees either the old file or
+the whole new one, never a part.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, mode: int | None = None,
+                 fault_point: str | None = None) -> Iterator[BinaryIO]:
+    """Yield a binary file; on success it replaces ``path`` durably, on any error it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            if fault_point:
+                from fx_cli.faults import fault
+
+                fault(fault_point)
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
