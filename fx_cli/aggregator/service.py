@@ -116,7 +116,8 @@ def _run(plan: Plan, cols: list[str], run: AggregatorRun, store: Store, state_di
     sink = MetricsSink(None if evaluation else plan.workspace / "logs" / "aggregator_metrics.jsonl",
                        plan.workspace / "logs" / "aggregator_tensorboard" if settings.write_logs else None)
     # After the last round every collaborator validates the final model (not in evaluation mode: nothing changed).
-    final_tasks = () if evaluation else tuple(global_validation_tasks(plan, parts.task_order))
+    final_tasks = () if evaluation or not settings.final_evaluation else tuple(
+        global_validation_tasks(plan, parts.task_order))
     closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks, task_order=parts.task_order,
                          models_dir=state_dir / "models", spill_root=state_dir / "updates", exports=exports,
                          best=best, sink=sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks))
@@ -159,7 +160,7 @@ def _serve(plan: Plan, cols: list[str], cols_path: Path, coord: Coordinator, clo
     poll = min(30.0, max(0.5, settings.heartbeat_timeout / 3))
     gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path)
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, pipelines,
-                        stall_timeout=settings.heartbeat_timeout)
+                        stall_timeout=settings.heartbeat_timeout, max_transfers=net.max_concurrent_transfers)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
                max_workers=2 * len(cols) + 8) as port:
@@ -175,6 +176,8 @@ def _serve(plan: Plan, cols: list[str], cols_path: Path, coord: Coordinator, clo
             coord.await_farewell(min(settings.heartbeat_timeout, ABORT_GRACE))
             raise
         not_told = coord.await_farewell(settings.heartbeat_timeout)
+        log.info("model transfers: at most %d at once (network.settings.max_concurrent_transfers: %d)",
+                 servicer.transfers.peak, servicer.transfers.limit)
         if not_told:
             log.warning("collaborators %s were not told the run finished (no contact)", ", ".join(not_told))
     return reports, not_told

@@ -31,7 +31,7 @@ MAX_PLAN_JSON = 4 << 20
 # Model streams (downloads, tensor uploads) moved at once; the others wait their turn. Each in-flight stream
 # holds a few chunks in gRPC and Python buffers, so this bounds memory whatever the number of collaborators,
 # and two streams already keep both cores of a small server busy.
-MAX_TRANSFERS = 2
+MAX_TRANSFERS = 2  # default of network.settings.max_concurrent_transfers
 READY_KEY = "fx-transfer"
 
 
@@ -98,7 +98,8 @@ class Servicer:
     """Implements ``FederationServicer`` (see ``fx_cli.transport.methods``)."""
 
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
-                 chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0) -> None:
+                 chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0,
+                 max_transfers: int = MAX_TRANSFERS) -> None:
         self.coord = coordinator
         self.gate = gate
         self.plan_config = plan_config
@@ -106,7 +107,7 @@ class Servicer:
         self.chunk = chunk
         self.poll_timeout = poll_timeout
         self.pipelines = pipelines
-        self.transfers = Transfers(MAX_TRANSFERS, stall_timeout)
+        self.transfers = Transfers(max(1, max_transfers), stall_timeout)
 
     def _admit(self, context: Any, caller: Caller) -> str:
         """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""

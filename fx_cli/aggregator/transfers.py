@@ -50,6 +50,8 @@ class Transfers:
         self._lock = threading.Lock()
         self._leases: set[Lease] = set()
         self._watching = False
+        self.limit = slots
+        self.peak = 0  # most transfers in flight at once, for the end-of-run log
 
     @contextmanager
     def slot(self, what: str, alive: Callable[[], bool] = lambda: True) -> Iterator[Lease]:
@@ -64,6 +66,7 @@ class Transfers:
         lease = Lease(what, self.clock(), alive)
         with self._lock:
             self._leases.add(lease)
+            self.peak = max(self.peak, len(self._leases))
             if not self._watching:
                 self._watching = True
                 threading.Thread(target=self._watch, name="fx-transfer-watchdog", daemon=True).start()

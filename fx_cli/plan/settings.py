@@ -30,6 +30,8 @@ class AggregatorSettings:
     heartbeat_timeout: float = 120.0
     # Upper bound on one round, in seconds (None: no bound beyond heartbeats).
     round_deadline: Optional[float] = None
+    # After the last round, every collaborator validates the final aggregated model (reported as "final").
+    final_evaluation: bool = True
     # Accepted for OpenFL compatibility; fx keeps no tensor DB rounds.
     db_store_rounds: int = 2
     use_delta_updates: bool = False
@@ -60,6 +62,8 @@ class NetworkSettings:
     reconnect_deadline: float = 300.0
     # Largest chunk of a streamed tensor, in MiB.
     chunk_size_mib: float = 4.0
+    # Model downloads/uploads the aggregator serves at once (memory vs. parallelism; others queue).
+    max_concurrent_transfers: int = 2
     transport_protocol: Literal["grpc"] = "grpc"
     hash_salt: Any = "auto"
     enable_atomic_connections: bool = False
