@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from fx_cli.aggregation.base import AggregationFunction
 from fx_cli.aggregation.fedavg import WeightedAverage
 from fx_cli.errors import FxError
-from fx_cli.plan.templates import resolve_class
+from fx_cli.plan.templates import build_component
 
 
 def resolve_aggregation(spec: Mapping[str, Any] | str | None, workspace: Path | str,
@@ -20,15 +20,7 @@ def resolve_aggregation(spec: Mapping[str, Any] | str | None, workspace: Path | 
     if not isinstance(spec, Mapping) or not isinstance(spec.get("template"), str):
         raise FxError(f"{where}: expected a mapping with 'template' (and optional 'settings'), got {spec!r}",
                       "write e.g. aggregation_type: {template: fx_cli.aggregation.Median}")
-    template = spec["template"]
-    settings = dict(spec.get("settings") or {})
-    cls = resolve_class(template, Path(workspace), f"{where}.template")
-    if not (isinstance(cls, type) and issubclass(cls, AggregationFunction)):
-        raise FxError(f"{where}.template: {template} is not a fx_cli.aggregation.AggregationFunction",
-                      "derive your class from fx_cli.aggregation.AggregationFunction "
-                      "(see the docstring of fx_cli/aggregation/base.py)")
-    try:
-        return cls(**settings)
-    except (TypeError, ValueError) as err:
-        raise FxError(f"{where}.settings: cannot build {template} with {settings}: {err}",
-                      "check the setting names and values against the class's constructor") from None
+    return build_component(spec["template"], spec.get("settings"), Path(workspace), AggregationFunction, where,
+                           "derive your class from fx_cli.aggregation.AggregationFunction "
+                           "(see the docstring of fx_cli/aggregation/base.py)",
+                           base_name="fx_cli.aggregation.AggregationFunction")

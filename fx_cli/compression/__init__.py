@@ -29,20 +29,14 @@ def pipeline_by_name(name: str) -> Pipeline:
 def resolve_pipeline(template: str | None, settings: Mapping[str, Any] | None, workspace: Path | str,
                      where: str = "compression_pipeline") -> Pipeline:
     """The plan's pipeline from ``compression_pipeline.template`` and ``settings`` (None: no compression)."""
-    from fx_cli.plan.templates import resolve_class
+    from fx_cli.plan.templates import build_component
 
     if template is None:
         return NoCompressionPipeline()
-    cls = resolve_class(template, Path(workspace), f"{where}.template")
-    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
-        raise FxError(f"{where}.template: {template} is not a fx_cli.compression.Pipeline",
-                      "use one of fx_cli.compression.NoCompressionPipeline, ZlibPipeline, Float16Pipeline "
-                      "or Int8QuantizationPipeline")
-    try:
-        return cls(**dict(settings or {}))
-    except (TypeError, ValueError) as err:
-        raise FxError(f"{where}.settings: cannot build {template}: {err}",
-                      "check the setting names and values against the pipeline's constructor") from None
+    return build_component(template, settings, Path(workspace), Pipeline, where,
+                           "use one of fx_cli.compression.NoCompressionPipeline, ZlibPipeline, Float16Pipeline "
+                           "or Int8QuantizationPipeline",
+                           base_name="fx_cli.compression.Pipeline")
 
 
 __all__ = ["Pipeline", "NoCompressionPipeline", "ZlibPipeline", "Float16Pipeline", "Int8QuantizationPipeline",

@@ -11,7 +11,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from fx_cli.errors import FxError
 
@@ -115,3 +115,17 @@ def _import_hint(err: ImportError) -> str:
     if missing.split(".")[0] in ("tensorflow", "keras", "sklearn"):
         return "this plan needs the TensorFlow extra: pip install 'fx[tensorflow]'"
     return "check the template path and that the workspace's src/ folder holds the module"
+
+
+def build_component(template: str, settings: Mapping[str, Any] | None, workspace: Path, base: type,
+                    where: str, hint: str, base_name: str | None = None) -> Any:
+    """Resolve ``template`` (allow-listed), check it derives from ``base``, and build it with ``settings``."""
+    cls = resolve_class(template, workspace, f"{where}.template")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise FxError(f"{where}.template: {template} is not a {base_name or base.__qualname__}", hint)
+    values = dict(settings or {})
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise FxError(f"{where}.settings: cannot build {template} with {values}: {err}",
+                      "check the setting names and values against the class's constructor") from None
