@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,7 +27,7 @@ class Limits:
     max_members: int = 10_000
     max_member_bytes: int = 1024 * MiB
     max_total_bytes: int = 4096 * MiB
-    max_ratio: float = 200.0  # uncompressed/compressed, per member above 1 MiB
+    max_ratio: float = 200.0  # uncompressed/compressed, per member above 1 MiB, and of all members together
     oversize_hint: str | None = None  # how a user may raise the size limits, if they can
 
 
@@ -68,6 +69,22 @@ def _bomb_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     return None
 
 
+def name_key(name: str) -> str:
+    """The name as a filesystem may see it: one path, Unicode-normalised (NFKC) and case-folded.
+
+    macOS (APFS/HFS+) and Windows treat names equal after normalisation or case folding as one
+    file, so two such members would overwrite each other there.
+    """
+    return unicodedata.normalize("NFKC", PurePosixPath(name).as_posix()).casefold()
+
+
+def _total_ratio_problem(total: int, compressed: int, limits: Limits) -> str | None:
+    ratio = total / max(compressed, 1)
+    if total > MiB and ratio > limits.max_ratio:
+        return f"its members expand {ratio:.0f}x in total, {total:,} bytes from {compressed:,} (zip bomb?)"
+    return None
+
+
 def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
                   allowed: Callable[[str], bool] | None = None) -> list[zipfile.ZipInfo]:
     """Validate the whole member list; returns the file members to extract."""
@@ -75,8 +92,8 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
     if len(infos) > limits.max_members:
         raise UnsafeArchive(archive, f"{len(infos)} members, over the limit of {limits.max_members}")
     seen: dict[str, str] = {}
-    lowered: set[str] = set()
-    total = 0
+    folded: dict[str, str] = {}
+    total = compressed = 0
     files = []
     for info in infos:
         problem = _member_problem(info, limits)
@@ -86,10 +103,12 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
         key = PurePosixPath(info.filename).as_posix()
         if key in seen:
             raise UnsafeArchive(archive, f"member {info.filename!r} appears twice")
-        if key.lower() in lowered:
-            raise UnsafeArchive(archive, f"member {info.filename!r} differs only in case from another member")
+        other = folded.get(name_key(key))
+        if other is not None:
+            raise UnsafeArchive(archive, f"member {info.filename!r} differs only in case or Unicode form "
+                                         f"from member {other!r} (one file on some systems)")
         seen[key] = info.filename
-        lowered.add(key.lower())
+        folded[name_key(key)] = info.filename
         if info.is_dir():
             continue
         if allowed is not None and not allowed(info.filename):
@@ -101,14 +120,18 @@ def check_members(archive: Path, zf: zipfile.ZipFile, limits: Limits,
         if problem:
             raise UnsafeArchive(archive, problem)
         total += info.file_size
+        compressed += info.compress_size
         if total > limits.max_total_bytes:
             raise UnsafeArchive(archive, f"members add up to over {limits.max_total_bytes:,} bytes",
                                 limits.oversize_hint)
         files.append(info)
-    file_keys = {i.filename.lower() for i in files}
+    problem = _total_ratio_problem(total, compressed, limits)
+    if problem:
+        raise UnsafeArchive(archive, problem)
+    file_keys = {name_key(i.filename) for i in files}
     for info in files:
         for parent in list(PurePosixPath(info.filename).parents)[:-1]:
-            if str(parent).lower() in file_keys:
+            if name_key(str(parent)) in file_keys:
                 raise UnsafeArchive(archive, f"member {str(parent)!r} is a file but {info.filename!r} "
                                              "needs it to be a folder")
     return files

@@ -48,6 +48,8 @@ def export(output: Path | None, force: bool) -> None:
 def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bool,
             pip_args: tuple[str, ...], max_gib: float | None) -> None:
     """Unpack a workspace archive into a new folder, verify its plan and install its requirements."""
+    from rich.markup import escape
+
     from fx_cli.workspace.import_ import import_limits, import_workspace, next_steps
 
     done = import_workspace(archive, prefix, limits=import_limits(max_gib))
@@ -56,13 +58,28 @@ def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bo
     console().print(f"aggregator: {done.plan.agg_addr}:{done.plan.agg_port}")
     console().print("check that this federation id matches the one the aggregator's owner announced")
     for warning in done.warnings:
-        err_console().print(f"[yellow]warning:[/] {warning}")
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}")
+    _show_code(done.code, done.code_digest)
     if install is None:
         install = not silent and sys.stdin.isatty()
     _install(done.path / "requirements.txt", install, pip_args)
     console().print("next steps:")
     for step in next_steps(done):
         console().print(f"  {step}")
+
+
+def _show_code(code: list[tuple[str, str]], digest: str) -> None:
+    """Say, before anything runs it, that src/ is code this host will execute."""
+    if not code:
+        console().print("the workspace has no code in src/")
+        return
+    out = console()
+    out.print(f"src/ holds {len(code)} file(s) of code that will run on this host (when a collaborator or "
+              f"`fx plan initialize` starts); review them before running anything:", markup=False)
+    for name, sha in code:
+        out.print(f"  {sha}  {name}", markup=False)
+    out.print(f"src/ digest (sha256 of the list above): {digest}; compare it with the aggregator owner's",
+              markup=False)
 
 
 def _install(requirements: Path, install: bool, pip_args: tuple[str, ...]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
+from fx_cli.archive.safezip import name_key
+
 # Suffixes of PKI material.  A certificate chain smuggled into an archive would make
 # the importing site trust a foreign CA, so these are refused anywhere in the tree.
 SECRET_SUFFIXES = (".key", ".crt", ".csr", ".pem", ".srl", ".p12", ".pfx", ".der")
@@ -70,10 +72,10 @@ def member_problem(name: str) -> str | None:
 
 def nesting_problem(names: list[str]) -> str | None:
     """A member that is also used as a folder by another member (it could not be extracted)."""
-    # Compared case-folded: on macOS or Windows 'Src' and 'src/' are the same entry.
-    files = {n.lower() for n in names}
+    # Compared folded: on macOS or Windows 'Src' and 'src/' are the same entry.
+    files = {name_key(n) for n in names}
     for name in names:
         for parent in list(PurePosixPath(name).parents)[:-1]:
-            if str(parent).lower() in files:
+            if name_key(str(parent)) in files:
                 return f"member {str(parent)!r} is a file but {name!r} needs it to be a folder"
     return None

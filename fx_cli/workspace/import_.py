@@ -7,6 +7,7 @@ through a staging folder renamed into place.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from fx_cli.errors import FxError, PlanError
 from fx_cli.plan.loader import Plan, load_plan
 from fx_cli.workspace.archive import (FROZEN_PLAN, MARKER_FILE, PLAN_FILE, SITE_DIRS, member_problem,
                                       nesting_problem)
+from fx_cli.workspace.reqlines import check_lines, describe
 from fx_cli.workspace.requirements import fx_pin
 
 PLAN_MEMBER_MAX = 4 * 1024 * 1024  # plan files are small YAML; they are read into memory
@@ -64,6 +66,17 @@ class Imported:
     plan: VerifiedPlan
     files: list[str]
     warnings: list[str] = field(default_factory=list)
+    code: list[tuple[str, str]] = field(default_factory=list)  # (src/ file, sha256) - runs on this host
+    code_digest: str = ""  # sha256 over the sorted (name, sha256) list
+
+
+def code_listing(workspace: Path) -> tuple[list[tuple[str, str]], str]:
+    """Every file under ``src/`` with its SHA-256, and one digest over the whole list."""
+    listing = []
+    for path in sorted(p for p in (workspace / "src").rglob("*") if p.is_file()):
+        listing.append((path.relative_to(workspace).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest()))
+    overall = hashlib.sha256("".join(f"{h}  {n}\n" for n, h in listing).encode()).hexdigest()
+    return listing, overall
 
 
 def import_workspace(archive: Path, prefix: Path | None = None, *, limits: Limits = import_limits()) -> Imported:
@@ -80,8 +93,10 @@ def import_workspace(archive: Path, prefix: Path | None = None, *, limits: Limit
     verified = verify_plan(archive, small)
     files = extract(archive, target, limits=limits)
     _finish(archive, target, verified)
-    warnings = _version_warnings(small.get("requirements.txt", b""))
-    return Imported(target, verified, files, warnings)
+    requirements = small.get("requirements.txt", b"")
+    warnings = _version_warnings(requirements) + _requirement_warnings(requirements)
+    code, digest = code_listing(target)
+    return Imported(target, verified, files, warnings, code, digest)
 
 
 def check_layout(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
@@ -175,6 +190,15 @@ def _version_warnings(requirements_text: bytes) -> list[str]:
         return [f"the archive was exported with fx {pinned}; this is fx {__version__}. "
                 f"Every site of a federation should run the same fx version"]
     return []
+
+
+def _requirement_warnings(requirements_text: bytes) -> list[str]:
+    """Lines of requirements.txt that `--install` will refuse to pass to pip."""
+    _, refused = check_lines(requirements_text.decode("utf-8", errors="replace"))
+    if not refused:
+        return []
+    return ["requirements.txt has lines that are not plain package requirements; fx will not pass them "
+            "to pip (and --install refuses the file):\n" + describe(refused)]
 
 
 def next_steps(imported: Imported) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import collections
 import importlib.metadata
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 from fx_cli import __version__
 from fx_cli.errors import FxError
+from fx_cli.workspace.reqlines import check_lines, describe
 
 FX_DIST = "fx"
 # Always pinned: fx moves every tensor as a numpy array.
@@ -110,7 +110,7 @@ def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[
             continue
         if line.strip().startswith(("-r", "-c", "--requirement", "--constraint")):
             notes.append(f"requirements.txt: '{line.strip()}' names another file, which the archive does not "
-                         f"carry; pip will fail at the other sites unless it exists there")
+                         f"carry; `fx workspace import --install` refuses such lines at the other sites")
         kept.append(line.rstrip())
     while kept and not kept[-1]:
         kept.pop()
@@ -151,25 +151,32 @@ def manual_install(requirements: Path) -> str:
 
 def pip_install(requirements: Path, extra_args: Sequence[str] = (),
                 on_line: Callable[[str], None] = lambda line: None) -> None:
-    """``python -m pip install -r requirements`` into this environment, streaming pip's output."""
+    """``python -m pip install -r requirements`` into this environment, streaming pip's output.
+
+    Only plain requirement lines reach pip (see ``reqlines``): a file with a local path, URL or pip
+    option is refused before pip runs.  pip runs in an empty temporary folder, so a bare name can
+    never resolve to a folder of the workspace.
+    """
+    accepted, refused = check_lines(requirements.read_text(encoding="utf-8"))
+    if refused:
+        raise FxError(f"{requirements}: refused to install: these lines are not plain package requirements, "
+                      f"and pip would run or fetch code they name:\n{describe(refused)}",
+                      "nothing was installed; the workspace itself was imported. Ask the aggregator's owner "
+                      "to remove those lines, or install what they name yourself if you trust it")
     # fx itself is the running program: pip must never swap it, nor fetch a same-named project.
-    text = requirements.read_text(encoding="utf-8")
-    filtered = "".join(line + "\n" for line in text.splitlines() if requirement_name(line) != FX_DIST)
-    fd, tmp = tempfile.mkstemp(prefix=".fx-requirements-", suffix=".txt", dir=requirements.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(filtered)
+    kept = "".join(line + "\n" for line in accepted if requirement_name(line) != FX_DIST)
+    with tempfile.TemporaryDirectory(prefix="fx-pip-") as tmp:
+        filtered = Path(tmp, "requirements.txt")
+        filtered.write_text(kept, encoding="utf-8")
         _run_pip([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-                  "-r", tmp, *extra_args], requirements, on_line)
-    finally:
-        os.unlink(tmp)
+                  "-r", str(filtered), *extra_args], requirements, on_line, Path(tmp))
 
 
-def _run_pip(cmd: list[str], requirements: Path, on_line: Callable[[str], None]) -> None:
+def _run_pip(cmd: list[str], requirements: Path, on_line: Callable[[str], None], cwd: Path) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=requirements.parent)
+                                cwd=cwd)
     except OSError as err:
         raise FxError(f"could not run pip for {requirements}: {err}",
                       f"install them yourself: {manual_install(requirements)}") from None
