@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WS := workspaces/demo
 
-.PHONY: install demo test test-fast protos bench clean
+.PHONY: install demo test test-fast typecheck protos bench clean
 
 install: $(STAMP)
 
@@ -18,8 +18,11 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py --workspaces workspaces
 
-test: $(STAMP)
+test: $(STAMP) typecheck
 	$(PY) -m pytest -q tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict fx_cli
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow"

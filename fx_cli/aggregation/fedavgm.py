@@ -28,4 +28,5 @@ class FedAvgM(ServerOptimizer):
         velocity = slots["momentum"]
         np.multiply(velocity, self.momentum, out=velocity)
         np.add(velocity, delta, out=velocity)
-        return np.multiply(velocity, self.server_learning_rate, out=delta)
+        step: np.ndarray = np.multiply(velocity, self.server_learning_rate, out=delta)
+        return step

@@ -50,7 +50,7 @@ class _FedOpt(ServerOptimizer):
         self.update_v(v, squared)
         denominator = np.sqrt(v, out=squared)
         denominator += self.tau
-        step = np.divide(m, denominator, out=denominator)
+        step: np.ndarray = np.divide(m, denominator, out=denominator)
         step *= self.learning_rate
         return step
 

@@ -54,6 +54,6 @@ def weighted_median(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
     lower = np.argmax(cumulative >= 0.5 - _HALF_TOL, axis=0)
     upper = np.argmax(cumulative > 0.5 + _HALF_TOL, axis=0)
     cols = np.arange(block.shape[1])
-    result = (ranked[lower, cols] + ranked[upper, cols]) / 2
+    result: np.ndarray = (ranked[lower, cols] + ranked[upper, cols]) / 2
     result[np.isnan(block).any(axis=0)] = np.nan
     return result

@@ -20,7 +20,8 @@ def resolve_aggregation(spec: Mapping[str, Any] | str | None, workspace: Path | 
     if not isinstance(spec, Mapping) or not isinstance(spec.get("template"), str):
         raise FxError(f"{where}: expected a mapping with 'template' (and optional 'settings'), got {spec!r}",
                       "write e.g. aggregation_type: {template: fx_cli.aggregation.Median}")
-    return build_component(spec["template"], spec.get("settings"), Path(workspace), AggregationFunction, where,
+    return build_component(spec["template"], spec.get("settings"), Path(workspace),
+                           AggregationFunction, where,  # type: ignore[type-abstract]
                            "derive your class from fx_cli.aggregation.AggregationFunction "
                            "(see the docstring of fx_cli/aggregation/base.py)",
                            base_name="fx_cli.aggregation.AggregationFunction")

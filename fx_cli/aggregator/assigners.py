@@ -11,7 +11,7 @@ from fx_cli.errors import FxError
 class Assigner(ABC):
     """Maps (collaborator, round) to an ordered list of task names."""
 
-    def __init__(self, task_groups: list, authorized_cols: list[str], rounds_to_train: int = 1,
+    def __init__(self, task_groups: list[dict[str, Any]], authorized_cols: list[str], rounds_to_train: int = 1,
                  selected_task_group: str | None = None) -> None:
         self.authorized_cols = list(authorized_cols)
         self.rounds_to_train = rounds_to_train
@@ -48,7 +48,7 @@ class RandomGroupedAssigner(Assigner):
     group with the largest percentage, so any N works (OpenFL asserts instead).
     """
 
-    def __init__(self, task_groups: list, authorized_cols: list[str], rounds_to_train: int = 1,
+    def __init__(self, task_groups: list[dict[str, Any]], authorized_cols: list[str], rounds_to_train: int = 1,
                  selected_task_group: str | None = None, seed: int = 0) -> None:
         super().__init__(task_groups, authorized_cols, rounds_to_train, selected_task_group)
         total = sum(float(g.get("percentage", 0)) for g in self.task_groups)
@@ -78,7 +78,7 @@ class RandomGroupedAssigner(Assigner):
 class StaticGroupedAssigner(Assigner):
     """Each group names its collaborators; groups must cover cols.yaml exactly once."""
 
-    def __init__(self, task_groups: list, authorized_cols: list[str], rounds_to_train: int = 1,
+    def __init__(self, task_groups: list[dict[str, Any]], authorized_cols: list[str], rounds_to_train: int = 1,
                  selected_task_group: str | None = None) -> None:
         super().__init__(task_groups, authorized_cols, rounds_to_train, selected_task_group)
         seen: dict[str, str] = {}

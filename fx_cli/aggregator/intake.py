@@ -176,7 +176,7 @@ class UpdateIntake:
             array = np.add(self.model.read(meta.name), array, dtype=DTYPE)
         array = np.ascontiguousarray(array, dtype=DTYPE)
         check_finite(meta.name, array)
-        view = memoryview(array.reshape(-1)).cast("B")
+        view = array.reshape(-1).data.cast("B")
         fh.write(view)
         return zlib.crc32(view)
 
@@ -202,9 +202,9 @@ def load_spilled(path: Path, model: RoundModel, name: str, crc: int) -> np.ndarr
     array = np.empty(entry.shape, dtype=DTYPE)
     with open(path, "rb") as fh:
         fh.seek(spill_offsets(model)[name])
-        if fh.readinto(memoryview(array.reshape(-1)).cast("B")) != entry.nbytes:
+        if fh.readinto(array.reshape(-1).data.cast("B")) != entry.nbytes:
             raise OSError(f"{path}: truncated at tensor '{name}'")
-    if zlib.crc32(memoryview(array.reshape(-1)).cast("B")) != crc:
+    if zlib.crc32(array.reshape(-1).data.cast("B")) != crc:
         raise OSError(f"{path}: tensor '{name}' does not match its checksum (the file was damaged on disk)")
     return array
 
@@ -220,7 +220,7 @@ def spilled_slices(path: Path, model: RoundModel, name: str, crc: int) -> Callab
     def read_slice(start: int, stop: int) -> np.ndarray:
         part = read(start, stop)
         if start == progress["next"]:
-            progress["crc"] = zlib.crc32(memoryview(part).cast("B"), progress["crc"])
+            progress["crc"] = zlib.crc32(part.data.cast("B"), progress["crc"])
             progress["next"] = stop
             if stop == size and progress["crc"] != crc:
                 raise OSError(f"{path}: tensor '{name}' does not match its checksum (the file was damaged on disk)")

@@ -111,7 +111,7 @@ def model_problem(model: RoundModel, path: Path | None = None) -> str | None:
 def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:
     fh.seek(e.offset)
     buf = np.empty(e.nbytes // DTYPE.itemsize, dtype=DTYPE)
-    if fh.readinto(memoryview(buf).cast("B")) != e.nbytes:
+    if fh.readinto(buf.data.cast("B")) != e.nbytes:
         raise OSError(f"{fh.name}: tensor '{e.name}' is truncated")
     return buf.reshape(e.shape)
 
@@ -124,7 +124,7 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
             data = np.asarray(array, dtype=DTYPE, order="C")
             start = fh.tell()
             written = write_tensor(fh, name, data, round_number=round_num)
-            crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B"))
+            crc = zlib.crc32(data.reshape(-1).data.cast("B"))
             entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
     return RoundModel(round_num, path, tuple(entries))
 

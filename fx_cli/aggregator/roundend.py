@@ -80,7 +80,7 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
     if not arrays:
         return False
     with atomic_write(path, fault_point="aggregator:writing_file") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, allow_pickle=False, **arrays)
     return True
 
 
@@ -122,7 +122,7 @@ class RoundCloser:
                              time.monotonic() - opened_at, improved, closed.note)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
-        self.store.advance(r, model, report.record(), agg_state, best,  # type: ignore[arg-type]
+        self.store.advance(r, model, report.record(), agg_state, best,
                            finished=model.round >= self.rounds_to_train and not self.final_evaluation,
                            missed=closed.missed)
         fault("aggregator:saving_model")  # committed; best/last not yet refreshed
@@ -141,7 +141,7 @@ class RoundCloser:
                              closed.expected, bytes_in, bytes_out, time.monotonic() - opened_at, improved,
                              closed.note, final=True)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
-        self.store.finish(closed.round, report.record(), best)  # type: ignore[arg-type]
+        self.store.finish(closed.round, report.record(), best)
         if improved and self.exports is not None:
             export_copy(closed.model.path, self.exports.best)
         shutil.rmtree(self.spill_root / f"r{closed.round}", ignore_errors=True)

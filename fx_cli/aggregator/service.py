@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fx_cli.aggregator.build import build_parts, global_validation_tasks
 from fx_cli.aggregator.coordinator import Coordinator
@@ -29,6 +29,9 @@ from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan import Plan
 from fx_cli.plan.loader import require_initialized
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger("fx.aggregator")
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -184,7 +187,7 @@ def _serve(plan: Plan, cols: list[str], cols_path: Path, coord: Coordinator, clo
 
 
 def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundReport], None]) -> list[RoundReport]:
-    reports = []
+    reports: list[RoundReport] = []
     opened = time.monotonic()
     while True:
         verdict = coord.await_verdict()
@@ -217,7 +220,7 @@ def _drive(coord: Coordinator, closer: RoundCloser, on_round: Callable[[RoundRep
         on_round(report)
 
 
-def _server_security(plan: Plan) -> tuple[object | None, bool]:
+def _server_security(plan: Plan) -> tuple[grpc.ServerCredentials | None, bool]:
     """(server credentials or None for plain TCP, whether callers are identified by certificate)."""
     net = plan.network
     if not net.use_tls:

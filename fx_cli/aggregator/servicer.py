@@ -70,7 +70,7 @@ class Gate:
                     log.warning("kept the authorized collaborators: %s cannot be read (%s)", self.cols_path, err)
             return self.cols
 
-    def admit(self, context: Any, caller: Caller, check_plan: bool = True) -> str:
+    def admit(self, context: grpc.ServicerContext, caller: Caller, check_plan: bool = True) -> str:
         """The caller's name, or the call is aborted (UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION)."""
         from fx_cli.pki.authz import authorize
 
@@ -109,13 +109,13 @@ class Servicer:
         self.pipelines = pipelines
         self.transfers = Transfers(max(1, max_transfers), stall_timeout)
 
-    def _admit(self, context: Any, caller: Caller) -> str:
+    def _admit(self, context: grpc.ServicerContext, caller: Caller) -> str:
         """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""
         name = self.gate.admit(context, caller)
         self.coord.seen(name)
         return name
 
-    def _alive(self, name: str, context: Any) -> Callable[[], bool]:
+    def _alive(self, name: str, context: grpc.ServicerContext) -> Callable[[], bool]:
         """For a long transfer: note that ``name`` is there, unless its call is gone."""
         def alive() -> bool:
             if not context.is_active():
@@ -124,7 +124,7 @@ class Servicer:
             return True
         return alive
 
-    def join(self, request: JoinRequest, context: Any) -> JoinReply:
+    def join(self, request: JoinRequest, context: grpc.ServicerContext) -> JoinReply:
         name = self.gate.admit(context, request.caller, check_plan=False)
         if request.caller.plan_hash != self.gate.plan_hash:
             keys = plan_differences(self.plan_config, request.plan_json)
@@ -138,7 +138,7 @@ class Servicer:
         log.info("collaborator '%s' joined", name)
         return JoinReply(self.federation_id, done, self.coord.rounds_to_train, finished)
 
-    def get_tasks(self, request: TasksRequest, context: Any) -> TaskReply:
+    def get_tasks(self, request: TasksRequest, context: grpc.ServicerContext) -> TaskReply:
         name = self._admit(context, request.caller)
         reply = self.coord.next_tasks(name, self.poll_timeout)
         if reply.action is Action.RUN:
@@ -147,7 +147,7 @@ class Servicer:
             log.info("told '%s' the federation is finished", name)
         return reply
 
-    def download_model(self, request: DownloadRequest, context: Any) -> Iterator[Frame]:
+    def download_model(self, request: DownloadRequest, context: grpc.ServicerContext) -> Iterator[Frame]:
         name = self._admit(context, request.caller)
         try:
             model = self.coord.model_for(request.round)
@@ -165,7 +165,7 @@ class Servicer:
         except Rejected as err:
             context.abort(grpc.StatusCode[err.code], err.message)
 
-    def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
+    def upload_results(self, frames: Iterator[Frame | None], context: grpc.ServicerContext) -> UploadReply:
         header = next(frames, None)
         if not isinstance(header, UploadMeta):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with its header (round, task)")
@@ -182,7 +182,7 @@ class Servicer:
                         err.message)
             context.abort(grpc.StatusCode[err.code], err.message)
 
-    def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: Any) -> UploadReply:
+    def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: grpc.ServicerContext) -> UploadReply:
         intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
         try:
             if header.tensor_count:
@@ -208,14 +208,14 @@ class Servicer:
                  f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")
         return reply
 
-    def heartbeat(self, request: HeartbeatRequest, context: Any) -> HeartbeatReply:
+    def heartbeat(self, request: HeartbeatRequest, context: grpc.ServicerContext) -> HeartbeatReply:
         name = self._admit(context, request.caller)
         try:
             return self.coord.heartbeat(name, request.round)
         except Rejected as err:
             context.abort(grpc.StatusCode[err.code], err.message)
 
-    def ping(self, request: PingRequest, context: Any) -> PingReply:
+    def ping(self, request: PingRequest, context: grpc.ServicerContext) -> PingReply:
         name = self.gate.admit(context, request.caller, check_plan=False)
         matches = request.caller.plan_hash == self.gate.plan_hash
         keys = () if matches else tuple(plan_differences(self.plan_config, request.plan_json)[:50])

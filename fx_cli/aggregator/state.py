@@ -147,11 +147,12 @@ class Store:
         """Continue the run under a changed plan: keep rounds, model and best; forget the current round's work."""
         with self.lock:
             history = json.loads(self._meta().get("previous_plans", "[]")) + [old_hash]
-            self._transaction(lambda: (
+            def body() -> None:
                 self._write_meta({"plan_hash": plan_hash, "plan": json.dumps(plan_config),
-                                  "previous_plans": json.dumps(history)}),
-                self.db.execute("DELETE FROM meta WHERE key IN ('assignment', 'round_started')"),
-                self.db.execute("DELETE FROM updates")))
+                                  "previous_plans": json.dumps(history)})
+                self.db.execute("DELETE FROM meta WHERE key IN ('assignment', 'round_started')")
+                self.db.execute("DELETE FROM updates")
+            self._transaction(body)
 
     def _transaction(self, body: Callable[[], object]) -> None:
         """Run ``body`` as one transaction (the caller holds the lock)."""
@@ -239,11 +240,12 @@ class Store:
         if best is not None:
             values.update(best_score=repr(best[0]), best_model=json.dumps(best[1].to_json()))
         with self.lock:
-            self._transaction(lambda: (
-                self._write_meta(values),
-                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record))),
-                self.db.execute("DELETE FROM updates WHERE round <= ?", (done_round,)),
-                self.db.executemany("INSERT OR REPLACE INTO missed VALUES (?, ?)", [(c, done_round) for c in missed])))
+            def body() -> None:
+                self._write_meta(values)
+                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record)))
+                self.db.execute("DELETE FROM updates WHERE round <= ?", (done_round,))
+                self.db.executemany("INSERT OR REPLACE INTO missed VALUES (?, ?)", [(c, done_round) for c in missed])
+            self._transaction(body)
 
     @_writes
     def finish(self, done_round: int, record: dict[str, Any], best: tuple[float, RoundModel] | None) -> None:
@@ -252,11 +254,12 @@ class Store:
         if best is not None:
             values.update(best_score=repr(best[0]), best_model=json.dumps(best[1].to_json()))
         with self.lock:
-            self._transaction(lambda: (
-                self._write_meta(values),
-                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record))),
-                self.db.execute("DELETE FROM updates"),
-                self.db.execute("DELETE FROM missed")))
+            def body() -> None:
+                self._write_meta(values)
+                self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?)", (done_round, json.dumps(record)))
+                self.db.execute("DELETE FROM updates")
+                self.db.execute("DELETE FROM missed")
+            self._transaction(body)
 
     def history(self) -> list[dict[str, Any]]:
         """The records of completed rounds, in order."""

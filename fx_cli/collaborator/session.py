@@ -76,7 +76,7 @@ class AggregatorClient:
             return self.retrier.call(what, fn) if retry else fn()
         except grpc.RpcError as err:
             if code_of(err) == grpc.StatusCode.ABORTED:
-                raise RunEnded(str(err.details()),  # type: ignore[attr-defined]
+                raise RunEnded(str(err.details()),
                                "see the aggregator's log for the cause; restart this collaborator when the "
                                "aggregator runs again") from None
             raise rpc_failure(err, self.target, self.name, what, self.workspace) from None
@@ -108,7 +108,7 @@ class AggregatorClient:
 
     def _download(self, request: DownloadRequest) -> dict[str, np.ndarray]:
         try:
-            frames: Iterator[Frame] = iter(self.stub.download_model(request))
+            frames: Iterator[Frame | None] = iter(self.stub.download_model(request))
             head = next(frames, None)
             if not isinstance(head, ModelMeta) or head.round != request.round:
                 raise StreamError(f"expected the model header of round {request.round + 1}, got {head!r:.80}")
@@ -116,7 +116,7 @@ class AggregatorClient:
             return {meta.name: decode(meta, payload) for meta, payload in read_tensors(frames, limit)}
         except grpc.RpcError as err:
             if code_of(err) == grpc.StatusCode.OUT_OF_RANGE:
-                raise RoundGone(str(err.details())) from None  # type: ignore[attr-defined]
+                raise RoundGone(str(err.details())) from None
             raise
 
     def upload(self, meta: UploadMeta, tensors: list[tuple[TensorMeta, memoryview]]) -> UploadReply:

@@ -33,7 +33,8 @@ def resolve_pipeline(template: str | None, settings: Mapping[str, Any] | None, w
 
     if template is None:
         return NoCompressionPipeline()
-    return build_component(template, settings, Path(workspace), Pipeline, where,
+    return build_component(template, settings, Path(workspace), Pipeline,  # type: ignore[type-abstract]
+                           where,
                            "use one of fx_cli.compression.NoCompressionPipeline, ZlibPipeline, Float16Pipeline "
                            "or Int8QuantizationPipeline",
                            base_name="fx_cli.compression.Pipeline")

@@ -50,7 +50,7 @@ def raw_bytes(array: np.ndarray) -> memoryview:
     """A zero-copy byte view of ``array`` in C order, little-endian (copied only when it is not already)."""
     arr = np.asarray(array)
     arr = np.ascontiguousarray(arr, dtype=wire_dtype(arr.dtype))
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def element_count(shape: tuple[int, ...]) -> int:

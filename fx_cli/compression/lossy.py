@@ -58,7 +58,7 @@ class Float16Pipeline(Pipeline):
                 half[start:start + SLICE] = part
                 if np.any(np.isinf(half[start:start + SLICE]) & np.isfinite(part)):
                     return raw_bytes(arr), {"encoding": "raw", "reason": "beyond fp16 range"}
-        return memoryview(half.view(np.uint8)), {"encoding": "fp16"}
+        return half.view(np.uint8).data, {"encoding": "fp16"}
 
     def decode(self, payload: Payload, metadata: Mapping[str, str], dtype: np.dtype | str,
                shape: tuple[int, ...]) -> np.ndarray:
@@ -96,7 +96,7 @@ class Int8QuantizationPipeline(Pipeline):
                 part = (flat[start:start + SLICE].astype(np.float64) - low) / scale
                 np.clip(np.rint(part, out=part), 0, 255, out=part)
                 codes[start:start + SLICE] = part
-        return memoryview(codes), {"encoding": "int8", "min": low.hex(), "scale": scale.hex()}
+        return codes.data, {"encoding": "int8", "min": low.hex(), "scale": scale.hex()}
 
     def decode(self, payload: Payload, metadata: Mapping[str, str], dtype: np.dtype | str,
                shape: tuple[int, ...]) -> np.ndarray:

@@ -17,7 +17,7 @@ def shuffled_blocks(raw: memoryview, itemsize: int, block: int = BLOCK) -> Itera
     """The raw bytes of ``itemsize``-byte elements, shuffled within consecutive blocks of ``block`` elements."""
     elements = np.frombuffer(raw, dtype=np.uint8).reshape(-1, itemsize)
     for start in range(0, len(elements), block):
-        yield memoryview(np.ascontiguousarray(elements[start:start + block].T)).cast("B")
+        yield np.ascontiguousarray(elements[start:start + block].T).data.cast("B")
 
 
 def unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...], block: int = BLOCK) -> np.ndarray:

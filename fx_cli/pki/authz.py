@@ -1,7 +1,7 @@
 """The one authorization rule of the aggregator: certificate CN == claimed name, and name in cols.yaml."""
 from __future__ import annotations
 
-from typing import Collection
+from typing import Collection, Mapping, Sequence, cast
 
 import grpc
 
@@ -12,7 +12,9 @@ __all__ = ["peer_common_name", "authorize", "explain_rpc_error"]
 
 def peer_common_name(context: grpc.ServicerContext) -> str | None:
     """The CN of the peer's verified client certificate; None without TLS or certificate."""
-    values = (context.auth_context() or {}).get("x509_common_name") or []
+    # gRPC maps each property to a list of values; grpc-stubs types them as plain bytes.
+    auth = cast(Mapping[str, Sequence[bytes]], context.auth_context() or {})
+    values = auth.get("x509_common_name") or []
     return values[0].decode("utf-8", "replace") if values else None
 
 

@@ -56,12 +56,12 @@ def schema_of(cls: type) -> tuple[dict[str, Any], set[str], bool]:
     """(annotations by key, required keys, open) for a settings dataclass or a class constructor."""
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}, required, False
+        needed = {f.name for f in dataclasses.fields(cls)
+                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}, needed, False
     signature = inspect.signature(cls)
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(getattr(cls, "__init__"))
     except Exception:  # unresolvable annotations: check names only
         hints = {}
     params: dict[str, Any] = {}

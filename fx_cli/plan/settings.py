@@ -7,7 +7,10 @@ does not need are kept for compatibility and documented as ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class NetworkSettings:
     hash_salt: Any = "auto"
     enable_atomic_connections: bool = False
     tls_ciphers: Optional[str] = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 CORE_SETTINGS: dict[str, type] = {
@@ -78,7 +81,10 @@ CORE_SETTINGS: dict[str, type] = {
 }
 
 
-def settings_from(cls: type, values: dict[str, Any]) -> Any:
+_S = TypeVar("_S", bound="DataclassInstance")
+
+
+def settings_from(cls: type[_S], values: dict[str, Any]) -> _S:
     """Build a settings dataclass from an already validated mapping."""
     known = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in known})

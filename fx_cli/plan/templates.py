@@ -11,7 +11,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from fx_cli.errors import FxError
 
@@ -117,8 +117,11 @@ def _import_hint(err: ImportError) -> str:
     return "check the template path and that the workspace's src/ folder holds the module"
 
 
-def build_component(template: str, settings: Mapping[str, Any] | None, workspace: Path, base: type,
-                    where: str, hint: str, base_name: str | None = None) -> Any:
+_T = TypeVar("_T")
+
+
+def build_component(template: str, settings: Mapping[str, Any] | None, workspace: Path, base: type[_T],
+                    where: str, hint: str, base_name: str | None = None) -> _T:
     """Resolve ``template`` (allow-listed), check it derives from ``base``, and build it with ``settings``."""
     cls = resolve_class(template, workspace, f"{where}.template")
     if not (isinstance(cls, type) and issubclass(cls, base)):

@@ -1,4 +1,6 @@
-"""Regenerate the protobuf modules from ``protos/*.proto`` (needs grpcio-tools).
+"""Regenerate the protobuf modules (and their ``.pyi`` type stubs) from ``protos/*.proto``.
+
+Needs grpcio-tools.
 
 The generated files are committed so a fresh clone works without grpcio-tools.
 The gencode runtime-version assertion is removed so the modules load on every
@@ -26,16 +28,18 @@ def generate(out: Path) -> list[Path]:
     """Compile every .proto into ``out``; returns the written files."""
     sources = sorted(p.name for p in PROTOS.glob("*.proto"))
     # A child process: grpc_tools' embedded protoc crashes a process that has loaded TensorFlow.
-    args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}", *sources]
+    args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
+            f"--pyi_out={out}", *sources]
     if subprocess.run(args).returncode != 0:
         raise SystemExit("protoc failed")
     written = []
     for name in sources:
-        path = out / (Path(name).stem + "_pb2.py")
-        text = _VERSION_CHECK.sub("", path.read_text())
-        text = re.sub(r"^import (\w+_pb2) as", r"from fx_cli.proto import \1 as", text, flags=re.M)
-        path.write_text(text)
-        written.append(path)
+        for suffix in ("_pb2.py", "_pb2.pyi"):
+            path = out / (Path(name).stem + suffix)
+            text = _VERSION_CHECK.sub("", path.read_text())
+            text = re.sub(r"^import (\w+_pb2) as", r"from fx_cli.proto import \1 as", text, flags=re.M)
+            path.write_text(text)
+            written.append(path)
     return written
 
 

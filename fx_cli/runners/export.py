@@ -97,4 +97,4 @@ def _write(runner: TaskRunner, path: Path, fmt: str, with_opt_vars: bool) -> Non
 def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> None:
     """Named arrays, readable with ``numpy.load(path)`` (no pickle)."""
     with open(path, "wb") as fh:
-        np.savez(fh, **tensors)
+        np.savez(fh, allow_pickle=False, **tensors)

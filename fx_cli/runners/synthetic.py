@@ -64,7 +64,8 @@ class SyntheticRunner(TaskRunner):
 
     def _target(self, index: int) -> np.float32:
         shard = self.data_loader.shard if self.data_loader else 0
-        return np.float32((shard + 1) * 0.1 + index * 0.01)
+        target: np.float32 = np.float32((shard + 1) * 0.1 + index * 0.01)
+        return target
 
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
         return dict(self.weights)

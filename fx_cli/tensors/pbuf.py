@@ -9,6 +9,7 @@ file, so memory stays about one tensor whatever the file size (well past the
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def write_tensor(fh: BinaryIO, name: str, array: np.ndarray, round_number: int =
     body_len = len(head) + len(data_key) + data.nbytes
     prefix = varint.encode(MODEL_TENSORS_KEY) + varint.encode(body_len)
     fh.write(prefix + head + data_key)
-    fh.write(memoryview(data.reshape(-1)).cast("B"))
+    fh.write(data.reshape(-1).data.cast("B"))
     return len(prefix) + body_len
 
 
@@ -141,7 +142,7 @@ class _Reader:
                 yield self._record(fh, fh.tell() + length)
                 self.index += 1
 
-    def _record(self, fh: BinaryIO, end: int) -> tuple[TensorHeader, np.ndarray | None]:
+    def _record(self, fh: io.BufferedReader, end: int) -> tuple[TensorHeader, np.ndarray | None]:
         from fx_cli.proto import base_pb2
 
         head = bytearray()
@@ -168,12 +169,12 @@ class _Reader:
             raise self.fail("record length does not match its fields")
         return self._check(msg, nbytes, data)
 
-    def _data(self, fh: BinaryIO, nbytes: int) -> np.ndarray | None:
+    def _data(self, fh: io.BufferedReader, nbytes: int) -> np.ndarray | None:
         if not self.load_data:
             fh.seek(nbytes, os.SEEK_CUR)
             return None
         buf = np.empty(nbytes, dtype=np.uint8)
-        if fh.readinto(memoryview(buf)) != nbytes:
+        if fh.readinto(buf.data) != nbytes:
             raise EOFError
         return buf
 

@@ -36,7 +36,7 @@ def as_payload(array: np.ndarray) -> memoryview:
     a = np.asarray(array)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
-    return memoryview(np.ascontiguousarray(a).reshape(-1)).cast("B")
+    return np.ascontiguousarray(a).reshape(-1).data.cast("B")
 
 
 def raw_meta(name: str, array: np.ndarray, payload: memoryview) -> TensorMeta:
@@ -119,7 +119,7 @@ def raw_array(meta: TensorMeta, payload: np.ndarray) -> np.ndarray:
     return payload.view(np.dtype(meta.dtype)).reshape(meta.shape)
 
 
-def read_tensors(frames: Iterator[Frame], max_bytes: int) -> Iterator[tuple[TensorMeta, np.ndarray]]:
+def read_tensors(frames: Iterator[Frame | None], max_bytes: int) -> Iterator[tuple[TensorMeta, np.ndarray]]:
     """``(header, payload bytes)`` per tensor of a frame stream, up to and including a checked trailer."""
     current: TensorAssembler | None = None
     seen: list[TensorMeta] = []

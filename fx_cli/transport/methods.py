@@ -47,7 +47,7 @@ def _frames(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any]) ->
     return lambda raws, context: method((_parsed(parse, raw, context, "upload chunk") for raw in raws), context)
 
 
-def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler:
+def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler[Any, Any]:
     """The server-side handler table for ``servicer`` (requests parsed here, so garbage gets INVALID_ARGUMENT)."""
     s = servicer
     return grpc.method_handlers_generic_handler(SERVICE, {
@@ -73,17 +73,21 @@ class FederationStub:
     """Client callables of every RPC on one channel."""
 
     def __init__(self, channel: grpc.Channel) -> None:
-        self.join = channel.unary_unary(path("Join"), request_serializer=serde.join_request_to_bytes,
-                                        response_deserializer=serde.join_reply_from_bytes)
-        self.get_tasks = channel.unary_unary(path("GetTasks"), request_serializer=serde.tasks_request_to_bytes,
-                                             response_deserializer=serde.task_reply_from_bytes)
-        self.download_model = channel.unary_stream(path("DownloadModel"),
-                                                   request_serializer=serde.download_request_to_bytes,
-                                                   response_deserializer=serde.download_frame_from_bytes)
-        self.upload_results = channel.stream_unary(path("UploadResults"),
-                                                   request_serializer=serde.upload_frame_to_bytes,
-                                                   response_deserializer=serde.upload_reply_from_bytes)
-        self.heartbeat = channel.unary_unary(path("Heartbeat"), request_serializer=serde.heartbeat_request_to_bytes,
-                                             response_deserializer=serde.heartbeat_reply_from_bytes)
-        self.ping = channel.unary_unary(path("Ping"), request_serializer=serde.ping_request_to_bytes,
-                                        response_deserializer=serde.ping_reply_from_bytes)
+        self.join: grpc.UnaryUnaryMultiCallable[serde.JoinRequest, serde.JoinReply] = channel.unary_unary(
+            path("Join"), request_serializer=serde.join_request_to_bytes,
+            response_deserializer=serde.join_reply_from_bytes)
+        self.get_tasks: grpc.UnaryUnaryMultiCallable[serde.TasksRequest, serde.TaskReply] = channel.unary_unary(
+            path("GetTasks"), request_serializer=serde.tasks_request_to_bytes,
+            response_deserializer=serde.task_reply_from_bytes)
+        self.download_model: grpc.UnaryStreamMultiCallable[serde.DownloadRequest, serde.Frame | None] = (
+            channel.unary_stream(path("DownloadModel"), request_serializer=serde.download_request_to_bytes,
+                                 response_deserializer=serde.download_frame_from_bytes))
+        self.upload_results: grpc.StreamUnaryMultiCallable[serde.Frame, serde.UploadReply] = (
+            channel.stream_unary(path("UploadResults"), request_serializer=serde.upload_frame_to_bytes,
+                                 response_deserializer=serde.upload_reply_from_bytes))
+        self.heartbeat: grpc.UnaryUnaryMultiCallable[serde.HeartbeatRequest, serde.HeartbeatReply] = (
+            channel.unary_unary(path("Heartbeat"), request_serializer=serde.heartbeat_request_to_bytes,
+                                response_deserializer=serde.heartbeat_reply_from_bytes))
+        self.ping: grpc.UnaryUnaryMultiCallable[serde.PingRequest, serde.PingReply] = channel.unary_unary(
+            path("Ping"), request_serializer=serde.ping_request_to_bytes,
+            response_deserializer=serde.ping_reply_from_bytes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 
@@ -37,7 +37,7 @@ def server_options(chunk: int) -> list[tuple[str, int]]:
 
 
 @contextmanager
-def serve(handler: grpc.GenericRpcHandler, address: str, credentials: grpc.ServerCredentials | None, *,
+def serve(handler: grpc.GenericRpcHandler[Any, Any], address: str, credentials: grpc.ServerCredentials | None, *,
           chunk: int, max_workers: int = 16, grace: float = 1.0) -> Iterator[int]:
     """Serve ``handler`` on ``address`` (``host:port``; port 0 picks a free one); yields the bound port."""
     server = grpc.server(ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fx-rpc"),
