@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 from rich.markup import escape
@@ -10,6 +10,10 @@ from rich.markup import escape
 from fx_cli.cli.output import console, err_console
 from fx_cli.errors import FxError
 from fx_cli.names import check_collaborator_name, check_fqdn, is_ip
+
+if TYPE_CHECKING:
+    from fx_cli.pki.signing import PendingRequest
+    from fx_cli.pki.store import Layout
 
 NAME_OPTS = ("-n", "--collaborator-name", "--collaborator_name", "name")
 
@@ -107,19 +111,31 @@ def _report_request(csr: str, key: str, reused: bool) -> None:
 @click.command(name="certify")
 @click.option("-n", "--fqdn", callback=_fqdn, help="Aggregator host name (default: $FQDN or this host's FQDN).")
 @click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
-def aggregator_certify(fqdn: str | None, silent: bool) -> None:
+@click.option("--replace", "replace_existing", is_flag=True,
+              help="Sign even though the name holds a valid certificate (it is replaced).")
+def aggregator_certify(fqdn: str | None, silent: bool, replace_existing: bool) -> None:
     """Sign the aggregator's request with the signing CA."""
-    from fx_cli.pki.signing import pending_aggregator, sign_aggregator
+    from fx_cli.pki.signing import check_replace, pending_aggregator, sign_aggregator
     from fx_cli.pki.workspace import current_layout
     from fx_cli.plan.identity import local_fqdn
 
     layout = current_layout()
     request = pending_aggregator(layout, fqdn or local_fqdn())
     _show_request(request.source, request.summary, request.fingerprint)
+    _show_holder(layout, request)
+    check_replace(layout, request, replace_existing)
     _confirm_or_warn(silent, request.source)
-    signed = sign_aggregator(layout, request)
+    signed = sign_aggregator(layout, request, replace_existing)
     _ok(f"signed {layout.show(signed.cert_path)}")
     _fingerprint("certificate", signed.fingerprint)
+
+
+def _show_holder(layout: Layout, request: PendingRequest) -> None:
+    holder = request.holder
+    if holder is not None:
+        _say(f"  {request.names.common_name} already holds {layout.show(holder.path)}, valid until "
+             f"{holder.not_after:%Y-%m-%d}; signing REPLACES it")
+        _fingerprint("  current certificate", holder.fingerprint)
 
 
 def _show_request(source: str, summary: str, fingerprint: str) -> None:
@@ -169,7 +185,10 @@ def collaborator_generate_cert_request(name: str, silent: bool, skip_package: bo
 @click.option("-i", "--import", "import_", type=click.Path(dir_okay=False, path_type=Path),
               help="Collaborator side: install this agg_to_col_<name>_signed_cert.zip.")
 @click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
-def collaborator_certify(name: str | None, request_pkg: Path | None, import_: Path | None, silent: bool) -> None:
+@click.option("--replace", "replace_existing", is_flag=True,
+              help="Sign even though the name holds a valid certificate (it is replaced).")
+def collaborator_certify(name: str | None, request_pkg: Path | None, import_: Path | None, silent: bool,
+                         replace_existing: bool) -> None:
     """Sign a collaborator's request (CA side) or install the signed certificate (collaborator side)."""
     if import_ is not None:
         if request_pkg is not None:
@@ -177,11 +196,11 @@ def collaborator_certify(name: str | None, request_pkg: Path | None, import_: Pa
         return _import(import_)
     if request_pkg is None and name is None:
         raise click.UsageError("pass --request-pkg ZIP or -n NAME (CA side), or --import ZIP (collaborator side)")
-    _sign(name, request_pkg, silent)
+    _sign(name, request_pkg, silent, replace_existing)
 
 
-def _sign(name: str | None, request_pkg: Path | None, silent: bool) -> None:
-    from fx_cli.pki.signing import pending_collaborator, sign_collaborator
+def _sign(name: str | None, request_pkg: Path | None, silent: bool, replace_existing: bool) -> None:
+    from fx_cli.pki.signing import check_replace, pending_collaborator, sign_collaborator
     from fx_cli.pki.workspace import cols_path, current_layout
 
     layout = current_layout()
@@ -190,8 +209,10 @@ def _sign(name: str | None, request_pkg: Path | None, silent: bool) -> None:
         raise FxError(f"{request.source} is a request for {request.names.common_name!r}, not {name!r}",
                       "drop -n, or pass the package of the collaborator you meant")
     _show_request(request.source, request.summary, request.fingerprint)
+    _show_holder(layout, request)
+    check_replace(layout, request, replace_existing)
     _confirm_or_warn(silent, request.source)
-    signed = sign_collaborator(layout, request, cols_path(layout))
+    signed = sign_collaborator(layout, request, cols_path(layout), replace_existing)
     who = signed.names.common_name
     replaced = " (replacing the previous certificate)" if signed.replaced else ""
     _ok(f"signed {layout.show(signed.cert_path)}{replaced}")

@@ -1,10 +1,12 @@
 """CA side: check a request, then sign it (aggregator locally, collaborators from packages)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fx_cli.errors import FxError
@@ -14,12 +16,23 @@ from fx_cli.pki.certs import Names, Role, names_of
 from fx_cli.pki.fingerprint import fingerprint
 from fx_cli.pki.packages import read_request_package
 from fx_cli.pki.requests import zip_bytes
-from fx_cli.pki.store import Layout, pem, read_csr, write_public
-from fx_cli.pki.verify import describe
+from fx_cli.pki.store import Layout, pem, read_cert, read_csr, write_public
+from fx_cli.pki.verify import chain_problem, describe, expired
 from fx_cli.plan.participants import add_col
 
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 REQUEST_HINT = "ask for a fresh request made by `fx collaborator generate-cert-request`"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A valid certificate (unexpired, from this CA) already issued for the name a request asks for."""
+
+    path: Path
+    fingerprint: str
+    not_after: dt.datetime
+    same_key: bool
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,7 @@ class PendingRequest:
     names: Names
     role: Role
     source: str
+    holder: Holder | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -89,6 +103,35 @@ def check_request(csr: x509.CertificateSigningRequest, role: Role, source: str,
     return PendingRequest(csr, names, role, source)
 
 
+def current_holder(layout: Layout, csr: x509.CertificateSigningRequest, cert_path: Path) -> Holder | None:
+    """The valid certificate at ``cert_path``, if there is one (expired, foreign or unreadable ones are not)."""
+    if not cert_path.is_file():
+        return None
+    try:
+        cert = read_cert(cert_path)
+        chain = ca.load_chain(layout)
+    except FxError:
+        return None
+    if expired(cert) or chain_problem(cert, chain, "the chain") is not None:
+        return None
+    same_key = cert.public_key().public_bytes(*_SPKI) == csr.public_key().public_bytes(*_SPKI)
+    return Holder(cert_path, fingerprint(cert), cert.not_valid_after_utc, same_key)
+
+
+def check_replace(layout: Layout, request: PendingRequest, replace_existing: bool) -> None:
+    """Refuse to sign over a valid certificate unless the operator said --replace."""
+    holder = request.holder
+    if holder is None or replace_existing:
+        return
+    key = "the same key" if holder.same_key else "a DIFFERENT key"
+    raise FxError(f"{request.names.common_name!r} already holds a valid certificate {layout.show(holder.path)} "
+                  f"(fingerprint {holder.fingerprint}, valid until {holder.not_after:%Y-%m-%d}); this request "
+                  f"({request.source}) is for {key}, and signing it would replace that certificate",
+                  "if the site really made a new request (lost key, new host), run the command again with "
+                  "--replace; otherwise someone else may be asking for this name: compare fingerprints with "
+                  "the site out of band")
+
+
 def _single_server_csr(layout: Layout) -> Path | None:
     found = sorted((layout.root / "server").glob("agg_*.csr"))
     return found[0] if len(found) == 1 else None
@@ -101,19 +144,26 @@ def pending_aggregator(layout: Layout, fqdn: str) -> PendingRequest:
         path = _single_server_csr(layout) or path
     hint = f"run `fx aggregator generate-cert-request --fqdn {fqdn}` first"
     csr = read_csr(path, hint)
-    return check_request(csr, "server", layout.show(path), expected_cn=path.stem[len("agg_"):])
+    request = check_request(csr, "server", layout.show(path), expected_cn=path.stem[len("agg_"):])
+    return _with_holder(layout, request, layout.server(request.names.common_name, "crt"))
+
+
+def _with_holder(layout: Layout, request: PendingRequest, cert_path: Path) -> PendingRequest:
+    return replace(request, holder=current_holder(layout, request.csr, cert_path))
 
 
 def pending_collaborator(layout: Layout, package: Path | None, name: str | None) -> PendingRequest:
     """A collaborator request from a package, or the local ``cert/client/col_<name>.csr``."""
     if package is not None:
         member_name, csr = read_request_package(package)
-        return check_request(csr, "client", str(package), expected_cn=member_name)
-    if name is None:
+        request = check_request(csr, "client", str(package), expected_cn=member_name)
+    elif name is None:
         raise FxError("nothing to sign", "pass --request-pkg ZIP (a collaborator's package) or -n NAME")
-    path = layout.client(name, "csr")
-    csr = read_csr(path, f"run `fx collaborator generate-cert-request -n {name}` first, or pass --request-pkg")
-    return check_request(csr, "client", layout.show(path), expected_cn=name)
+    else:
+        path = layout.client(name, "csr")
+        csr = read_csr(path, f"run `fx collaborator generate-cert-request -n {name}` first, or pass --request-pkg")
+        request = check_request(csr, "client", layout.show(path), expected_cn=name)
+    return _with_holder(layout, request, layout.client(request.names.common_name, "crt"))
 
 
 def _issue(layout: Layout, request: PendingRequest, cert_path: Path) -> tuple[x509.Certificate, bool]:
@@ -124,15 +174,18 @@ def _issue(layout: Layout, request: PendingRequest, cert_path: Path) -> tuple[x5
     return cert, replaced
 
 
-def sign_aggregator(layout: Layout, request: PendingRequest) -> Signed:
-    """Issue ``cert/server/agg_<fqdn>.crt``."""
+def sign_aggregator(layout: Layout, request: PendingRequest, replace_existing: bool = False) -> Signed:
+    """Issue ``cert/server/agg_<fqdn>.crt`` (over a valid one only with ``replace_existing``)."""
+    check_replace(layout, request, replace_existing)
     path = layout.server(request.names.common_name, "crt")
     cert, replaced = _issue(layout, request, path)
     return Signed(request.names, path, fingerprint(cert), replaced)
 
 
-def sign_collaborator(layout: Layout, request: PendingRequest, cols_path: Path) -> Signed:
+def sign_collaborator(layout: Layout, request: PendingRequest, cols_path: Path,
+                      replace_existing: bool = False) -> Signed:
     """Issue ``cert/client/col_<name>.crt``, authorize the name and write the signed package."""
+    check_replace(layout, request, replace_existing)
     name = request.names.common_name
     path = layout.client(name, "crt")
     cert, replaced = _issue(layout, request, path)
