@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tensorflow,dev]'
+	$(PY) -m pip install --quiet -e '.[tensorflow,dev,plot]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,7 +1,14 @@
 """Logging set-up for the CLI (library modules only create loggers)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from pathlib import Path
+from typing import Callable, Iterator
+
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Console lines printed outside logging (the per-round line) reach the log file through this logger only.
+CONSOLE_COPY = "fx_console_copy"
 
 
 def setup_logging(level: str = "info") -> None:
@@ -23,5 +30,25 @@ def setup_logging(level: str = "info") -> None:
 def add_file_log(path: str) -> None:
     """Also write the ``fx`` logs to ``path`` (plain text)."""
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(FILE_FORMAT))
     logging.getLogger("fx").addHandler(handler)
+
+
+@contextlib.contextmanager
+def console_log_file(path: Path) -> Iterator[Callable[[str], None]]:
+    """While active, the ``fx`` logs also go to ``path`` (appended); yields ``copy(line)`` for printed lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FILE_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    fx_logger, copy_logger = logging.getLogger("fx"), logging.getLogger(CONSOLE_COPY)
+    copy_logger.setLevel(logging.INFO)
+    copy_logger.propagate = False
+    fx_logger.addHandler(handler)
+    copy_logger.addHandler(handler)
+    try:
+        yield lambda line: copy_logger.info(line)
+    finally:
+        fx_logger.removeHandler(handler)
+        copy_logger.removeHandler(handler)
+        handler.close()

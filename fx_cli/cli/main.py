@@ -17,6 +17,8 @@ GROUPS = {
     "collaborator": "fx_cli.cli.collaborator:collaborator",
     "model": "fx_cli.cli.model:model",
     "pki": "fx_cli.cli.pki:pki",
+    "audit": "fx_cli.cli.audit:audit",
+    "plot": "fx_cli.cli.plot_cmds:plot",
 }
 
 

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fx_cli.cli.output import console, ok
+
+if TYPE_CHECKING:
+    from fx_cli.aggregator.metrics import RoundReport
 
 PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
                     type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
@@ -29,9 +33,15 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
     A run that was interrupted (even by kill -9) resumes where it was; a finished one says so and exits 0.
     """
     from fx_cli.aggregator.service import AggregatorRun, run_aggregator
+    from fx_cli.logs import console_log_file
+    from fx_cli.plan.loader import workspace_of
 
-    result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group, resume),
-                            on_round=lambda report: console().print(report.line()))
+    with console_log_file(workspace_of(plan_path) / "logs" / "aggregator.log") as copy:
+        def on_round(report: RoundReport) -> None:
+            console().print(report.line())
+            copy(report.line())
+
+        result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group, resume), on_round=on_round)
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
         return
@@ -80,8 +90,12 @@ def aggregator_reset(plan_path: Path, yes: bool) -> None:
 def collaborator_start(plan_path: Path, name: str, data_path: Path) -> None:
     """Take part in the federation until the aggregator says it is finished."""
     from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
+    from fx_cli.logs import console_log_file
+    from fx_cli.names import check_collaborator_name
+    from fx_cli.plan.loader import workspace_of
 
-    result = run_collaborator(CollaboratorRun(name, plan_path, data_path))
+    with console_log_file(workspace_of(plan_path) / "logs" / f"{check_collaborator_name(name)}.log"):
+        result = run_collaborator(CollaboratorRun(name, plan_path, data_path))
     if result.already_finished:
         ok("the federation had already finished; nothing to do")
         return
