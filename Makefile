@@ -5,18 +5,32 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WS := workspaces/demo
 
-.PHONY: install demo test test-fast typecheck protos bench clean
+.PHONY: install demo test test-fast typecheck protos bench clean shell
 
 install: $(STAMP)
 
+# pip prints what it collects and installs (TensorFlow is the long part); setuptools' note that an
+# editable install is one is filtered out, it is the point of `-e`.
 $(STAMP): setup.cfg pyproject.toml
+	@echo "==> [1/3] creating $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tensorflow,dev,plot]'
+	@echo "==> [3/3] installing fx with its tensorflow, dev and plot extras (1-2 minutes; pip lists each package)"
+	@# The distribution was called "fx" before (the name of an unrelated PyPI project): drop that old install.
+	$(PY) -m pip uninstall --quiet --yes fx 2>/dev/null || true
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --progress-bar off -e '.[tensorflow,dev,plot]'
 	touch $(STAMP)
+	@echo "==> fx is installed in $(VENV)/bin: run \`. $(VENV)/bin/activate\` (or \`make shell\`) to use \`fx\`"
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --workspaces workspaces
+	@echo "==> to run fx yourself: \`. $(VENV)/bin/activate\` (or \`make shell\`), then e.g. \`cd $(WS) && fx plan print\`"
+
+# A shell with the virtual environment active (exit it to leave).
+shell: $(STAMP)
+	@echo "==> fx is on PATH in this shell; type exit to leave"
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $${SHELL:-/bin/sh} -i
 
 test: $(STAMP) typecheck
 	$(PY) -m pytest -q tests

@@ -41,7 +41,7 @@ def test_export_prints_what_went_in_and_what_was_left_out(make_workspace, fx):
                      "logs/ (1 file)", "local_state/ (1 file)", "save/best.pbuf: trained", "save/last.pbuf: trained",
                      "src/stray.key: certificate, key", "src/stray.pem", "plan/agg.csr", "src/__pycache__/: Python"):
         assert expected in left_out, (expected, left_out)
-    assert f"fx=={__version__}" in res.output
+    assert f"fx-federated=={__version__}" in res.output
 
 
 def test_export_refuses_an_uninitialised_plan_and_writes_nothing(make_workspace, fx):
@@ -69,7 +69,8 @@ def test_export_requirements_keep_own_lines_and_pin_fx_and_numpy(make_workspace,
     assert "rich>=12" in lines and "# ours" in lines
     assert "numpy>=1.0" not in lines
     assert f"numpy=={importlib.metadata.version('numpy')}" in lines
-    assert f"fx=={__version__}" in lines
+    assert f"fx-federated=={__version__}" in lines
+    assert not any(line.startswith("fx==") for line in lines)  # PyPI's "fx" is another project
     assert "'numpy>=1.0' replaced by the exact pin" in res.stderr
 
 

@@ -53,8 +53,8 @@ def test_import_prints_next_steps_and_how_to_install_later(exported, fx):
                  "fx collaborator start -n NAME", "requirements not installed", "-m pip install -r"):
         assert step in res.output, step
     assert res.output.index("generate-cert-request") < res.output.index("collaborator start")
-    # The archive pins fx==<version>; pip must not be told to fetch the unrelated PyPI project of that name.
-    assert "after deleting its 'fx==' line" in " ".join(res.output.split())
+    # The archive pins fx-federated==<version> (fx itself); pip must not be told to fetch it.
+    assert "after deleting its 'fx-federated==' line" in " ".join(res.output.split())
 
 
 def test_import_defaults_to_the_archive_stem_and_never_overwrites(exported, fx):
@@ -123,7 +123,8 @@ def test_invalid_plan_in_archive_is_reported_with_the_archive_member_name(export
 
 def test_archive_from_another_fx_version_warns(exported, fx, tmp_path):
     _, archive = exported
-    req = zip_members(archive)["requirements.txt"].decode().replace(f"fx=={__version__}", "fx==0.0.1")
+    req = zip_members(archive)["requirements.txt"].decode()
+    req = req.replace(f"fx-federated=={__version__}", "fx-federated==0.0.1")
     other = replace_member(archive, tmp_path / "other.zip", "requirements.txt", req.encode())
     res = fx("workspace", "import", "--archive", str(other), "--prefix", "t", "-s")
     assert res.exit_code == 0, res.all

@@ -7,19 +7,20 @@ from pathlib import Path
 import pytest
 
 from fx_cli.errors import FxError
-from fx_cli.workspace.requirements import merge_requirements, pip_install, requirement_name
+from fx_cli.workspace.requirements import FX_DIST, merge_requirements, pip_install, requirement_name
 
 NUMPY = f"numpy=={importlib.metadata.version('numpy')}"
 
 
 def test_requirements_already_satisfied_install_offline_and_report_progress(tmp_path):
     req = tmp_path / "requirements.txt"
-    # fx==99.0 does not exist anywhere: it passes only because fx's own pin never reaches pip.
-    req.write_text(f"# pinned\n{NUMPY}\nfx==99.0\n")
+    # fx-federated==99.0 does not exist anywhere (nor does fx==99.0, the pin of archives made before the
+    # rename): they pass only because fx's own pin never reaches pip.
+    req.write_text(f"# pinned\n{NUMPY}\nfx-federated==99.0\nfx==99.0\n")
     lines: list[str] = []
     pip_install(req, ["--no-index"], on_line=lines.append)
     assert any("Requirement already satisfied: numpy" in line for line in lines), lines
-    assert not any("fx==99.0" in line for line in lines)
+    assert not any("fx==99.0" in line or "fx-federated" in line for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["requirements.txt"]  # temporary file removed
 
 
@@ -33,7 +34,7 @@ def test_unsatisfiable_requirement_fails_with_pips_reason(tmp_path):
     assert "fx-archive-test-no-such-package" in err.message
     assert "No matching distribution" in err.message
     assert "-m pip install -r" in (err.hint or "") and "the workspace itself was imported" in (err.hint or "")
-    assert "after deleting its 'fx==' line" in (err.hint or "")
+    assert "after deleting its 'fx-federated==' line" in (err.hint or "")
 
 
 def test_import_with_install_runs_pip_and_shows_its_output(make_workspace, fx, tmp_path, monkeypatch):
@@ -69,6 +70,11 @@ def test_no_tty_means_no_install_unless_asked(make_workspace, fx, tmp_path, monk
     res = fx("workspace", "import", "--archive", str(ws / "ws.zip"), "--prefix", "site")
     assert res.exit_code == 0, res.all
     assert "requirements not installed" in res.output and "pip:" not in res.stderr
+
+
+def test_the_pinned_fx_distribution_is_the_installed_one_and_not_pypis_fx():
+    assert FX_DIST in importlib.metadata.packages_distributions()["fx_cli"]
+    assert FX_DIST != "fx"
 
 
 @pytest.mark.parametrize("line, name", [("numpy>=1.2", "numpy"), ("Tensorflow_CPU==2.21; python_version>'3'",

@@ -1,6 +1,7 @@
 """Certificate commands: thin click shells over ``fx_cli.pki``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -65,7 +66,14 @@ def _confirm_or_warn(silent: bool, source: str) -> None:
                             "with the one the requester printed")
         return
     _say("Make sure this fingerprint is the same as the one printed where the request was made.")
-    if not click.confirm("Sign this certificate?", default=False):
+    try:
+        signed = click.confirm("Sign this certificate?", default=False)
+    except click.Abort:  # end of input (no terminal) or Ctrl-C at the prompt
+        raise FxError(f"not signed: {source}: nobody answered 'Sign this certificate?'"
+                      + ("" if sys.stdin.isatty() else " (there is no terminal to ask on)"),
+                      "compare the fingerprint above with the one the requester printed; to sign without being "
+                      "asked (scripts, CI), run the same command with -s/--silent") from None
+    if not signed:
         raise FxError(f"not signed: {source}", "compare the fingerprints out of band, then run the command again")
 
 
@@ -88,7 +96,8 @@ def workspace_certify(force: bool) -> None:
 
 
 @click.command(name="generate-cert-request")
-@click.option("--fqdn", callback=_fqdn, help="Aggregator host name (default: $FQDN or this host's FQDN).")
+@click.option("-n", "--fqdn", callback=_fqdn,
+              help="Aggregator host name (default: $FQDN or this host's FQDN); -n as in `fx aggregator certify`.")
 @click.option("--san", multiple=True, callback=_sans, help="Another DNS name clients may dial (repeatable).")
 @click.option("--ip", multiple=True, callback=_ips, help="An IP address clients may dial (repeatable).")
 def aggregator_generate_cert_request(fqdn: str | None, san: tuple[str, ...], ip: tuple[str, ...]) -> None:
@@ -110,7 +119,8 @@ def _report_request(csr: str, key: str, reused: bool) -> None:
 
 @click.command(name="certify")
 @click.option("-n", "--fqdn", callback=_fqdn, help="Aggregator host name (default: $FQDN or this host's FQDN).")
-@click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
+@click.option("-s", "--silent", "-y", "--yes", "silent", is_flag=True,
+              help="Sign without asking (prints a warning); needed where there is no terminal.")
 @click.option("--replace", "replace_existing", is_flag=True,
               help="Sign even though the name holds a valid certificate (it is replaced).")
 def aggregator_certify(fqdn: str | None, silent: bool, replace_existing: bool) -> None:
@@ -184,7 +194,8 @@ def collaborator_generate_cert_request(name: str, silent: bool, skip_package: bo
               help="CA side: sign the request in this col_<name>_to_agg_cert_request.zip.")
 @click.option("-i", "--import", "import_", type=click.Path(dir_okay=False, path_type=Path),
               help="Collaborator side: install this agg_to_col_<name>_signed_cert.zip.")
-@click.option("-s", "--silent", is_flag=True, help="Sign without asking (prints a warning).")
+@click.option("-s", "--silent", "-y", "--yes", "silent", is_flag=True,
+              help="Sign without asking (prints a warning); needed where there is no terminal.")
 @click.option("--replace", "replace_existing", is_flag=True,
               help="Sign even though the name holds a valid certificate (it is replaced).")
 def collaborator_certify(name: str | None, request_pkg: Path | None, import_: Path | None, silent: bool,

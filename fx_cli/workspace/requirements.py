@@ -20,7 +20,10 @@ from fx_cli import __version__
 from fx_cli.errors import FxError
 from fx_cli.workspace.reqlines import check_lines, describe
 
-FX_DIST = "fx"
+# fx's distribution name (setup.cfg). "fx" on PyPI is an unrelated project; archives made by fx
+# before the rename pin "fx==", which is still recognised as fx's own pin and never reaches pip.
+FX_DIST = "fx-federated"
+FX_DISTS = (FX_DIST, "fx")
 # Always pinned: fx moves every tensor as a numpy array.
 ALWAYS_PINNED = ("numpy",)
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?=$|[\[<>=!~;@\s])")
@@ -94,7 +97,8 @@ def framework_pins(top_levels: set[str]) -> tuple[dict[str, str], list[str]]:
             continue
         for dist in dict.fromkeys(dists):
             pins[canonical_name(dist)] = importlib.metadata.version(dist)
-    pins.pop(FX_DIST, None)
+    for name in FX_DISTS:
+        pins.pop(name, None)
     return pins, missing
 
 
@@ -104,8 +108,8 @@ def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[
     kept: list[str] = []
     for line in user_text.splitlines():
         name = requirement_name(line)
-        if name in pins or name == FX_DIST:
-            pinned = f"{name}=={pins.get(name, __version__)}"
+        if name in pins or name in FX_DISTS:
+            pinned = f"{FX_DIST}=={__version__}" if name in FX_DISTS else f"{name}=={pins[name]}"
             notes.append(f"requirements.txt: '{line.strip()}' replaced by the exact pin '{pinned}'")
             continue
         if line.strip().startswith(("-r", "-c", "--requirement", "--constraint")):
@@ -117,6 +121,8 @@ def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[
     version = ".".join(map(str, sys.version_info[:3]))
     lines = kept + ([""] if kept else []) + [
         f"# Pinned by fx workspace export: the versions in use where it ran (Python {version}).",
+        f"# {FX_DIST} is fx itself (installed from its source with `make install`, or",
+        f"# `pip install -e '.[tensorflow]'` in it); `fx workspace import --install` never passes it to pip.",
         f"{FX_DIST}=={__version__}",
     ] + [f"{name}=={ver}" for name, ver in sorted(pins.items())]
     return "\n".join(lines) + "\n", notes
@@ -138,7 +144,7 @@ def capture(workspace: Path, templates: Iterable[str]) -> Captured:
 def fx_pin(requirements_text: str) -> str | None:
     """The fx version an archive's requirements pin, if any."""
     for line in requirements_text.splitlines():
-        if requirement_name(line) == FX_DIST and "==" in line:
+        if requirement_name(line) in FX_DISTS and "==" in line:
             return line.split("==", 1)[1].split(";")[0].strip()
     return None
 
@@ -146,7 +152,7 @@ def fx_pin(requirements_text: str) -> str | None:
 def manual_install(requirements: Path) -> str:
     """The pip command a user can run later; fx's own pin must not reach pip (see ``pip_install``)."""
     return (f"{sys.executable} -m pip install -r {requirements} after deleting its '{FX_DIST}==' line "
-            f"(fx is already this program; the PyPI project named '{FX_DIST}' is a different one)")
+            f"(fx is already this program; it is not installed from PyPI, where 'fx' is another project)")
 
 
 def pip_install(requirements: Path, extra_args: Sequence[str] = (),
@@ -164,7 +170,7 @@ def pip_install(requirements: Path, extra_args: Sequence[str] = (),
                       "nothing was installed; the workspace itself was imported. Ask the aggregator's owner "
                       "to remove those lines, or install what they name yourself if you trust it")
     # fx itself is the running program: pip must never swap it, nor fetch a same-named project.
-    kept = "".join(line + "\n" for line in accepted if requirement_name(line) != FX_DIST)
+    kept = "".join(line + "\n" for line in accepted if requirement_name(line) not in FX_DISTS)
     with tempfile.TemporaryDirectory(prefix="fx-pip-") as tmp:
         filtered = Path(tmp, "requirements.txt")
         filtered.write_text(kept, encoding="utf-8")
