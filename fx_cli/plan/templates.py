@@ -113,7 +113,8 @@ def _checked_class(obj: Any, path: str, where: str) -> type:
 def _import_hint(err: ImportError) -> str:
     missing = getattr(err, "name", "") or ""
     if missing.split(".")[0] in ("tensorflow", "keras", "sklearn"):
-        return "this plan needs the TensorFlow extra: pip install 'fx[tensorflow]'"
+        return ("this plan needs fx's tensorflow extra: `make install`, or `pip install -e '.[tensorflow]'` "
+                "in the fx source folder")
     return "check the template path and that the workspace's src/ folder holds the module"
 
 

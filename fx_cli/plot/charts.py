@@ -7,7 +7,8 @@ from typing import Any, Callable
 from fx_cli.errors import FxError
 from fx_cli.plot.data import RunData, Series
 
-MATPLOTLIB_HINT = "install the plot extra: `pip install 'fx[plot]'` (make install does it), or `pip install matplotlib`"
+MATPLOTLIB_HINT = ("install the plot extra: `make install`, or `pip install -e '.[plot]'` in the fx source folder, "
+                   "or `pip install matplotlib`")
 
 
 def _pyplot() -> Any:

@@ -21,7 +21,8 @@ def build_runner(plan: Plan, data_path: str | None = None) -> TaskRunner:
         raise
     except ImportError as err:
         raise FxError(f"the task runner needs a package that is not installed: {err}",
-                      "install the framework extra: pip install 'fx[tensorflow]'") from None
+                      "install fx's tensorflow extra: `make install`, or `pip install -e '.[tensorflow]'` in "
+                      "the fx source folder") from None
     if not isinstance(runner, TaskRunner):
         raise FxError(f"task_runner.template {plan.template('task_runner')} is not a fx_cli.runners.base.TaskRunner",
                       "derive your runner from fx_cli.runners.base.TaskRunner (see ARCHITECTURE.md)")
