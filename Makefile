@@ -11,7 +11,7 @@ install: $(STAMP)
 
 # pip prints what it collects and installs (TensorFlow is the long part); setuptools' note that an
 # editable install is one is filtered out, it is the point of `-e`.
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml requirements-dp-reference.txt
 	@echo "==> [1/3] creating $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] upgrading pip"
@@ -20,6 +20,8 @@ $(STAMP): setup.cfg pyproject.toml
 	@# The distribution was called "fx" before (the name of an unrelated PyPI project): drop that old install.
 	$(PY) -m pip uninstall --quiet --yes fx 2>/dev/null || true
 	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --progress-bar off -e '.[tensorflow,dev,plot]'
+	@# Test-only reference for the DP accountant tests (pins attrs<24: never one of fx's requirements).
+	$(PY) -m pip install --quiet -r requirements-dp-reference.txt
 	touch $(STAMP)
 	@echo "==> fx is installed in $(VENV)/bin: run \`. $(VENV)/bin/activate\` (or \`make shell\`) to use \`fx\`"
 

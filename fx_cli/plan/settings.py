@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
 
+from fx_cli.privacy.settings import PrivacySettings
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -78,6 +80,7 @@ CORE_SETTINGS: dict[str, type] = {
     "aggregator": AggregatorSettings,
     "collaborator": CollaboratorSettings,
     "network": NetworkSettings,
+    "privacy": PrivacySettings,
 }
 
 

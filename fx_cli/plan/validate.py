@@ -9,9 +9,10 @@ from fx_cli.names import check_address
 from fx_cli.plan.schema import check_settings, suggest
 from fx_cli.plan.settings import CORE_SETTINGS
 from fx_cli.plan.templates import check_allowed, resolve_class
+from fx_cli.privacy.settings import check_privacy
 
 SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
-            "tasks", "compression_pipeline", "straggler_handling_policy")
+            "tasks", "compression_pipeline", "straggler_handling_policy", "privacy")
 REQUIRED = ("data_loader", "task_runner")
 # Keys fx passes to constructors itself; a plan must not set them.
 INJECTED = {
@@ -37,6 +38,8 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
         problems += _check_section(name, section, file, workspace, check_classes)
     if check_classes:
         problems += _check_task_functions(config, file, workspace)
+    if not any(f"{file}: privacy" in p for p in problems):  # values once their types are right
+        problems += check_privacy(config, file)
     return problems
 
 
