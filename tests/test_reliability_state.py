@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from fx_cli.aggregator.assigners import RandomGroupedAssigner, StaticGroupedAssigner
 from fx_cli.aggregator.coordinator import Coordinator
+from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.modelstore import RoundModel, write_round_model
 from fx_cli.aggregator.reset import state_lock
 from fx_cli.aggregator.round import Presence
@@ -20,7 +21,7 @@ from fx_cli.aggregator.stragglers import CutoffTimePolicy, StragglerPolicy, Wait
 from fx_cli.cli.main import cli
 from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
 from fx_cli.errors import FxError
-from fx_cli.transport.serde import Action
+from fx_cli.aggregator.outcomes import Action
 from tests.runtime_helpers import edit_plan, final_model, make_workspace, reference_fedavg, run_in_process
 
 COLS = ["one", "two", "three"]
@@ -34,7 +35,7 @@ def coordinator(root: Path, model: RoundModel, policy: StragglerPolicy, assigner
     store.bind("h" * 96, {}, None)
     return Coordinator(cols=COLS, rounds_to_train=3, assigner=assigner or RandomGroupedAssigner(GROUPS, COLS, 3),
                        policy=policy, presence=Presence(COLS, 60, 60, time.monotonic()), store=store, model=model,
-                       saved=store.load(), spill_root=root / "updates", round_deadline=None)
+                       saved=store.load(), layout=StateLayout(root), round_deadline=None)
 
 
 @pytest.fixture

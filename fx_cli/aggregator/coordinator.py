@@ -1,8 +1,10 @@
 """The thread-safe heart of a run: one lock and condition around the round, presence and received updates.
 
-gRPC handler threads call the ``servicer side`` methods; the main loop calls
-the ``loop side``. Long-polls wait on the condition, so a collaborator gets its
-tasks the instant a round opens.
+Transport threads (gRPC handlers, the simulator's dispatcher) call the
+``collaborator side`` methods; the engine's drive loop calls the ``loop side``.
+Answers are fx's own types (``outcomes``); refusals raise ``Refused`` with a
+``Refusal`` reason. Long-polls wait on the condition, so a collaborator gets
+its tasks the instant a round opens.
 """
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from fx_cli.aggregator.assigners import Assigner
-from fx_cli.aggregator.intake import Rejected, Spilled
+from fx_cli.aggregator.intake import Spilled
+from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.modelstore import RoundModel
+from fx_cli.aggregator.outcomes import (Action, Event, EventKind, Instruction, Liveness, Observer, Receipt, Refusal,
+                                        Refused)
 from fx_cli.aggregator.round import Presence, RoundState, Verdict
 from fx_cli.aggregator.state import Snapshot, Store, UpdateRecord
 from fx_cli.aggregator.stragglers import StragglerPolicy
-from fx_cli.transport.serde import Action, HeartbeatReply, Outcome, TaskReply, UploadMeta, UploadReply
 
 log = logging.getLogger("fx.aggregator")
 # Longest sleep of the main loop between re-checks, whatever the deadlines say.
@@ -60,15 +64,16 @@ class ClosedRound:
 class Coordinator:
     def __init__(self, *, cols: list[str], rounds_to_train: int, assigner: Assigner, policy: StragglerPolicy,
                  presence: Presence, store: Store, model: RoundModel, saved: Snapshot,
-                 spill_root: Path, round_deadline: float | None, final_tasks: tuple[str, ...] = (),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 layout: StateLayout, round_deadline: float | None, final_tasks: tuple[str, ...] = (),
+                 clock: Callable[[], float] = time.monotonic, observer: Observer | None = None) -> None:
         self.cols = cols
         self.rounds_to_train = rounds_to_train
         self.assigner = assigner
         self.policy = policy
         self.presence = presence
         self.store = store
-        self.spill_root = spill_root
+        self.layout = layout
+        self.observer = observer
         self.round_deadline = round_deadline
         self.final_tasks = final_tasks
         self.clock = clock
@@ -99,6 +104,12 @@ class Coordinator:
             # Deadlines are wall-clock promises: time spent down counts, a restart grants no fresh cut-off.
             self.round.dispatch(self.clock() - max(0.0, time.time() - saved.round_started))
         self.phase = Phase.COLLECTING
+        self._emit(Event(EventKind.ROUND_OPENED, model.round))
+
+    def _emit(self, event: Event) -> None:
+        """Tell the observer (called with the lock held: observers must be quick and must not block)."""
+        if self.observer is not None:
+            self.observer(event)
 
     def _assignment(self, round_num: int, saved: Snapshot | None) -> dict[str, tuple[str, ...]]:
         """Who runs what in this round: as saved when resuming, else from the assigner (then saved)."""
@@ -120,10 +131,12 @@ class Coordinator:
         except OSError as err:
             log.warning("could not save %s (%s); a restart would not know it", write.__name__, err)
 
-    # --- servicer side ----------------------------------------------------------------------
+    # --- collaborator side ------------------------------------------------------------------
 
     def seen(self, col: str) -> None:
         with self.cond:
+            if col not in self.presence.last_seen:
+                self._emit(Event(EventKind.JOINED, self.model.round, col))
             self.presence.seen(col, self.clock())
 
     def progress(self) -> tuple[int, bool]:
@@ -131,7 +144,7 @@ class Coordinator:
         with self.cond:
             return self.model.round, self.phase is Phase.FINISHED
 
-    def next_tasks(self, col: str, timeout: float) -> TaskReply:
+    def next_tasks(self, col: str, timeout: float) -> Instruction:
         """The caller's next instruction, waiting up to ``timeout`` seconds for one."""
         deadline = self.clock() + timeout
         with self.cond:
@@ -139,40 +152,40 @@ class Coordinator:
                 reply = self._instruction(col)
                 remaining = deadline - self.clock()
                 if reply is not None or remaining <= 0:
-                    return reply or TaskReply(Action.WAIT, self.model.round, rounds_to_train=self.rounds_to_train)
+                    return reply or Instruction(Action.WAIT, self.model.round, self.rounds_to_train)
                 self.cond.wait(remaining)
 
-    def _instruction(self, col: str) -> TaskReply | None:
+    def _instruction(self, col: str) -> Instruction | None:
         n = self.rounds_to_train
         if self.phase in (Phase.ABORTED, Phase.FINISHED):
             self.presence.told_finish.add(col)
             self.cond.notify_all()
         if self.phase is Phase.ABORTED:
-            return TaskReply(Action.ABORTED, self.model.round, rounds_to_train=n, message=self.abort_reason)
+            return Instruction(Action.ABORTED, self.model.round, n, message=self.abort_reason)
         if self.phase is Phase.FINISHED:
-            return TaskReply(Action.FINISHED, self.model.round, rounds_to_train=n)
+            return Instruction(Action.FINISHED, self.model.round, n)
         if col in self.missed:
             missed = self.missed.pop(col)
             self._remember(self.store.clear_missed, col)
-            return TaskReply(Action.MISSED, missed, rounds_to_train=n,
-                             message=f"round {missed + 1} ended without your results; you rejoin the next round")
+            return Instruction(Action.MISSED, missed, n,
+                               message=f"round {missed + 1} ended without your results; you rejoin the next round")
         if self.phase is Phase.COLLECTING and self.round.tasks_for(col) and not self.round.is_done(col):
             if self.round.started is None:
                 self.round.dispatch(self.clock())
                 self._remember(self.store.round_started, self.round.round, time.time())
             tasks = self.round.tasks_for(col)
             have = tuple(t for t in tasks if t in self.round.received[col])
-            return TaskReply(Action.RUN, self.round.round, tasks, have, n)
+            return Instruction(Action.RUN, self.round.round, n, tasks, have)
         return None
 
-    def heartbeat(self, col: str, round_num: int) -> HeartbeatReply:
+    def heartbeat(self, col: str, round_num: int) -> Liveness:
         with self.cond:
             self.presence.seen(col, self.clock())
             if self.phase is Phase.ABORTED:
-                raise Rejected("ABORTED", f"the aggregator ended the run: {self.abort_reason}")
+                raise Refused(Refusal.RUN_ENDED, f"the aggregator ended the run: {self.abort_reason}")
             open_ = (self.phase is Phase.COLLECTING and self.round.round == round_num
                      and bool(self.round.tasks_for(col)) and not self.round.is_done(col))
-            return HeartbeatReply(open_, self.model.round)
+            return Liveness(open_, self.model.round)
 
     def model_for(self, round_num: int) -> RoundModel:
         """The global model that is the input of ``round_num``."""
@@ -180,44 +193,55 @@ class Coordinator:
             if round_num == self.model.round and self.phase is not Phase.ABORTED:
                 return self.model
             if round_num < self.model.round:
-                raise Rejected("OUT_OF_RANGE", f"the model of round {round_num + 1} is no longer served; "
-                                               f"the federation is at round {self.model.round + 1}")
-            raise Rejected("FAILED_PRECONDITION", f"round {round_num + 1} has not started "
-                                                  f"(the federation is at round {self.model.round + 1})")
+                raise Refused(Refusal.ROUND_OVER, f"the model of round {round_num + 1} is no longer served; "
+                                                  f"the federation is at round {self.model.round + 1}")
+            raise Refused(Refusal.NOT_STARTED, f"round {round_num + 1} has not started "
+                                               f"(the federation is at round {self.model.round + 1})")
 
-    def open_upload(self, col: str, meta: UploadMeta) -> Ticket | UploadReply:
-        """A ticket to receive this result, a LATE reply, or ``Rejected``."""
+    def open_upload(self, col: str, round_num: int, task: str) -> Ticket | Receipt:
+        """A ticket to receive this result, a late ``Receipt`` (not counted), or ``Refused``."""
         with self.cond:
-            if self.phase is Phase.ABORTED:
-                raise Rejected("ABORTED", f"the aggregator ended the run: {self.abort_reason}")
-            if meta.round > self.model.round:
-                raise Rejected("FAILED_PRECONDITION", f"round {meta.round + 1} has not started "
-                                                      f"(the federation is at round {self.model.round + 1})")
-            if meta.round < self.model.round or self.phase is not Phase.COLLECTING:
-                if self.missed.pop(col, None) is not None:
-                    self._remember(self.store.clear_missed, col)
-                return UploadReply(Outcome.LATE, 0, f"round {meta.round + 1} ended before this result arrived; "
-                                                    "it was not counted")
-            if meta.task not in self.round.tasks_for(col):
-                raise Rejected("FAILED_PRECONDITION", f"task '{meta.task}' is not assigned to '{col}' in round "
-                                                      f"{meta.round + 1} (assigned: "
-                                                      f"{', '.join(self.round.tasks_for(col)) or 'nothing'})")
-            if (col, meta.task) in self.updates:
-                raise Rejected("ALREADY_EXISTS", f"the result of '{meta.task}' from '{col}' for round "
-                                                 f"{meta.round + 1} was already received; it is not counted twice")
-            token = f"{time.time_ns():x}"
-            target = self.spill_root / f"r{meta.round}" / f"{col}.{meta.task}.{token}.f32"
-            return Ticket(col, meta.round, meta.task, self.model, target)
+            try:
+                return self._ticket(col, round_num, task)
+            except Refused as err:
+                self.refused(col, round_num, task, err)
+                raise
 
-    def accept(self, ticket: Ticket, meta: UploadMeta, spilled: Spilled) -> UploadReply:
+    def _ticket(self, col: str, round_num: int, task: str) -> Ticket | Receipt:
+        if self.phase is Phase.ABORTED:
+            raise Refused(Refusal.RUN_ENDED, f"the aggregator ended the run: {self.abort_reason}")
+        if round_num > self.model.round:
+            raise Refused(Refusal.NOT_STARTED, f"round {round_num + 1} has not started "
+                                               f"(the federation is at round {self.model.round + 1})")
+        if round_num < self.model.round or self.phase is not Phase.COLLECTING:
+            if self.missed.pop(col, None) is not None:
+                self._remember(self.store.clear_missed, col)
+            self._emit(Event(EventKind.UPDATE_LATE, round_num, col, task))
+            return Receipt(False, 0, f"round {round_num + 1} ended before this result arrived; it was not counted")
+        if task not in self.round.tasks_for(col):
+            raise Refused(Refusal.NOT_ASSIGNED, f"task '{task}' is not assigned to '{col}' in round "
+                                                f"{round_num + 1} (assigned: "
+                                                f"{', '.join(self.round.tasks_for(col)) or 'nothing'})")
+        if (col, task) in self.updates:
+            raise Refused(Refusal.DUPLICATE, f"the result of '{task}' from '{col}' for round {round_num + 1} was "
+                                             "already received; it is not counted twice")
+        return Ticket(col, round_num, task, self.model, self.layout.new_update(round_num, col, task))
+
+    def refused(self, col: str, round_num: int, task: str, err: Refused) -> None:
+        """Tell observers that a result was refused (also for refusals found by the transport's checks)."""
+        with self.cond:
+            self._emit(Event(EventKind.UPDATE_REFUSED, round_num, col, task, err.reason.value, err.message))
+
+    def accept(self, ticket: Ticket, data_size: int, metrics: Mapping[str, float], spilled: Spilled) -> Receipt:
         """Record a fully received result durably; duplicates and late arrivals are not counted."""
-        rec = UpdateRecord(ticket.round, ticket.collaborator, ticket.task, meta.data_size, dict(meta.metrics),
+        rec = UpdateRecord(ticket.round, ticket.collaborator, ticket.task, data_size, dict(metrics),
                            str(spilled.path) if spilled.path else None, spilled.nbytes, spilled.crcs)
         with self.cond:
             if self.phase is not Phase.COLLECTING or ticket.round != self.model.round:
                 _discard(spilled)
-                return UploadReply(Outcome.LATE, spilled.nbytes, f"round {ticket.round + 1} ended while the "
-                                                                 "result was arriving; it was not counted")
+                self._emit(Event(EventKind.UPDATE_LATE, ticket.round, ticket.collaborator, ticket.task))
+                return Receipt(False, spilled.nbytes, f"round {ticket.round + 1} ended while the result was "
+                                                      "arriving; it was not counted")
             try:
                 added = (ticket.collaborator, ticket.task) not in self.updates and self.store.add_update(rec)
             except OSError:
@@ -225,14 +249,18 @@ class Coordinator:
                 raise
             if not added:
                 _discard(spilled)
-                raise Rejected("ALREADY_EXISTS", f"the result of '{ticket.task}' from '{ticket.collaborator}' was "
+                err = Refused(Refusal.DUPLICATE, f"the result of '{ticket.task}' from '{ticket.collaborator}' was "
                                                  "already received; it is not counted twice")
+                self.refused(ticket.collaborator, ticket.round, ticket.task, err)
+                raise err
             self.updates[(ticket.collaborator, ticket.task)] = rec
             self.round.record(ticket.collaborator, ticket.task)
             self.presence.seen(ticket.collaborator, self.clock())
             self.bytes_in += spilled.wire_bytes
+            self._emit(Event(EventKind.UPDATE_ACCEPTED, ticket.round, ticket.collaborator, ticket.task,
+                             metrics=dict(metrics)))
             self.cond.notify_all()
-        return UploadReply(Outcome.ACCEPTED, spilled.wire_bytes)
+        return Receipt(True, spilled.wire_bytes)
 
     def count_out(self, nbytes: int) -> None:
         with self.cond:
@@ -277,16 +305,23 @@ class Coordinator:
             self.cond.notify_all()
 
     def finish(self) -> None:
-        """The final model has been evaluated: the run is over."""
+        """The final model has been evaluated (or the run was stopped early): the run is over."""
         with self.cond:
             self.phase = Phase.FINISHED
+            self._emit(Event(EventKind.RUN_FINISHED, self.model.round))
             self.cond.notify_all()
 
     def abort(self, reason: str) -> None:
         with self.cond:
             self.phase = Phase.ABORTED
             self.abort_reason = reason
+            self._emit(Event(EventKind.RUN_ABORTED, self.model.round, message=reason))
             self.cond.notify_all()
+
+    @property
+    def is_over(self) -> bool:
+        with self.cond:
+            return self.phase in (Phase.FINISHED, Phase.ABORTED)
 
     def await_farewell(self, limit: float) -> list[str]:
         """Wait up to ``limit`` s until every connected collaborator was told the run is over; the others."""

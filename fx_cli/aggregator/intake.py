@@ -14,43 +14,35 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 
 from fx_cli.aggregator.modelstore import RoundModel, TensorEntry
+from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.atomic import fsync_dir
 from fx_cli.faults import fault
 from fx_cli.tensors.pbuf import DTYPE
 from fx_cli.transport import codec
 from fx_cli.transport.chunks import PayloadCheck, StreamError, TensorAssembler, check_meta, trailer_of
-from fx_cli.transport.serde import Frame, TensorMeta, Trailer, UploadMeta
+from fx_cli.transport.serde import Frame, TensorMeta, Trailer
 
 MAX_METRICS = 256
 # A compressed payload may be a little larger than the raw tensor, never much larger.
 COMPRESSED_SLACK = 2.0
 
 
-class Rejected(Exception):
-    """An upload refused with a gRPC status code name and a message for the sender."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def check_header(meta: UploadMeta) -> None:
-    """Refuse a header with an unusable data size or metrics."""
-    if not 1 <= meta.data_size <= 2**53:
-        raise Rejected("INVALID_ARGUMENT", f"data_size {meta.data_size} of task '{meta.task}' must be at least 1")
-    if len(meta.metrics) > MAX_METRICS:
-        raise Rejected("INVALID_ARGUMENT", f"{len(meta.metrics)} metrics exceed the limit of {MAX_METRICS}")
-    for name, value in meta.metrics.items():
+def check_result(task: str, data_size: int, metrics: Mapping[str, float]) -> None:
+    """Refuse (``Refusal.INVALID``) a result header with an unusable data size or metrics."""
+    if not 1 <= data_size <= 2**53:
+        raise Refused(Refusal.INVALID, f"data_size {data_size} of task '{task}' must be at least 1")
+    if len(metrics) > MAX_METRICS:
+        raise Refused(Refusal.INVALID, f"{len(metrics)} metrics exceed the limit of {MAX_METRICS}")
+    for name, value in metrics.items():
         if not name or len(name) > 128:
-            raise Rejected("INVALID_ARGUMENT", f"metric name {name[:40]!r} is empty or too long")
+            raise Refused(Refusal.INVALID, f"metric name {name[:40]!r} is empty or too long")
         if not math.isfinite(value):
-            raise Rejected("INVALID_ARGUMENT", f"metric '{name}' of task '{meta.task}' is {value}")
+            raise Refused(Refusal.INVALID, f"metric '{name}' of task '{task}' is {value}")
 
 
 @dataclass(frozen=True)

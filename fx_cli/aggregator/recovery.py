@@ -11,11 +11,11 @@ intact; otherwise the run stops with a message, and nothing is overwritten.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from fx_cli.aggregator.intake import spill_offsets
+from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, model_problem
 from fx_cli.aggregator.roundend import Exports
 from fx_cli.aggregator.state import RESET_HINT, Snapshot, Store, UpdateRecord
@@ -24,29 +24,28 @@ from fx_cli.errors import FxError
 log = logging.getLogger("fx.aggregator")
 
 
-def recover(snap: Snapshot, store: Store, models_dir: Path, spill_root: Path, exports: Exports | None) -> Snapshot:
+def recover(snap: Snapshot, store: Store, layout: StateLayout, exports: Exports | None) -> Snapshot:
     """The snapshot with every referenced file verified (or repaired, or dropped); stray files removed."""
     if snap.model is not None:
-        snap.model = _checked_model(_relocated(snap.model, models_dir), exports.last if exports else None,
+        snap.model = _checked_model(_relocated(snap.model, layout), exports.last if exports else None,
                                     "the current global model")
     if snap.best_model is not None:
-        best = _relocated(snap.best_model, models_dir)
+        best = _relocated(snap.best_model, layout)
         try:
             snap.best_model = _checked_model(best, exports.best if exports else None, "the best model")
         except FxError as err:  # the best model is a by-product: losing it must not stop the run
             log.warning("%s; best_state_path is left as it is", err.message)
             snap.best_model, snap.best_score = None, None
-    checked = (_usable(u, snap.model, store, spill_root) for u in snap.updates)
+    checked = (_usable(u, snap.model, store, layout) for u in snap.updates)
     snap.updates = [u for u in checked if u is not None]
-    _remove_strays(models_dir, spill_root, snap)
+    _remove_strays(layout, snap)
     return snap
 
 
-def _relocated(model: RoundModel, models_dir: Path) -> RoundModel:
-    """The model at its recorded path, or under ``models_dir`` when the workspace was moved."""
-    if model.path.exists() or not (models_dir / model.path.name).exists():
-        return model
-    return replace(model, path=models_dir / model.path.name)
+def _relocated(model: RoundModel, layout: StateLayout) -> RoundModel:
+    """The model at its recorded path, or under the layout's models folder when the workspace was moved."""
+    path = layout.relocated_model(model.path)
+    return model if path == model.path else replace(model, path=path)
 
 
 def _checked_model(model: RoundModel, copy: Path | None, what: str) -> RoundModel:
@@ -61,13 +60,11 @@ def _checked_model(model: RoundModel, copy: Path | None, what: str) -> RoundMode
                   f"restore {model.path} (or {copy or 'its copy'}) from a backup to resume, or " + RESET_HINT)
 
 
-def _usable(update: UpdateRecord, model: RoundModel | None, store: Store, spill_root: Path) -> UpdateRecord | None:
+def _usable(update: UpdateRecord, model: RoundModel | None, store: Store, layout: StateLayout) -> UpdateRecord | None:
     """The saved update if its file is intact; a damaged one is forgotten so that it is asked for again."""
     if update.path is None or model is None:
         return update
-    path = Path(update.path)
-    if not path.exists() and (spill_root / f"r{update.round}" / path.name).exists():
-        path = spill_root / f"r{update.round}" / path.name
+    path = layout.update_path(update.path, update.round)
     problem = _spill_problem(path, model, update)
     if problem is None:
         return replace(update, path=str(path))
@@ -86,24 +83,8 @@ def _spill_problem(path: Path, model: RoundModel, update: UpdateRecord) -> str |
     return model_problem(replace(model, path=path, entries=tuple(entries)))
 
 
-def _remove_strays(models_dir: Path, spill_root: Path, snap: Snapshot) -> None:
+def _remove_strays(layout: StateLayout, snap: Snapshot) -> None:
     """Temporary files, spilled updates without a row and files of finished rounds: left by a crash."""
-    keep = {Path(u.path).name for u in snap.updates if u.path}
-    current = f"r{snap.round}"
-    if spill_root.is_dir():
-        for folder in spill_root.iterdir():
-            if folder.name != current:
-                shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
-                continue
-            for path in folder.iterdir():
-                if path.name not in keep:
-                    log.info("removed %s (no saved result refers to it)", path)
-                    path.unlink(missing_ok=True)
-    if models_dir.is_dir():
-        keep = {m.path.name for m in (snap.model, snap.best_model) if m is not None}
-        keep |= {Path(p).name for p in snap.agg_state.values()}
-        for path in models_dir.iterdir():
-            stray = path.name.startswith(".") and ".tmp-" in path.name
-            stray |= path.name.startswith(("round_", "aggstate_")) and path.name not in keep
-            if stray:
-                path.unlink(missing_ok=True)
+    layout.prune_updates(snap.round, [u.path for u in snap.updates if u.path])
+    keep: list[Path | str] = [m.path for m in (snap.model, snap.best_model) if m is not None]
+    layout.prune_models(keep + list(snap.agg_state.values()))

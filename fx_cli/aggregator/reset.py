@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from fx_cli.aggregator.layout import StateLayout
 from fx_cli.errors import FxError
 
 
@@ -49,10 +49,7 @@ def reset_state(db_path: Path, metrics_path: Path) -> ResetResult:
             if path.exists():
                 path.unlink()
                 result.removed.append(path)
-        for folder in (db_path.parent / "models", db_path.parent / "updates"):
-            if folder.exists():
-                shutil.rmtree(folder)
-                result.removed.append(folder)
+        result.removed.extend(StateLayout.of_database(db_path).remove_all())
         if metrics_path.exists():
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
             result.archived_metrics = metrics_path.with_name(f"{metrics_path.stem}-{stamp}{metrics_path.suffix}")

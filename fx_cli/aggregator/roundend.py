@@ -9,7 +9,6 @@ start-up refreshes the exports again.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from fx_cli.aggregation import AggregationFunction
 from fx_cli.aggregator.combine import choose_function, model_updates, next_model, round_metrics
 from fx_cli.aggregator.coordinator import ClosedRound
+from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.memory import release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, write_round_model
@@ -86,14 +86,13 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
 
 class RoundCloser:
     def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
-                 task_order: Sequence[str], models_dir: Path, spill_root: Path, exports: Exports | None,
+                 task_order: Sequence[str], layout: StateLayout, exports: Exports | None,
                  best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool) -> None:
         self.store = store
         self.functions = functions
         self.tasks = tasks
         self.task_order = list(task_order)
-        self.models_dir = models_dir
-        self.spill_root = spill_root
+        self.layout = layout
         self.exports = exports
         self.best = best
         self.sink = sink
@@ -105,7 +104,7 @@ class RoundCloser:
         if closed.final:
             return closed.model, self._close_final(closed, bytes_in, bytes_out, opened_at)
         r = closed.round
-        target = self.models_dir / f"round_{r + 1}.pbuf"
+        target = self.layout.model(r + 1)
         updates = model_updates(closed.records, self.task_order)
         if updates:
             _, function = choose_function(updates, self.functions, self.task_order)
@@ -115,7 +114,7 @@ class RoundCloser:
         metrics = round_metrics(closed.records)
         improved = self.best.consider(metrics, closed.model)
         release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
-        agg_state = {task: str(self.models_dir / f"aggstate_{task}_r{r + 1}.npz") for task in self.functions}
+        agg_state = {task: str(self.layout.agg_state(task, r + 1)) for task in self.functions}
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
         report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
                              closed.participants, closed.expected, bytes_in, bytes_out,
@@ -144,7 +143,7 @@ class RoundCloser:
         self.store.finish(closed.round, report.record(), best)
         if improved and self.exports is not None:
             export_copy(closed.model.path, self.exports.best)
-        shutil.rmtree(self.spill_root / f"r{closed.round}", ignore_errors=True)
+        self.layout.drop_round_updates(closed.round)
         self.sink.write(report)
         return report
 
@@ -157,9 +156,8 @@ class RoundCloser:
             export_copy(best.path, self.exports.best)
 
     def _clean(self, done_round: int, current: RoundModel, keep_state: set[str]) -> None:
-        shutil.rmtree(self.spill_root / f"r{done_round}", ignore_errors=True)
-        keep = {current.path.name} | ({self.best.model.path.name} if self.best.model else set())
-        keep |= {Path(p).name for p in keep_state}
-        for path in self.models_dir.iterdir():
-            if path.name not in keep and (path.name.startswith("round_") or path.name.startswith("aggstate_")):
-                path.unlink(missing_ok=True)
+        self.layout.drop_round_updates(done_round)
+        keep: set[Path | str] = {current.path, *keep_state}
+        if self.best.model is not None:
+            keep.add(self.best.model.path)
+        self.layout.prune_models(keep)

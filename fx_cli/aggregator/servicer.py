@@ -1,8 +1,11 @@
-"""The aggregator's gRPC servicer: authorize, validate, delegate to the coordinator, answer with real codes.
+"""The aggregator's gRPC servicer: authorize, validate, delegate to the round engine, answer with real codes.
 
 Every call passes through :meth:`Gate.admit` (certificate CN == claimed name,
-name in cols.yaml, same plan hash). Refusals are ``context.abort`` with a
-precise status code and a message naming the collaborator, never an assert.
+name in cols.yaml, same plan hash). The engine answers in fx's own types
+(``aggregator.outcomes``); this is the only place that maps them to the wire:
+``Refusal`` reasons to status codes (``STATUS``), instructions and receipts to
+serde replies. Refusals are ``context.abort`` with a precise status code and a
+message naming the collaborator, never an assert.
 """
 from __future__ import annotations
 
@@ -10,20 +13,22 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import grpc
 
+from fx_cli.aggregator import outcomes
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
-from fx_cli.aggregator.intake import Rejected, UpdateIntake, check_header
-from fx_cli.aggregator.transfers import Transfers
+from fx_cli.aggregator.intake import UpdateIntake, check_result
+from fx_cli.aggregator.outcomes import Refusal, Refused
+from fx_cli.aggregator.transfers import SlotLost, Transfers
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
 from fx_cli.transport.chunks import StreamError
 from fx_cli.transport.serde import (Action, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
-                                    JoinReply, JoinRequest, PingReply, PingRequest, TaskReply, TasksRequest,
+                                    JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
                                     UploadMeta, UploadReply)
 
 log = logging.getLogger("fx.aggregator")
@@ -33,6 +38,32 @@ MAX_PLAN_JSON = 4 << 20
 # and two streams already keep both cores of a small server busy.
 MAX_TRANSFERS = 2  # default of network.settings.max_concurrent_transfers
 READY_KEY = "fx-transfer"
+# The wire status of each reason the engine refuses something.
+STATUS: dict[Refusal, grpc.StatusCode] = {
+    Refusal.RUN_ENDED: grpc.StatusCode.ABORTED,
+    Refusal.NOT_STARTED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.ROUND_OVER: grpc.StatusCode.OUT_OF_RANGE,
+    Refusal.NOT_ASSIGNED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.DUPLICATE: grpc.StatusCode.ALREADY_EXISTS,
+    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.STORAGE: grpc.StatusCode.UNAVAILABLE,
+}
+_ACTIONS = {outcomes.Action.RUN: Action.RUN, outcomes.Action.WAIT: Action.WAIT, outcomes.Action.MISSED: Action.MISSED,
+            outcomes.Action.FINISHED: Action.FINISHED, outcomes.Action.ABORTED: Action.ABORTED}
+
+
+def refuse(context: grpc.ServicerContext, err: Refused) -> NoReturn:
+    """Abort the call with the status code of ``err.reason``."""
+    context.abort(STATUS[err.reason], err.message)
+
+
+def task_reply(ins: outcomes.Instruction) -> TaskReply:
+    return TaskReply(_ACTIONS[ins.action], ins.round, ins.tasks, ins.already_received, ins.rounds_to_train,
+                     ins.message)
+
+
+def upload_reply(receipt: outcomes.Receipt) -> UploadReply:
+    return UploadReply(Outcome.ACCEPTED if receipt.accepted else Outcome.LATE, receipt.wire_bytes, receipt.message)
 
 
 class Gate:
@@ -140,19 +171,19 @@ class Servicer:
 
     def get_tasks(self, request: TasksRequest, context: grpc.ServicerContext) -> TaskReply:
         name = self._admit(context, request.caller)
-        reply = self.coord.next_tasks(name, self.poll_timeout)
-        if reply.action is Action.RUN:
-            log.debug("round %d: '%s' runs %s", reply.round + 1, name, ", ".join(reply.tasks))
-        elif reply.action is Action.FINISHED:
+        ins = self.coord.next_tasks(name, self.poll_timeout)
+        if ins.action is outcomes.Action.RUN:
+            log.debug("round %d: '%s' runs %s", ins.round + 1, name, ", ".join(ins.tasks))
+        elif ins.action is outcomes.Action.FINISHED:
             log.info("told '%s' the federation is finished", name)
-        return reply
+        return task_reply(ins)
 
     def download_model(self, request: DownloadRequest, context: grpc.ServicerContext) -> Iterator[Frame]:
         name = self._admit(context, request.caller)
         try:
             model = self.coord.model_for(request.round)
-        except Rejected as err:
-            context.abort(grpc.StatusCode[err.code], err.message)
+        except Refused as err:
+            refuse(context, err)
         self.coord.count_out(model.nbytes)
         what = f"the round {request.round + 1} model download of '{name}'"
         try:
@@ -162,8 +193,8 @@ class Servicer:
                         fault("aggregator:sending_model")
                     lease.touch(self.transfers.clock())
                     yield frame
-        except Rejected as err:
-            context.abort(grpc.StatusCode[err.code], err.message)
+        except SlotLost as err:
+            context.abort(err.code, err.message)
 
     def upload_results(self, frames: Iterator[Frame | None], context: grpc.ServicerContext) -> UploadReply:
         header = next(frames, None)
@@ -171,16 +202,23 @@ class Servicer:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with its header (round, task)")
         name = self._admit(context, header.caller)
         try:
-            check_header(header)
-            ticket = self.coord.open_upload(name, header)
-            if isinstance(ticket, UploadReply):
+            try:
+                check_result(header.task, header.data_size, header.metrics)
+            except Refused as err:
+                self.coord.refused(name, header.round, header.task, err)
+                raise
+            ticket = self.coord.open_upload(name, header.round, header.task)
+            if isinstance(ticket, outcomes.Receipt):
                 log.info("round %d: late result of '%s' from '%s' not counted", header.round + 1, header.task, name)
-                return ticket
+                return upload_reply(ticket)
             return self._receive(ticket, header, frames, context)
-        except Rejected as err:
+        except Refused as err:
             log.warning("rejected the '%s' result of '%s' for round %d: %s", header.task, name, header.round + 1,
                         err.message)
-            context.abort(grpc.StatusCode[err.code], err.message)
+            refuse(context, err)
+        except SlotLost as err:
+            log.warning("the '%s' result of '%s' for round %d: %s", header.task, name, header.round + 1, err.message)
+            context.abort(err.code, err.message)
 
     def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: grpc.ServicerContext) -> UploadReply:
         intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
@@ -192,13 +230,15 @@ class Servicer:
                     spilled = intake.receive(self.transfers.moving(lease, frames))
             else:
                 spilled = intake.receive(frames)
-            reply = self.coord.accept(ticket, header, spilled)
+            receipt = self.coord.accept(ticket, header.data_size, header.metrics, spilled)
         except StreamError as err:
-            raise Rejected("INVALID_ARGUMENT", f"update from '{ticket.collaborator}' rejected: {err}") from None
+            refused = Refused(Refusal.INVALID, f"update from '{ticket.collaborator}' rejected: {err}")
+            self.coord.refused(ticket.collaborator, ticket.round, ticket.task, refused)
+            raise refused from None
         except OSError as err:  # disk full or similar: the sender retries UNAVAILABLE within its deadline
             log.error("cannot store the '%s' result of '%s': %s", ticket.task, ticket.collaborator, err)
-            raise Rejected("UNAVAILABLE", f"the aggregator cannot store updates right now ({err.strerror or err}); "
-                                          "retrying") from None
+            raise Refused(Refusal.STORAGE, f"the aggregator cannot store updates right now "
+                                           f"({err.strerror or err}); retrying") from None
         except grpc.RpcError:
             log.warning("round %d: the upload of '%s' from '%s' was cut off; nothing kept", ticket.round + 1,
                         ticket.task, ticket.collaborator)
@@ -206,14 +246,15 @@ class Servicer:
         log.info("round %d: received '%s' from '%s' (data size %d%s)", ticket.round + 1, ticket.task,
                  ticket.collaborator, header.data_size,
                  f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")
-        return reply
+        return upload_reply(receipt)
 
     def heartbeat(self, request: HeartbeatRequest, context: grpc.ServicerContext) -> HeartbeatReply:
         name = self._admit(context, request.caller)
         try:
-            return self.coord.heartbeat(name, request.round)
-        except Rejected as err:
-            context.abort(grpc.StatusCode[err.code], err.message)
+            alive = self.coord.heartbeat(name, request.round)
+        except Refused as err:
+            refuse(context, err)
+        return HeartbeatReply(alive.round_open, alive.round)
 
     def ping(self, request: PingRequest, context: grpc.ServicerContext) -> PingReply:
         name = self.gate.admit(context, request.caller, check_plan=False)

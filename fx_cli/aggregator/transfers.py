@@ -15,12 +15,21 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from fx_cli.aggregator.intake import Rejected
+import grpc
 
 log = logging.getLogger("fx.aggregator")
 T = TypeVar("T")
 # How often a stream that waits for a slot, or moves, tells the round its peer is alive.
 ALIVE_EVERY = 1.0
+
+
+class SlotLost(Exception):
+    """A stream that lost (or never got) its transfer slot; ``code`` is the status its call ends with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class Lease:
@@ -34,8 +43,8 @@ class Lease:
 
     def touch(self, now: float) -> None:
         if self.lost:
-            raise Rejected("UNAVAILABLE", f"{self.what} made no progress for too long and lost its transfer slot; "
-                                          "retry")
+            raise SlotLost(grpc.StatusCode.UNAVAILABLE, f"{self.what} made no progress for too long and lost its "
+                                                         "transfer slot; retry")
         self.last = now
         if now - self.noted >= ALIVE_EVERY:  # a transfer longer than heartbeat_timeout is not a dead peer
             self.noted = now
@@ -62,7 +71,7 @@ class Transfers:
         """
         while not self._free.acquire(timeout=ALIVE_EVERY):
             if not alive():
-                raise Rejected("CANCELLED", f"{what} was abandoned while waiting for a transfer slot")
+                raise SlotLost(grpc.StatusCode.CANCELLED, f"{what} was abandoned while waiting for a transfer slot")
         lease = Lease(what, self.clock(), alive)
         with self._lock:
             self._leases.add(lease)

@@ -1,0 +1,222 @@
+"""The round engine: one object that every way of running a federation drives.
+
+``open_engine`` binds the saved state to the plan, recovers it after a crash,
+imports the first model, and builds the coordinator and round closer;
+``Engine.drive`` then runs rounds until the run is over. A transport plugs in
+by calling the coordinator's collaborator-side methods (``next_tasks``,
+``model_for``, ``open_upload``, ``accept``, ``heartbeat``) from its own
+threads: the gRPC service (``service.py``) and the simulator
+(``fx_cli/simulate``) do exactly that, so round logic exists once.
+No transport is imported here.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from fx_cli.aggregator.build import Parts, build_parts, global_validation_tasks
+from fx_cli.aggregator.coordinator import Coordinator
+from fx_cli.aggregator.layout import StateLayout, scratch_layout
+from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
+from fx_cli.aggregator.metrics import MetricsSink, RoundReport
+from fx_cli.aggregator.modelstore import RoundModel, import_model
+from fx_cli.aggregator.outcomes import Event, EventKind, Observer
+from fx_cli.aggregator.recovery import recover
+from fx_cli.aggregator.reset import state_lock
+from fx_cli.aggregator.round import Presence
+from fx_cli.aggregator.roundend import BestTracker, Exports, RoundCloser, load_agg_state
+from fx_cli.aggregator.state import Snapshot, Store
+from fx_cli.errors import FxError
+from fx_cli.faults import fault
+from fx_cli.plan import Plan
+from fx_cli.plan.loader import require_initialized
+
+log = logging.getLogger("fx.aggregator")
+STRAGGLER_HINT = ("start the missing collaborators, remove them from plan/cols.yaml, or use a straggler policy that "
+                  "tolerates absentees (PercentagePolicy, CutoffTimePolicy); deadlines: "
+                  "aggregator.settings.join_deadline, heartbeat_timeout, round_deadline")
+
+
+@dataclass
+class RunResult:
+    rounds_done: int
+    rounds_to_train: int
+    last_path: Path | None
+    best_path: Path | None
+    best_score: float | None
+    already_finished: bool = False
+    reports: list[RoundReport] = field(default_factory=list)
+    not_told: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    task_group: str | None = None  # 'evaluation': validate the initial model, save nothing
+    resume: bool = False  # continue a saved run even though the plan changed since
+    rounds: int | None = None  # override aggregator.settings.rounds_to_train (the simulator's --rounds)
+    # (join_deadline, heartbeat_timeout) in seconds; None: the plan's. The simulator's collaborators never vanish.
+    liveness: tuple[float, float] | None = None
+    observers: Sequence[Observer] = ()
+
+
+class Engine:
+    """A run's coordinator, round closer and saved state, ready to drive. Built by ``open_engine``."""
+
+    def __init__(self, plan: Plan, cols: list[str], options: EngineOptions, store: Store, layout: StateLayout,
+                 snap: Snapshot, parts: Parts, rounds: int, evaluation: bool) -> None:
+        settings = plan.aggregator
+        self.plan = plan
+        self.cols = cols
+        self.store = store
+        self.layout = layout
+        self.parts = parts
+        self.rounds_to_train = rounds
+        self.observers: list[Observer] = list(options.observers)
+        self.exports = None if evaluation else Exports(plan.resolve_path(settings.last_state_path),
+                                                       plan.resolve_path(settings.best_state_path))
+        snap = recover(snap, store, layout, self.exports)
+        model = snap.model or _first_model(plan, store, layout)
+        load_agg_state(parts.functions, snap.agg_state)
+        self.best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
+                                settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
+        self.sink = MetricsSink(None if evaluation else plan.workspace / "logs" / "aggregator_metrics.jsonl",
+                                plan.workspace / "logs" / "aggregator_tensorboard" if settings.write_logs else None)
+        # After the last round every collaborator validates the final model (not in evaluation mode: nothing changed).
+        final_tasks = () if evaluation or not settings.final_evaluation else tuple(
+            global_validation_tasks(plan, parts.task_order))
+        self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
+                                  task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
+                                  sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks))
+        if model.round > 0:
+            self.closer.export(model, snap.best_model)  # a crash may have come between commit and export
+            self.sink.catch_up(store.history())  # ... or between commit and the metrics line
+            log.info("resuming at %s with %d result(s) already received",
+                     f"round {model.round + 1}/{rounds}" if model.round < rounds else "the final evaluation",
+                     len(snap.updates))
+        join_deadline, heartbeat_timeout = options.liveness or (settings.join_deadline, settings.heartbeat_timeout)
+        presence = Presence(cols, join_deadline, heartbeat_timeout, time.monotonic())
+        self.coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
+                                 presence=presence, store=store, model=model, saved=snap, layout=layout,
+                                 round_deadline=settings.round_deadline, final_tasks=final_tasks,
+                                 observer=self._notify)
+        self.resumed_updates = len(snap.updates)
+        fault(f"aggregator:before_round_{model.round + 1}")
+
+    def _notify(self, event: Event) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    @property
+    def pipelines(self) -> set[str]:
+        """Compression pipeline names a result may use."""
+        return self.parts.pipelines
+
+    def drive(self, on_round: Callable[[RoundReport], None] = lambda r: None) -> list[RoundReport]:
+        """Close and open rounds until the run is over; ``FxError`` when it cannot complete (call ``abort``)."""
+        coord, closer = self.coord, self.closer
+        reports: list[RoundReport] = []
+        opened = time.monotonic()
+        while True:
+            verdict = coord.await_verdict()
+            if verdict is None:
+                return reports
+            if verdict.fail:
+                raise FxError(verdict.fail, STRAGGLER_HINT)
+            closed = coord.close_round()
+            if closed.note:
+                log.warning(closed.note)
+            bytes_in, bytes_out = coord.take_bytes()
+            try:
+                model, report = closer.close(closed, bytes_in, bytes_out, opened)
+                self._notify(Event(EventKind.ROUND_CLOSED, closed.round, report=report))
+                opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
+                if closed.final:
+                    coord.finish()
+                else:
+                    fault(f"aggregator:before_round_{model.round + 1}")
+                    coord.open_next(model)
+            except OSError as err:
+                raise FxError(f"round {closed.round + 1}: saving the round failed: {err}; the last saved state is "
+                              "kept", "free disk space (or fix permissions) under local_state/ and save/, then start "
+                              "again: the run resumes from its last saved round with the results already "
+                              "received") from None
+            release_free_memory()
+            reports.append(report)
+            on_round(report)
+
+    def abort(self, reason: str) -> None:
+        """End the run now (collaborators are told); the saved state stays, so a restart resumes it."""
+        self.coord.abort(reason)
+
+    def result(self, reports: list[RoundReport], not_told: list[str] | None = None) -> RunResult:
+        exports = self.exports
+        return RunResult(self.coord.model.round, self.rounds_to_train, exports.last if exports else None,
+                         exports.best if exports and self.best.model else None, self.best.score, reports=reports,
+                         not_told=not_told or [])
+
+
+@contextlib.contextmanager
+def open_engine(plan: Plan, cols: list[str], options: EngineOptions = EngineOptions()) -> Iterator[Engine | RunResult]:
+    """The engine of this plan's run, holding its saved state for the block; a ``RunResult`` when already done.
+
+    Evaluation runs and plans with ``persist_checkpoint: false`` keep their state in memory and a temporary
+    folder, deleted at the end. Otherwise the state database is locked against a second aggregator.
+    """
+    settings = plan.aggregator
+    if settings.secure_aggregation:
+        raise FxError("aggregator.settings.secure_aggregation: true is not supported by fx",
+                      "set it to false in plan/plan.yaml; updates are protected in transit by mutual TLS")
+    evaluation = options.task_group == "evaluation"
+    ephemeral = evaluation or not settings.persist_checkpoint
+    limit_malloc_arenas()
+    db_path = plan.resolve_path(settings.persistent_db_path)
+    with contextlib.nullcontext() if ephemeral else state_lock(db_path):
+        layout = scratch_layout(db_path.parent) if ephemeral else StateLayout.of_database(db_path)
+        try:
+            store = Store(None if ephemeral else db_path)
+            try:
+                opened = _opened(plan, cols, options, store, layout, evaluation)
+                try:
+                    yield opened
+                finally:
+                    if isinstance(opened, Engine):
+                        opened.sink.close()
+            finally:
+                store.close()
+        finally:
+            if ephemeral:
+                shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def _opened(plan: Plan, cols: list[str], options: EngineOptions, store: Store, layout: StateLayout,
+            evaluation: bool) -> Engine | RunResult:
+    changed = store.bind(plan.hash, plan.config, options.task_group, resume=options.resume)
+    if changed:
+        log.warning("--resume: continuing the saved run under a changed plan (differing keys: %s); results already "
+                    "received for the current round are asked for again", ", ".join(changed[:10]))
+    rounds = 1 if evaluation else (options.rounds or plan.aggregator.rounds_to_train)
+    parts = build_parts(plan, cols, options.task_group, rounds)
+    snap = store.load()
+    if snap.finished and options.resume and snap.round < rounds:
+        log.warning("--resume: the finished run continues to %d rounds", rounds)
+        store.unfinish()
+        snap.finished = False
+    if snap.finished:
+        settings = plan.aggregator
+        log.info("this plan's run already finished all %d rounds; nothing to do", rounds)
+        last = None if evaluation else plan.resolve_path(settings.last_state_path)
+        best = None if evaluation else plan.resolve_path(settings.best_state_path)
+        return RunResult(snap.round, rounds, last, best, snap.best_score, already_finished=True)
+    return Engine(plan, cols, options, store, layout, snap, parts, rounds, evaluation)
+
+
+def _first_model(plan: Plan, store: Store, layout: StateLayout) -> RoundModel:
+    init = require_initialized(plan)
+    model = import_model(init, layout.model(0), 0)
+    store.start(model)
+    return model

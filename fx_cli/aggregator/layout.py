@@ -1,0 +1,135 @@
+"""The one owner of the files under ``local_state/``: where each kind lives, and which ones are strays.
+
+Like ``pki/store.py``'s ``Layout`` for certificates, nothing else builds these
+paths by hand: the coordinator (where an update spills), the round closer
+(next model, server-optimizer state, clean-up), recovery (relocation, strays),
+reset, and the simulator (local optimizer state of virtual collaborators).
+
+    local_state/aggregator.db            SQLite state (``state.Store``)
+    local_state/models/round_<R>.pbuf    the global model that is the input of round R (0-based)
+    local_state/models/aggstate_<task>_r<R>.npz   server-optimizer state saved with round R
+    local_state/updates/r<R>/<col>.<task>.<token>.f32   a received update, spilled (float32, model order)
+    local_state/optimizer/<col>.npz      local optimizer state of a simulated collaborator (opt_treatment)
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger("fx.aggregator")
+
+MODEL_PREFIX = "round_"
+AGG_STATE_PREFIX = "aggstate_"
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Paths of one run's saved state; ``root`` is the folder of the state database (or a temporary one)."""
+
+    root: Path
+
+    @classmethod
+    def of_database(cls, db_path: Path) -> "StateLayout":
+        return cls(db_path.parent)
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def updates(self) -> Path:
+        return self.root / "updates"
+
+    @property
+    def optimizer(self) -> Path:
+        return self.root / "optimizer"
+
+    def folders(self) -> tuple[Path, ...]:
+        """Every folder of files this layout owns (what a reset deletes besides the database)."""
+        return self.models, self.updates, self.optimizer
+
+    def model(self, round_num: int) -> Path:
+        """The global model that is the input of ``round_num`` (0-based)."""
+        return self.models / f"{MODEL_PREFIX}{round_num}.pbuf"
+
+    def agg_state(self, task: str, round_num: int) -> Path:
+        """The server-optimizer state of ``task`` saved with the model of ``round_num``."""
+        return self.models / f"{AGG_STATE_PREFIX}{task}_r{round_num}.npz"
+
+    def round_updates(self, round_num: int) -> Path:
+        return self.updates / f"r{round_num}"
+
+    def new_update(self, round_num: int, collaborator: str, task: str) -> Path:
+        """A fresh, unique spill path for one received result."""
+        return self.round_updates(round_num) / f"{collaborator}.{task}.{time.time_ns():x}.f32"
+
+    def update_path(self, recorded: str, round_num: int) -> Path:
+        """A recorded spill path, or the same file name under this layout when the workspace was moved."""
+        path = Path(recorded)
+        moved = self.round_updates(round_num) / path.name
+        return moved if not path.exists() and moved.exists() else path
+
+    def relocated_model(self, recorded: Path) -> Path:
+        """A recorded model path, or the same file name under this layout when the workspace was moved."""
+        moved = self.models / recorded.name
+        return moved if not recorded.exists() and moved.exists() else recorded
+
+    def opt_state(self, collaborator: str) -> Path:
+        return self.optimizer / f"{collaborator}.npz"
+
+    # --- clean-up -----------------------------------------------------------------------------
+
+    def drop_round_updates(self, round_num: int) -> None:
+        """The spilled updates of a round that is over."""
+        shutil.rmtree(self.round_updates(round_num), ignore_errors=True)
+
+    def prune_models(self, keep: Iterable[Path | str]) -> None:
+        """Delete model and server-optimizer files not in ``keep``, and temporary files left by a crash."""
+        names = {Path(p).name for p in keep}
+        if not self.models.is_dir():
+            return
+        for path in self.models.iterdir():
+            stray = path.name.startswith(".") and ".tmp-" in path.name
+            stray |= path.name.startswith((MODEL_PREFIX, AGG_STATE_PREFIX)) and path.name not in names
+            if stray:
+                path.unlink(missing_ok=True)
+
+    def prune_updates(self, current_round: int, keep: Iterable[Path | str]) -> None:
+        """Delete spilled updates of other rounds, and of this round those no saved result refers to."""
+        names = {Path(p).name for p in keep}
+        current = self.round_updates(current_round).name
+        if not self.updates.is_dir():
+            return
+        for folder in self.updates.iterdir():
+            if folder.name != current:
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    folder.unlink(missing_ok=True)
+                continue
+            for path in folder.iterdir():
+                if path.name not in names:
+                    log.info("removed %s (no saved result refers to it)", path)
+                    path.unlink(missing_ok=True)
+
+    def remove_all(self) -> list[Path]:
+        """Delete every folder this layout owns; returns the ones that existed."""
+        removed = []
+        for folder in self.folders():
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(folder)
+        return removed
+
+
+def scratch_layout(parent: Path) -> StateLayout:
+    """A layout in a new temporary folder under ``parent`` (evaluation runs, persist_checkpoint: false)."""
+    import tempfile
+
+    parent.mkdir(parents=True, exist_ok=True)
+    return StateLayout(Path(tempfile.mkdtemp(prefix="run-", dir=parent)))
+
