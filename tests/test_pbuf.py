@@ -88,10 +88,12 @@ def test_file_written_by_reference_proto_reads_in_fx(tmp_path):
     np.testing.assert_array_equal(model.tensors["dense/kernel"], np.full((3, 2), 0.25, np.float32))
 
 
-def test_noop_init_is_33_bytes_like_openfl(tmp_path):
+def test_noop_init_is_openfls_33_bytes_then_fxs_checksum_record(tmp_path):
     path = tmp_path / "init.pbuf"
     write_model(path, {"dummy_tensor": np.array(1.0, np.float32)})
-    assert path.stat().st_size == 33 and path.read_bytes().endswith(bytes.fromhex("0000803f"))
+    raw = path.read_bytes()
+    assert raw[:33].endswith(bytes.fromhex("0000803f"))
+    assert raw[33:35] == bytes.fromhex("9203")  # field 50, length-delimited: OpenFL keeps it as an unknown field
 
 
 def test_public_api_save_and_load_tensors(tmp_path):
@@ -116,9 +118,19 @@ def _corrupt(tmp_path, mutate) -> str:
     return info.value.message
 
 
+def _records_end(raw: bytes) -> int:
+    """Where fx's checksum record starts (the tensor records end)."""
+    return raw.rindex(bytes.fromhex("9203"), 0, len(raw) - 40)
+
+
 def test_truncated_file_names_file_and_tensor(tmp_path):
-    message = _corrupt(tmp_path, lambda raw: raw[:-3])
+    message = _corrupt(tmp_path, lambda raw: raw[:_records_end(raw) - 3])
     assert "tensor #1" in message and "truncated" in message
+
+
+def test_truncated_checksum_record_is_named(tmp_path):
+    message = _corrupt(tmp_path, lambda raw: raw[:-3])
+    assert "checksum record" in message
 
 
 def test_garbage_file_is_refused(tmp_path):
@@ -195,7 +207,8 @@ def test_a_shape_whose_size_overflows_int64_is_refused_not_read_as_empty(tmp_pat
 def test_model_info_on_a_damaged_file_exits_1_naming_the_file_and_tensor(tmp_path, fx):
     path = tmp_path / "m.pbuf"
     write_model(path, {"a": np.ones(4, np.float32), "b": np.ones(4, np.float32)})
-    path.write_bytes(path.read_bytes()[:-3])
+    raw = path.read_bytes()
+    path.write_bytes(raw[:_records_end(raw) - 3])
     res = fx("model", "info", "-i", str(path))
     assert res.exit_code == 1
     assert f"error: {path}: tensor #1: truncated" in res.stderr and "what to do:" in res.stderr

@@ -32,7 +32,8 @@ def test_template_creates_initialises_and_round_trips(template, make_workspace, 
     for name, array in fresh.items():
         np.testing.assert_array_equal(init.tensors[name], array.astype(np.float32))
     copy = tmp_path / "copy.pbuf"
-    write_model(copy, init.tensors)
+    assert init.trailer is not None and init.trailer.spec.startswith("model-sections-sha256:")
+    write_model(copy, init.tensors, spec=init.trailer.spec)
     again = read_model(copy)
     assert all(np.array_equal(again.tensors[n], init.tensors[n]) for n in init.tensors)
     assert copy.read_bytes() == (ws / "save" / "init.pbuf").read_bytes()

@@ -17,7 +17,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from fx_cli.atomic import atomic_write
+from fx_cli.errors import ModelFileError
 from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
+from fx_cli.tensors.trailer import ChecksumSink
 from fx_cli.transport.serde import Frame, ModelMeta, TensorMeta, Trailer
 
 
@@ -103,8 +105,13 @@ def model_problem(model: RoundModel, path: Path | None = None) -> str | None:
                     crc, left = zlib.crc32(data, crc), left - len(data)
                 if crc != e.crc32:
                     return f"{path}: tensor '{e.name}' does not match its checksum (the file is damaged)"
+        if path.suffix == ".pbuf":  # not spilled updates (raw .f32): record headers, fx's checksum record
+            for _ in iter_model(path):
+                pass
     except OSError as err:
         return f"{path} cannot be read: {err.strerror or err}"
+    except ModelFileError as err:
+        return err.message
     return None
 
 
@@ -120,12 +127,14 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
     """Write tensors one by one to ``path`` atomically (temp, fsync, rename), returning the index."""
     entries = []
     with atomic_write(path, fault_point="aggregator:writing_file") as fh:
+        sink = ChecksumSink(fh)
         for name, array in tensors:
             data = np.asarray(array, dtype=DTYPE, order="C")
             start = fh.tell()
-            written = write_tensor(fh, name, data, round_number=round_num)
+            written = write_tensor(sink, name, data, round_number=round_num)
             crc = zlib.crc32(data.reshape(-1).data.cast("B"))
             entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
+        sink.finish()
     return RoundModel(round_num, path, tuple(entries))
 
 

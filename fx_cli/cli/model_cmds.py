@@ -15,9 +15,10 @@ def info(path: Path) -> None:
     """List a model file's tensors, shapes, round and total size (reads no tensor data)."""
     from rich.table import Table
 
-    from fx_cli.tensors.pbuf import model_headers
+    from fx_cli.tensors.pbuf import iter_model
 
-    headers = model_headers(path)
+    scan = iter_model(path, load_data=False)
+    headers = [h for h, _ in scan]
     table = Table(title=f"{path}")
     for col in ("tensor", "shape", "bytes"):
         table.add_column(col, justify="right" if col == "bytes" else "left")
@@ -29,6 +30,12 @@ def info(path: Path) -> None:
     values = total // 4  # float32; the reader checked every shape against its byte count
     console().print(f"{len(headers)} tensors, {values:,} values, {total:,} bytes of tensor data, round {rnd}, "
                     f"file size {path.stat().st_size:,} bytes")
+    trailer = scan.trailer
+    if trailer is None:
+        console().print("no fx checksum record: written by OpenFL (or another tool), or cut short", markup=False)
+    else:
+        console().print(f"fx checksum record: {trailer.count} tensors, SHA-256 {trailer.sha256.hex()} (tensor data "
+                        "not read here; `fx model save` and the aggregator verify it)", markup=False)
 
 
 @click.command()

@@ -45,8 +45,10 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     if address is not None:
         _write_agg_addr(plan_path, address)
         plan = load_plan(plan_path)
+    from fx_cli.plan.modelspec import model_spec
+
     target = plan.resolve_path(plan.aggregator.init_state_path)
-    size = write_model(target, tensors, round_number=round_number)
+    size = write_model(target, tensors, round_number=round_number, spec=model_spec(plan))
     net = plan.network
     return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash, address is not None)
 

@@ -149,6 +149,9 @@ def require_initialized(plan: Plan) -> Path:
     if not init.is_file():
         raise FxError(f"the plan is not initialised: {init} does not exist",
                       "run `fx plan initialize` in the workspace first")
+    from fx_cli.plan.modelspec import check_init_model
+
+    check_init_model(plan, init)
     return init
 
 

@@ -6,9 +6,11 @@ record at a time, copying tensor bytes straight between numpy buffers and the
 file, so memory stays about one tensor whatever the file size (well past the
 2 GiB protobuf message limit).  Tensors are float32 little-endian with one
 ``MetadataProto{int_list: shape}``: OpenFL's NoCompressionPipeline encoding.
+Files fx writes end with an integrity record OpenFL ignores (see ``trailer``).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -21,10 +23,13 @@ import numpy as np
 from fx_cli.atomic import atomic_write
 from fx_cli.errors import ModelFileError
 from fx_cli.tensors import varint
+from fx_cli.tensors.trailer import MAX_TRAILER, TRAILER_KEY, ChecksumSink, Sink, Trailer
 
 MODEL_TENSORS_KEY = (1 << 3) | 2  # ModelProto.tensors, length-delimited
 DATA_BYTES_KEY = (7 << 3) | 2  # NamedTensor.data_bytes
 DTYPE = np.dtype("<f4")
+DAMAGED_HINT = ("the file is damaged or not an fx/OpenFL model file; restore it from a backup "
+                "or re-create it (fx plan initialize)")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class ModelFile:
     tensors: dict[str, np.ndarray]
     round_number: int
     headers: list[TensorHeader] = field(default_factory=list)
+    trailer: Trailer | None = None
 
 
 def _named_tensor_head(name: str, shape: tuple[int, ...], round_number: int, tags: Iterable[str]) -> bytes:
@@ -52,7 +58,7 @@ def _named_tensor_head(name: str, shape: tuple[int, ...], round_number: int, tag
     return msg.SerializeToString()
 
 
-def write_tensor(fh: BinaryIO, name: str, array: np.ndarray, round_number: int = 0,
+def write_tensor(fh: Sink, name: str, array: np.ndarray, round_number: int = 0,
                  tags: Iterable[str] = ("model",)) -> int:
     """Append one NamedTensor record; returns the bytes written."""
     data = np.asarray(array, dtype=DTYPE, order="C")  # keeps 0-d shapes
@@ -63,21 +69,25 @@ def write_tensor(fh: BinaryIO, name: str, array: np.ndarray, round_number: int =
     prefix = varint.encode(MODEL_TENSORS_KEY) + varint.encode(body_len)
     fh.write(prefix + head + data_key)
     fh.write(data.reshape(-1).data.cast("B"))
+    if isinstance(fh, ChecksumSink):
+        fh.count += 1
     return len(prefix) + body_len
 
 
 def write_model(path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
-                round_number: int = 0) -> int:
-    """Write a model file atomically (temp file, fsync, rename); returns its size."""
+                round_number: int = 0, spec: str = "") -> int:
+    """Write a model file atomically (temp file, fsync, rename) with its integrity trailer; returns its size."""
     items = tensors.items() if isinstance(tensors, Mapping) else tensors
     total = 0
     with atomic_write(path) as fh:
+        sink = ChecksumSink(fh, spec)
         for name, array in items:
-            total += write_tensor(fh, name, array, round_number)
+            total += write_tensor(sink, name, array, round_number)
+        total += sink.finish()
     return total
 
 
-def _skip_field(fh: BinaryIO, wire_type: int) -> bytes:
+def _skip_field(fh: varint.Readable, wire_type: int) -> bytes:
     """Read one non-data field value of the given wire type, returning its raw bytes."""
     if wire_type == 0:
         out = bytearray()
@@ -103,11 +113,38 @@ def _skip_field(fh: BinaryIO, wire_type: int) -> bytes:
     raise ValueError(f"unsupported protobuf wire type {wire_type}")
 
 
-def _read_exact(fh: BinaryIO, n: int) -> bytes:
+def _read_exact(fh: varint.Readable, n: int) -> bytes:
     data = fh.read(n)
     if len(data) != n:
         raise EOFError
     return data
+
+
+class _HashingReader:
+    """A read-only file that hashes what is read (hashing stops at the first seek)."""
+
+    def __init__(self, fh: io.BufferedReader) -> None:
+        self.fh = fh
+        self.sha: "hashlib._Hash | None" = hashlib.sha256()
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self.fh.read(n)
+        if self.sha is not None:
+            self.sha.update(data)
+        return data
+
+    def readinto(self, buf: memoryview) -> int:
+        n = self.fh.readinto(buf)
+        if self.sha is not None:
+            self.sha.update(buf[:n])
+        return n
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.sha = None
+        return self.fh.seek(offset, whence)
 
 
 class _Reader:
@@ -117,32 +154,56 @@ class _Reader:
         self.path = path
         self.load_data = load_data
         self.index = 0
+        self.trailer: Trailer | None = None
 
     def fail(self, what: str, name: str | None = None) -> ModelFileError:
         which = f"tensor '{name}'" if name else f"tensor #{self.index}"
-        return ModelFileError(f"{self.path}: {which}: {what}",
-                              "the file is damaged or not an fx/OpenFL model file; restore it from a backup "
-                              "or re-create it (fx plan initialize)")
+        return ModelFileError(f"{self.path}: {which}: {what}", DAMAGED_HINT)
+
+    def file_fail(self, what: str) -> ModelFileError:
+        return ModelFileError(f"{self.path}: {what}", DAMAGED_HINT)
 
     def records(self) -> Iterator[tuple[TensorHeader, np.ndarray | None]]:
         size = self.path.stat().st_size
-        with open(self.path, "rb") as fh:
+        with open(self.path, "rb") as raw:
+            fh = _HashingReader(raw)
             while True:
+                start = fh.tell()
+                digest = fh.sha.copy().digest() if fh.sha is not None else None
                 try:
                     key = varint.read(fh)
+                    length = varint.read(fh) if key is not None else 0
                 except (EOFError, ValueError) as err:
-                    raise self.fail(f"truncated record header ({err})") from None
+                    raise self.fail(f"malformed record header at byte {start} ({err})") from None
                 if key is None:
                     return
-                if key != MODEL_TENSORS_KEY:
-                    raise self.fail(f"unexpected field key {key} at byte {fh.tell()}; not a ModelProto")
-                length = varint.read(fh)
+                if key == TRAILER_KEY:
+                    self._trailer(fh, start, length or 0, size, digest)
+                    return
                 if length is None or fh.tell() + length > size:
                     raise self.fail(f"truncated: record needs {length} bytes, file ends at byte {size}")
+                if key != MODEL_TENSORS_KEY:
+                    raise self.fail(f"unexpected field key {key} at byte {start}; not a ModelProto")
                 yield self._record(fh, fh.tell() + length)
                 self.index += 1
 
-    def _record(self, fh: io.BufferedReader, end: int) -> tuple[TensorHeader, np.ndarray | None]:
+    def _trailer(self, fh: _HashingReader, start: int, length: int, size: int, digest: bytes | None) -> None:
+        """Check fx's integrity record (count, length, SHA-256 when the data was read); it must come last."""
+        if length > MAX_TRAILER or fh.tell() + length != size:
+            raise self.file_fail(f"truncated or damaged: the checksum record at byte {start} is cut short "
+                                 "or is not the end of the file")
+        try:
+            trailer = Trailer.decode(fh.read(length))
+        except (ValueError, EOFError) as err:
+            raise self.file_fail(f"damaged checksum record ({err})") from None
+        if trailer.count != self.index or trailer.length != start:
+            raise self.file_fail(f"its checksum record expects {trailer.count} tensors in {trailer.length:,} bytes, "
+                                 f"the file holds {self.index} in {start:,} (tensors were added or removed)")
+        if digest is not None and digest != trailer.sha256:
+            raise self.file_fail("the file does not match its checksum (SHA-256: bytes were changed)")
+        self.trailer = trailer
+
+    def _record(self, fh: _HashingReader, end: int) -> tuple[TensorHeader, np.ndarray | None]:
         from fx_cli.proto import base_pb2
 
         head = bytearray()
@@ -169,7 +230,7 @@ class _Reader:
             raise self.fail("record length does not match its fields")
         return self._check(msg, nbytes, data)
 
-    def _data(self, fh: io.BufferedReader, nbytes: int) -> np.ndarray | None:
+    def _data(self, fh: _HashingReader, nbytes: int) -> np.ndarray | None:
         if not self.load_data:
             fh.seek(nbytes, os.SEEK_CUR)
             return None
@@ -194,35 +255,80 @@ class _Reader:
         return header, array
 
 
-def iter_model(path: str | os.PathLike[str], load_data: bool = True) -> Iterator[tuple[TensorHeader, np.ndarray | None]]:
-    """Yield ``(header, array)`` per tensor; ``array`` is None when ``load_data`` is False."""
+NO_CHECKSUM = ("has no fx checksum record: it was cut short, or was not written by fx (a model from OpenFL "
+               "or elsewhere: import it with `fx plan initialize -i FILE`)")
+
+
+class ModelScan:
+    """Iterates ``(header, array)`` per tensor; after the last one ``trailer`` holds fx's checksum record.
+
+    Refused: no tensors at all, and (with ``require_checksum``) a file without fx's checksum record.
+    """
+
+    def __init__(self, path: Path, load_data: bool, require_checksum: bool) -> None:
+        self.reader = _Reader(path, load_data)
+        self.require_checksum = require_checksum
+        self._it = self._scan()
+
+    @property
+    def trailer(self) -> Trailer | None:
+        return self.reader.trailer
+
+    def __iter__(self) -> "ModelScan":
+        return self
+
+    def __next__(self) -> tuple[TensorHeader, np.ndarray | None]:
+        return next(self._it)
+
+    def _scan(self) -> Iterator[tuple[TensorHeader, np.ndarray | None]]:
+        reader = self.reader
+        rounds: set[int] = set()
+        names: set[str] = set()
+        for header, array in reader.records():
+            rounds.add(header.round_number)
+            if len(rounds) > 1:
+                raise reader.fail(f"mixed round numbers {sorted(rounds)} in one model file", header.name)
+            if header.name in names:
+                raise reader.fail("tensor name appears twice", header.name)
+            names.add(header.name)
+            yield header, array
+        if reader.index == 0:
+            raise reader.file_fail("holds no tensors (an empty file, or one cut before its first tensor)")
+        if self.require_checksum and reader.trailer is None:
+            raise reader.file_fail(NO_CHECKSUM)
+
+
+def iter_model(path: str | os.PathLike[str], load_data: bool = True, require_checksum: bool = False) -> ModelScan:
+    """Yield ``(header, array)`` per tensor; ``array`` is None when ``load_data`` is False.
+
+    fx's checksum record is verified when present (the SHA-256 only when the data is read).
+    """
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found", "check the path, or run `fx plan initialize`")
-    reader = _Reader(p, load_data)
-    rounds: set[int] = set()
-    names: set[str] = set()
-    for header, array in reader.records():
-        rounds.add(header.round_number)
-        if len(rounds) > 1:
-            raise reader.fail(f"mixed round numbers {sorted(rounds)} in one model file", header.name)
-        if header.name in names:
-            raise reader.fail("tensor name appears twice", header.name)
-        names.add(header.name)
-        yield header, array
+    return ModelScan(p, load_data, require_checksum)
 
 
-def read_model(path: str | os.PathLike[str]) -> ModelFile:
+def read_model(path: str | os.PathLike[str], require_checksum: bool = False) -> ModelFile:
     """Read a whole model file into memory."""
     tensors: dict[str, np.ndarray] = {}
     headers: list[TensorHeader] = []
-    for header, array in iter_model(path):
+    scan = iter_model(path, require_checksum=require_checksum)
+    for header, array in scan:
         assert array is not None
         tensors[header.name] = array
         headers.append(header)
-    return ModelFile(tensors, headers[0].round_number if headers else 0, headers)
+    return ModelFile(tensors, headers[0].round_number if headers else 0, headers, scan.trailer)
 
 
-def model_headers(path: str | os.PathLike[str]) -> list[TensorHeader]:
-    """Tensor headers only (no tensor data is read)."""
-    return [h for h, _ in iter_model(path, load_data=False)]
+def model_headers(path: str | os.PathLike[str], require_checksum: bool = False) -> list[TensorHeader]:
+    """Tensor headers only (no tensor data is read; the checksum's count and length are checked)."""
+    return [h for h, _ in iter_model(path, load_data=False, require_checksum=require_checksum)]
+
+
+def model_trailer(path: str | os.PathLike[str]) -> Trailer | None:
+    """fx's checksum record of a model file (None for files written elsewhere); the headers are checked."""
+    scan = iter_model(path, load_data=False)
+    for _ in scan:
+        pass
+    return scan.trailer

@@ -1,7 +1,11 @@
 """Protobuf base-128 varints, for streaming records without building whole messages."""
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Protocol
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def encode(value: int) -> bytes:
@@ -17,7 +21,7 @@ def encode(value: int) -> bytes:
             return bytes(out)
 
 
-def read(fh: BinaryIO) -> int | None:
+def read(fh: Readable) -> int | None:
     """Read one varint; None at a clean end of file. Raises EOFError mid-varint."""
     shift = 0
     result = 0
