@@ -45,8 +45,8 @@ def info(path: Path) -> None:
               help="Where to write the converted model (e.g. final.keras or final.npz).")
 @click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Plan whose task runner defines the model.")
-@click.option("-f", "--format", "fmt", type=click.Choice(["keras", "npz"]), default=None,
-              help="keras: a native .keras file; npz: named numpy arrays. Default: from the output suffix.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["keras", "pt", "npz"]), default=None,
+              help="keras: a native .keras file; pt: a PyTorch state_dict; npz: named numpy arrays. Default: from the output suffix.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def save(model_path: Path, output: Path, plan_path: Path, fmt: str | None, force: bool) -> None:
     """Convert a .pbuf into the framework's native format (or a .npz of named arrays)."""

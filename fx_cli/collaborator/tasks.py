@@ -36,10 +36,12 @@ def applies_local(spec: TaskSpec) -> bool:
 class TaskExecutor:
     """Runs tasks as the plan defines them; ``opt_treatment`` decides what happens to optimizer state."""
 
-    def __init__(self, runner: TaskRunner, tasks: Mapping[str, TaskSpec], opt_treatment: str) -> None:
+    def __init__(self, runner: TaskRunner, tasks: Mapping[str, TaskSpec], opt_treatment: str,
+                 collaborator: str = "collaborator") -> None:
         self.runner = runner
         self.tasks = dict(tasks)
         self.opt_treatment = opt_treatment
+        runner.bind(collaborator, opt_treatment)
 
     def spec(self, task: str) -> TaskSpec:
         if task not in self.tasks:
@@ -63,7 +65,7 @@ class TaskExecutor:
         if training:
             fault("collaborator:mid_train")
         try:
-            result = function(round_num, **kwargs)
+            result = function(round_num, **(dict(spec.kwargs) if self.runner.receives_apply else kwargs))
         except FxError:
             raise
         except Exception as err:  # the runner's own failure: say which task, keep the cause for --debug
@@ -76,7 +78,8 @@ class TaskExecutor:
         seconds = time.monotonic() - started
         tensors = self._update(result, global_model, task) if (training or result.tensors) else {}
         size = self.runner.train_data_size() if tensors else self.runner.valid_data_size()
-        return TaskOutput(task, _metrics(result, kwargs.get("metrics"), task), tensors, int(size), seconds)
+        wanted = kwargs.get("metrics") if self.runner.metrics_follow_plan else None
+        return TaskOutput(task, _metrics(result, wanted, task), tensors, int(size), seconds)
 
     def _load_global(self, model: Mapping[str, np.ndarray], training: bool) -> None:
         opt_names = set(self.runner.optimizer_tensor_names())

@@ -55,7 +55,10 @@ def check_allowed(path: str, where: str) -> str | None:
 
 
 def use_workspace_src(workspace: Path) -> None:
-    """Make ``import src.x`` load from ``<workspace>/src`` (and nowhere else)."""
+    """Make ``import src.x`` load from ``<workspace>/src`` (and nowhere else); ``import openfl`` works there too."""
+    from fx_cli.compat.finder import install_openfl_finder
+
+    install_openfl_finder()
     src_dir = (workspace / "src").resolve()
     current = sys.modules.get("src")
     if current is not None and list(getattr(current, "__path__", [])) == [str(src_dir)]:

@@ -24,8 +24,14 @@ class TaskRunner(ABC):
     the collaborator handles by loading the global or keeping the local model).
     """
 
+    receives_apply = False      # True: the task's ``apply`` kwarg is passed through (OpenFL runners read it)
+    metrics_follow_plan = True  # False: the runner names its own metrics; ``kwargs.metrics`` does not filter them
+
     def __init__(self, data_loader: Any = None, **settings: Any) -> None:
         self.data_loader = data_loader
+
+    def bind(self, collaborator: str, opt_treatment: str) -> None:
+        """Told once by the collaborator before the first task: its name and the plan's ``opt_treatment``."""
 
     @abstractmethod
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:

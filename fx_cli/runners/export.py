@@ -16,8 +16,8 @@ import numpy as np
 from fx_cli.errors import FxError
 from fx_cli.runners.base import TaskRunner
 
-FORMATS = ("keras", "npz")
-SUFFIXES = {"keras": ".keras", "npz": ".npz"}
+FORMATS = ("keras", "pt", "npz")
+SUFFIXES = {"keras": ".keras", "pt": ".pt", "npz": ".npz"}
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""OpenFL-style workspaces for compatibility tests: src/ code written against OpenFL 1.9's API only."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.runtime_helpers import make_workspace
+
+OPENFL_WS = Path(__file__).parent / "openfl_ws"
+
+
+def openfl_numpy_workspace(root: Path, cols: list[str], **sections: Any) -> Path:
+    """The numpy OpenFL workspace (plan with OpenFL class paths, LinearRegression + LinearShard in src/)."""
+    def prepare(ws: Path) -> None:
+        shutil.copy(OPENFL_WS / "numpy_dataloader.py", ws / "src" / "dataloader.py")
+        shutil.copy(OPENFL_WS / "numpy_taskrunner.py", ws / "src" / "taskrunner.py")
+        shutil.copy(OPENFL_WS / "numpy_plan.yaml", ws / "plan" / "plan.yaml")
+
+    return make_workspace(root, cols, rounds=3, prepare=prepare, **sections)
+
+
+def shard_arrays(shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The same data the workspace's loader makes (recomputed here, not imported from the workspace)."""
+    rng = np.random.default_rng(shard)
+    w_true = np.arange(1, 6, dtype=np.float32)
+    n_train, n_valid = 30 + 10 * shard, 20
+    x = rng.normal(size=(n_train + n_valid, 5)).astype(np.float32)
+    y = (x @ w_true + 0.5 + 0.1 * rng.normal(size=n_train + n_valid)).astype(np.float32)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def reference_linear_fedavg(shards: list[int], rounds: int, epochs: int = 2, lr: float = 0.05
+                            ) -> dict[str, np.ndarray]:
+    """FedAvg of full-batch gradient descent on each shard, weighted by training size, from zeros."""
+    w, b = np.zeros(5, np.float32), np.zeros(1, np.float32)
+    for _ in range(rounds):
+        updates = []
+        for shard in shards:
+            x, y, _, _ = shard_arrays(shard)
+            lw, lb = w.copy(), b.copy()
+            for _ in range(epochs):
+                error = x @ lw + lb[0] - y
+                lw = lw - lr * (2.0 / len(y)) * (x.T @ error)
+                lb = lb - lr * (2.0 / len(y)) * np.sum(error, keepdims=True)
+            updates.append((len(y), lw, lb))
+        total = sum(n for n, _, _ in updates)
+        w = sum(n / total * lw.astype(np.float64) for n, lw, _ in updates).astype(np.float32)
+        b = sum(n / total * lb.astype(np.float64) for n, _, lb in updates).astype(np.float32)
+    return {"linear/w": w, "linear/b": b}
