@@ -63,7 +63,8 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
             return CollaboratorResult(already_finished=True)
         # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
         runner = build_runner(plan, data_path)
-        return CollaboratorLoop(plan, name, client, TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment, name)).run()
+        executor = TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment, name)
+        return CollaboratorLoop(plan, name, client, executor).run()
 
 
 def _data_path(path: Path, name: str) -> str:
