@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+from fx_cli.plan.ranges import Range, count, seconds
+
 
 class StragglerPolicy(ABC):
     """Decides, from who is done and the time since the round's first task, whether a round can end."""
@@ -35,6 +37,9 @@ class WaitForAllPolicy(StragglerPolicy):
 class PercentagePolicy(StragglerPolicy):
     """The round ends once a fraction of collaborators (and at least a minimum) are done."""
 
+    SETTING_RANGES = {"percent_collaborators_needed": Range(0, 1, low_open=True, what="a fraction"),
+                      "minimum_reporting": count(1_000_000)}
+
     def __init__(self, percent_collaborators_needed: float = 1.0, minimum_reporting: int = 1) -> None:
         if not 0 < percent_collaborators_needed <= 1:
             raise ValueError("percent_collaborators_needed must be in (0, 1]")
@@ -52,6 +57,8 @@ class PercentagePolicy(StragglerPolicy):
 
 class CutoffTimePolicy(StragglerPolicy):
     """All must finish before the cut-off; after it, the round ends once ``minimum_reporting`` are done."""
+
+    SETTING_RANGES = {"straggler_cutoff_time": seconds(allow_inf=True), "minimum_reporting": count(1_000_000)}
 
     def __init__(self, straggler_cutoff_time: float = math.inf, minimum_reporting: int = 1) -> None:
         if minimum_reporting < 1:

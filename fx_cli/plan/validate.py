@@ -6,6 +6,7 @@ from typing import Any
 
 from fx_cli.errors import FxError
 from fx_cli.names import check_address
+from fx_cli.plan.ranges import check_ranges, class_problems
 from fx_cli.plan.schema import check_settings, suggest
 from fx_cli.plan.settings import CORE_SETTINGS
 from fx_cli.plan.templates import check_allowed, resolve_class
@@ -40,6 +41,7 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
         problems += _check_task_functions(config, file, workspace)
     if not any(f"{file}: privacy" in p for p in problems):  # values once their types are right
         problems += check_privacy(config, file)
+    problems += check_ranges(config, file)
     return problems
 
 
@@ -106,7 +108,8 @@ def _check_class(template: str, settings: dict[str, Any], where: str, ws: Path,
         cls = resolve_class(template, ws, f"{where}.template")
     except FxError as err:
         return [err.message]
-    return check_settings(settings, cls, f"{where}.settings", injected)
+    problems = check_settings(settings, cls, f"{where}.settings", injected)
+    return problems or class_problems(cls, settings, f"{where}.settings")
 
 
 def _check_tasks(section: dict[str, Any], file: str, ws: Path, check_classes: bool) -> list[str]:

@@ -12,11 +12,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from fx_cli.errors import FxError
+from fx_cli.plan.ranges import Range, count
 from fx_cli.runners.base import TaskResult, TaskRunner
 
 
 class SyntheticData:
     """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples."""
+
+    SETTING_RANGES = {"samples_per_shard": count(10**9)}
 
     def __init__(self, data_path: str | None = None, samples_per_shard: int = 100) -> None:
         self.shard = _shard_index(data_path)
@@ -50,6 +53,9 @@ def tensor_sizes(num_params: int, num_tensors: int) -> list[int]:
 
 class SyntheticRunner(TaskRunner):
     """``num_params`` float32 values over ``num_tensors`` tensors named ``w0``, ``w1``, ..."""
+
+    SETTING_RANGES = {"num_params": count(2**34), "num_tensors": count(100_000),
+                      "learning_rate": Range(0, 10, what="a step size"), "seed": count(2**63 - 1, low=0)}
 
     def __init__(self, data_loader: SyntheticData | None = None, num_params: int = 1000,
                  num_tensors: int = 4, learning_rate: float = 0.5, seed: int = 0) -> None:
