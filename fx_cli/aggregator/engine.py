@@ -35,6 +35,7 @@ from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan import Plan
 from fx_cli.plan.loader import require_initialized
+from fx_cli.privacy.run import start_privacy
 
 log = logging.getLogger("fx.aggregator")
 STRAGGLER_HINT = ("start the missing collaborators, remove them from plan/cols.yaml, or use a straggler policy that "
@@ -81,6 +82,10 @@ class Engine:
                                                        plan.resolve_path(settings.best_state_path))
         snap = recover(snap, store, layout, self.exports)
         model = snap.model or _first_model(plan, store, layout)
+        self.privacy, rounds = (None, rounds) if evaluation else start_privacy(
+            plan.config, _trainers(plan, parts, cols, rounds), cols, store.history(), layout.noise_key, rounds,
+            model.round)
+        self.rounds_to_train = rounds
         load_agg_state(parts.functions, snap.agg_state)
         self.best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
                                 settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
@@ -91,7 +96,8 @@ class Engine:
             global_validation_tasks(plan, parts.task_order))
         self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
                                   task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
-                                  sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks))
+                                  sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks),
+                                  privacy=self.privacy)
         if model.round > 0:
             self.closer.export(model, snap.best_model)  # a crash may have come between commit and export
             self.sink.catch_up(store.history())  # ... or between commit and the metrics line
@@ -213,6 +219,13 @@ def _opened(plan: Plan, cols: list[str], options: EngineOptions, store: Store, l
         best = None if evaluation else plan.resolve_path(settings.best_state_path)
         return RunResult(snap.round, rounds, last, best, snap.best_score, already_finished=True)
     return Engine(plan, cols, options, store, layout, snap, parts, rounds, evaluation)
+
+
+def _trainers(plan: Plan, parts: Parts, cols: list[str], rounds: int) -> list[list[str]]:
+    """Who trains in each of the first rounds (the privacy accountant's sampling rate)."""
+    tasks = plan.tasks
+    return [[c for c in cols if any(t in tasks and tasks[t].function == "train_task"
+                                    for t in parts.assigner.tasks_for(c, r))] for r in range(min(rounds, 20))]
 
 
 def _first_model(plan: Plan, store: Store, layout: StateLayout) -> RoundModel:

@@ -10,6 +10,7 @@ reset, and the simulator (local optimizer state of virtual collaborators).
     local_state/models/aggstate_<task>_r<R>.npz   server-optimizer state saved with round R
     local_state/updates/r<R>/<col>.<task>.<token>.f32   a received update, spilled (float32, model order)
     local_state/optimizer/<col>.npz      local optimizer state of a simulated collaborator (opt_treatment)
+    local_state/privacy/noise.key        the run's secret seed of central-DP noise (0600; fx_cli/privacy/central.py)
 """
 from __future__ import annotations
 
@@ -48,9 +49,17 @@ class StateLayout:
     def optimizer(self) -> Path:
         return self.root / "optimizer"
 
+    @property
+    def privacy(self) -> Path:
+        return self.root / "privacy"
+
+    @property
+    def noise_key(self) -> Path:
+        return self.privacy / "noise.key"
+
     def folders(self) -> tuple[Path, ...]:
         """Every folder of files this layout owns (what a reset deletes besides the database)."""
-        return self.models, self.updates, self.optimizer
+        return self.models, self.updates, self.optimizer, self.privacy
 
     def model(self, round_num: int) -> Path:
         """The global model that is the input of ``round_num`` (0-based)."""

@@ -25,20 +25,23 @@ class RoundReport:
     final: bool = False  # the evaluation of the final aggregated model (``round`` = rounds_to_train)
     # (current, peak) resident size when the report was made: lets a long run show whether memory stays flat.
     rss: tuple[int, int] = field(default_factory=lambda: _rss())
+    privacy: dict[str, Any] | None = None  # ε so far and the DP parameters of the round (fx_cli/privacy/run.py)
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in self.display.items())
         best = "  (best)" if self.best else ""
         what = "final model" if self.final else f"round {self.round}/{self.rounds_to_train}"
-        return f"{what}  {shown}  participants={len(self.participants)}/{self.expected}  {self.seconds:.2f} s{best}"
+        eps = f"  ε={self.privacy['epsilon']:.3g}" if self.privacy else ""
+        return (f"{what}  {shown}  participants={len(self.participants)}/{self.expected}{eps}  "
+                f"{self.seconds:.2f} s{best}")
 
     def record(self) -> dict[str, Any]:
         rss, peak = self.rss
         return {"round": self.round, "final": self.final, "metrics": self.metrics, "participants": self.participants,
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
-                "peak_rss_mib": round(peak / 2**20, 1)}
+                "peak_rss_mib": round(peak / 2**20, 1), **({"privacy": self.privacy} if self.privacy else {})}
 
 
 def _rss() -> tuple[int, int]:
@@ -89,6 +92,8 @@ class MetricsSink:
             scalars = {f"aggregator/{k}": v for k, v in report.metrics.items()}
             scalars.update({"aggregator/participants": float(len(report.participants)),
                             "aggregator/seconds": report.seconds})
+            if report.privacy:
+                scalars["aggregator/privacy_epsilon"] = float(report.privacy["epsilon"])
             self.writer.add_scalars(report.round, scalars)
 
     def catch_up(self, history: Sequence[Mapping[str, Any]]) -> None:

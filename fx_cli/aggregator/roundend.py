@@ -29,6 +29,7 @@ from fx_cli.atomic import atomic_write
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
+from fx_cli.privacy.run import RunPrivacy
 
 log = logging.getLogger("fx.aggregator")
 
@@ -87,7 +88,8 @@ def _save_agg_state(function: AggregationFunction, path: Path) -> bool:
 class RoundCloser:
     def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
                  task_order: Sequence[str], layout: StateLayout, exports: Exports | None,
-                 best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool) -> None:
+                 best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool,
+                 privacy: RunPrivacy | None = None) -> None:
         self.store = store
         self.functions = functions
         self.tasks = tasks
@@ -98,6 +100,7 @@ class RoundCloser:
         self.sink = sink
         self.rounds_to_train = rounds_to_train
         self.final_evaluation = final_evaluation
+        self.privacy = privacy
 
     def close(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> tuple[RoundModel, RoundReport]:
         """The next global model, durably recorded; and the round's report."""
@@ -106,7 +109,9 @@ class RoundCloser:
         r = closed.round
         target = self.layout.model(r + 1)
         updates = model_updates(closed.records, self.task_order)
-        if updates:
+        if updates and self.privacy is not None and self.privacy.central:
+            model = self.privacy.next_model(closed.model, updates, target, closed.expected)
+        elif updates:
             _, function = choose_function(updates, self.functions, self.task_order)
             model = next_model(closed.model, updates, function, target)
         else:
@@ -118,7 +123,8 @@ class RoundCloser:
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
         report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
                              closed.participants, closed.expected, bytes_in, bytes_out,
-                             time.monotonic() - opened_at, improved, closed.note)
+                             time.monotonic() - opened_at, improved, closed.note,
+                             privacy=self.privacy.account() if self.privacy is not None and updates else None)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
         self.store.advance(r, model, report.record(), agg_state, best,

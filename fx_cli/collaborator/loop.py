@@ -12,6 +12,7 @@ from fx_cli.aggregator.inputs import gather
 from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
 from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
+from fx_cli.privacy.local import local_privacy
 from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, is_training
 from fx_cli.errors import PlanError
 from fx_cli.names import check_collaborator_name
@@ -63,7 +64,7 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
             return CollaboratorResult(already_finished=True)
         # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
         runner = build_runner(plan, data_path)
-        executor = TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment, name)
+        executor = TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment, name, local_privacy(plan.config))
         return CollaboratorLoop(plan, name, client, executor).run()
 
 

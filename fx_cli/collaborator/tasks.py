@@ -11,6 +11,7 @@ import numpy as np
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
+from fx_cli.privacy.local import LocalPrivacy
 from fx_cli.runners.base import TaskResult, TaskRunner
 
 TRAIN_FUNCTION = "train_task"
@@ -37,10 +38,11 @@ class TaskExecutor:
     """Runs tasks as the plan defines them; ``opt_treatment`` decides what happens to optimizer state."""
 
     def __init__(self, runner: TaskRunner, tasks: Mapping[str, TaskSpec], opt_treatment: str,
-                 collaborator: str = "collaborator") -> None:
+                 collaborator: str = "collaborator", privacy: LocalPrivacy | None = None) -> None:
         self.runner = runner
         self.tasks = dict(tasks)
         self.opt_treatment = opt_treatment
+        self.privacy = privacy  # local DP: clip and noise the update before it leaves the site
         runner.bind(collaborator, opt_treatment)
 
     def spec(self, task: str) -> TaskSpec:
@@ -77,6 +79,8 @@ class TaskExecutor:
                           "not a TaskResult", "return fx_cli.runners.base.TaskResult(metrics, tensors)")
         seconds = time.monotonic() - started
         tensors = self._update(result, global_model, task) if (training or result.tensors) else {}
+        if tensors and self.privacy is not None:
+            tensors = self.privacy.apply(tensors, global_model)
         size = self.runner.train_data_size() if tensors else self.runner.valid_data_size()
         wanted = kwargs.get("metrics") if self.runner.metrics_follow_plan else None
         return TaskOutput(task, _metrics(result, wanted, task), tensors, int(size), seconds)
