@@ -13,29 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+from fx_cli.compat.plan_names import TRANSLATED, refusal
 from fx_cli.errors import FxError
 
 ALLOWED_ROOTS = ("fx_cli", "src")
 
-_OPENFL = {
-    "openfl.component.Aggregator": "fx_cli.aggregator.Aggregator",
-    "openfl.component.aggregator.Aggregator": "fx_cli.aggregator.Aggregator",
-    "openfl.component.Collaborator": "fx_cli.collaborator.Collaborator",
-    "openfl.component.collaborator.Collaborator": "fx_cli.collaborator.Collaborator",
-    "openfl.federation.Network": "fx_cli.transport.Network",
-    "openfl.component.RandomGroupedAssigner": "fx_cli.aggregator.assigners.RandomGroupedAssigner",
-    "openfl.component.StaticGroupedAssigner": "fx_cli.aggregator.assigners.StaticGroupedAssigner",
-    "openfl.component.WaitForAllPolicy": "fx_cli.aggregator.stragglers.WaitForAllPolicy",
-    "openfl.component.PercentagePolicy": "fx_cli.aggregator.stragglers.PercentagePolicy",
-    "openfl.component.CutoffTimePolicy": "fx_cli.aggregator.stragglers.CutoffTimePolicy",
-    "openfl.pipelines.NoCompressionPipeline": "fx_cli.compression.NoCompressionPipeline",
-}
-for _name in ("WeightedAverage", "Median", "GeometricMedian"):
-    _OPENFL[f"openfl.interface.aggregation_functions.{_name}"] = f"fx_cli.aggregation.{_name}"
-_OPENFL["openfl.interface.aggregation_functions.AdamAdaptiveAggregation"] = "fx_cli.aggregation.FedAdam"
-_OPENFL["openfl.interface.aggregation_functions.YogiAdaptiveAggregation"] = "fx_cli.aggregation.FedYogi"
-_OPENFL["openfl.interface.aggregation_functions.AdagradAdaptiveAggregation"] = "fx_cli.aggregation.FedAdagrad"
-OPENFL_ALIASES: dict[str, str] = dict(_OPENFL)
+OPENFL_ALIASES: dict[str, str] = dict(TRANSLATED)
 
 
 def canonical(path: str) -> str:
@@ -47,6 +30,9 @@ def check_allowed(path: str, where: str) -> str | None:
     """A problem string when ``path`` is not an allowed class path, else None."""
     if not isinstance(path, str) or "." not in path:
         return f"{where}: expected a dotted class path like 'src.taskrunner.MyRunner', got {path!r}"
+    why = refusal(path)
+    if why is not None:
+        return f"{where}: OpenFL's {path} is not supported by fx: {why}"
     root = canonical(path).split(".", 1)[0]
     if root not in ALLOWED_ROOTS:
         return (f"{where}: '{path}' is outside the allowed packages; templates may only name "

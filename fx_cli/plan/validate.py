@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fx_cli.compat.plan_names import section_refusal
 from fx_cli.errors import FxError
 from fx_cli.names import check_address
 from fx_cli.plan.ranges import check_ranges, class_problems
@@ -29,7 +30,9 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
     problems: list[str] = []
     for name in config:
         if name not in SECTIONS:
-            problems.append(f"{file}: {name}: unknown section{suggest(name, SECTIONS)}")
+            refused = section_refusal(name, config[name])
+            problems.append(f"{file}: {refused}" if refused else f"{file}: {name}: unknown section"
+                            f"{suggest(name, SECTIONS)}")
     for name in REQUIRED:
         if not (config.get(name) or {}).get("template"):
             problems.append(f"{file}: {name}.template: required key missing")
