@@ -1,7 +1,6 @@
 """OpenFL 1.9 workspace code runs unchanged: TaskRunner/DataLoader subclasses, TensorKey-keyed results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,9 +13,10 @@ from tests.openfl_helpers import openfl_numpy_workspace, reference_linear_fedavg
 from tests.runtime_helpers import final_model, run_federation
 
 
-def test_openfl_is_not_installed_here():
+def test_openfl_is_not_installed_here(tmp_path):
     """The tests below exercise fx's stand-in; they would prove nothing next to a real OpenFL."""
-    assert importlib.util.find_spec("openfl") is None
+    out = run_python("import importlib.util; print(importlib.util.find_spec('openfl'))", tmp_path)
+    assert out.stdout.strip() == "None", out.stdout + out.stderr
 
 
 @pytest.fixture(scope="module")
