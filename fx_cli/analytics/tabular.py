@@ -1,0 +1,97 @@
+"""The built-in estimators as one STAR analyzer/aggregator pair, so they run wherever STAR runs.
+
+Iteration 1: every site answers every query through its ``SiteGuard`` (quantile queries: the first
+probe). Later iterations: only the quantile searches that are still open. The aggregate carries the
+results so far and the next probes; it has converged when no probe is left.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fx_cli.analytics.combine import combine
+from fx_cli.analytics.guard import Refused, SiteGuard, check_allowed
+from fx_cli.analytics.quantiles import QuantileSearch, site_answer
+from fx_cli.analytics.spec import QuerySpec, parse_queries
+from fx_cli.analytics.table import Table
+from fx_cli.star.flame import Flame
+from fx_cli.star.nodes import StarAggregator, StarAnalyzer
+
+
+class TabularAnalyzer(StarAnalyzer):
+    """A site: answers the plan's queries on its table, within its own limits."""
+
+    def __init__(self, flame: Flame, queries: list[dict[str, Any]], guard: SiteGuard,
+                 min_count: int | None = None) -> None:
+        super().__init__(flame)
+        self.specs = parse_queries(queries)
+        self.guard, self.plan_min_count = guard, min_count
+
+    def analysis_method(self, data: Table, aggregator_results: Any) -> dict[str, Any]:
+        """Releases for every query (first iteration) and answers to the open quantile probes."""
+        first = aggregator_results is None
+        probes: dict[str, Any] = {} if first else aggregator_results["probes"]
+        out: dict[str, Any] = {"site": self.id, "releases": {}, "quantiles": {}}
+        for spec in self.specs:
+            if spec.estimator == "quantiles":
+                if first or spec.name in probes:
+                    out["quantiles"][spec.name] = self._quantiles(spec, data, probes.get(spec.name))
+            elif first:
+                out["releases"][spec.name] = self.guard.release(spec, data, self.plan_min_count)
+        return out
+
+    def _quantiles(self, spec: QuerySpec, data: Table, probes: Any) -> dict[str, Any]:
+        limits = self.guard.limits.with_plan(self.plan_min_count)
+        try:
+            check_allowed(spec, limits)
+        except Refused as exc:
+            return {"refused": str(exc)}
+        return {"refused": None, **site_answer(spec, data, probes, limits.min_count)}
+
+
+class TabularAggregator(StarAggregator):
+    """Adds the sites' releases and runs the quantile searches."""
+
+    def __init__(self, flame: Flame, queries: list[dict[str, Any]]) -> None:
+        super().__init__(flame)
+        self.specs = parse_queries(queries)
+        self.results: dict[str, Any] = {}
+        self.searches = {s.name: QuantileSearch(s) for s in self.specs if s.estimator == "quantiles"}
+        self.quantile_notes: dict[str, dict[str, Any]] = {}
+
+    def aggregation_method(self, analysis_results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Fold one iteration; the aggregate holds the results so far and the next probes."""
+        first = self.num_iterations == 0
+        for spec in self.specs:
+            if spec.estimator != "quantiles" and first:
+                self.results[spec.name] = combine(spec, [r["releases"][spec.name] for r in analysis_results])
+            elif spec.estimator == "quantiles":
+                self._quantiles(spec, analysis_results, first)
+        probes = {name: p for name, s in self.searches.items() if (p := s.probes())}
+        return {"results": dict(self.results), "probes": probes}
+
+    def _quantiles(self, spec: QuerySpec, analysis_results: list[dict[str, Any]], first: bool) -> None:
+        search = self.searches[spec.name]
+        if not first and not search.probes():
+            return
+        parts = [(r["site"], r["quantiles"].get(spec.name)) for r in analysis_results]
+        if first:
+            self.quantile_notes[spec.name] = {
+                "refused": {s: a["refused"] for s, a in parts if a and a.get("refused")},
+                "suppressed": {s: a["suppressed"] for s, a in parts if a and a.get("suppressed")}}
+        search.update([a["answers"] for _, a in parts if a and not a.get("refused")], first)
+        self.results[spec.name] = {"estimator": "quantiles", "column": spec.column, "by": spec.by,
+                                   "q": list(spec.q), **self.quantile_notes[spec.name], **self._quantile_values(spec)}
+
+    def _quantile_values(self, spec: QuerySpec) -> dict[str, Any]:
+        search = self.searches[spec.name]
+        if search.probes():
+            return {"pending": True}
+        per = search.result()
+        if spec.by:
+            return {"groups": per}
+        found: dict[str, Any] = per.get("", {"error": "no site answered"})
+        return found
+
+    def has_converged(self, result: Any, last_result: Any) -> bool:
+        """Done when no quantile search is open."""
+        return not result["probes"]
