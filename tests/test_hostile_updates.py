@@ -21,7 +21,8 @@ from fx_cli.transport import codec
 from fx_cli.transport.chunks import chunk_bytes, tensor_frames, trailer_of
 from fx_cli.transport.client import open_channel
 from fx_cli.transport.methods import FederationStub
-from fx_cli.transport.serde import Caller, Frame, JoinRequest, TaskReply, TasksRequest, TensorMeta, Trailer, UploadMeta
+from fx_cli.transport.serde import (Caller, Frame, HeartbeatRequest, JoinRequest, TaskReply, TasksRequest, TensorMeta,
+                                    Trailer, UploadMeta)
 from tests.fault_helpers import files, flat, in_log, processes, wait_until
 from tests.runtime_helpers import final_model, make_workspace, reference_fedavg
 
@@ -57,6 +58,14 @@ class RawClient:
 
     def header(self, task: str = "train", round_num: int = 0, count: int | None = None) -> UploadMeta:
         return UploadMeta(self.me, round_num, task, 100, {"loss": 0.5}, len(self.model) if count is None else count)
+
+    def beat_until(self, stop: threading.Event, round_num: int = 0, task: str = "train") -> None:
+        """Heartbeat as 'one' (well inside heartbeat_timeout) until ``stop`` is set or the run ends."""
+        while not stop.wait(0.2):
+            try:
+                self.stub.heartbeat(HeartbeatRequest(self.me, round_num, task), timeout=10)
+            except grpc.RpcError:
+                return
 
     def send(self, frames: list[Frame]) -> tuple[grpc.StatusCode, str]:
         try:
@@ -160,11 +169,16 @@ def test_peers_that_stop_sending_or_reading_lose_their_transfer_slots_and_the_ru
         uploads = [raw.stub.upload_results.future(stalled()) for _ in range(2)]
         for call in uploads:
             call.initial_metadata()  # both hold a slot now: without the stall limit nobody else could move a model
+        # 'one' stays alive through heartbeats, however long the honest processes take to start on a busy
+        # machine: only the stalled transfers are under test, not heartbeat_timeout.
+        beating = threading.Thread(target=raw.beat_until, args=(release,), daemon=True)
+        beating.start()
         honest = [procs.collaborator("one"), procs.collaborator("two")]
         assert agg.wait(TIMEOUT) == 0, agg.output()
         for col in honest:
             assert col.wait(TIMEOUT) == 0, col.output()
         release.set()
+        beating.join()
         for call in uploads:
             call.cancel()
         raw.channel.close()

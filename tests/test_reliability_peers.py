@@ -1,8 +1,9 @@
 """Absent, dead, hung and restarting peers: every wait ends by a plan deadline in a logged terminal state.
 
 Real processes over mutual TLS, tiny deadlines set in each plan. Each test
-asserts every process's exit code, how long it took, and the message that
-names who was waited for and why the wait ended.
+asserts every process's exit code and the message that names who was waited
+for and which deadline ended the wait; elapsed time is only ever bounded from
+below (a busy machine makes things later, never earlier).
 """
 from __future__ import annotations
 
@@ -57,14 +58,10 @@ def test_a_hung_collaborator_ends_a_wait_for_all_run_naming_it_and_nothing_runs_
         agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
         wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
         two.popen.send_signal(signal.SIGSTOP)
-        stopped = time.monotonic()
-        assert agg.wait(TIMEOUT) == 1, agg.output()
-        assert time.monotonic() - stopped < 15, "the heartbeat timeout must end the wait"
+        assert agg.wait(TIMEOUT) == 1, agg.output()  # which deadline ended the wait: its message, below
         assert one.wait(TIMEOUT) == 1
         two.popen.send_signal(signal.SIGCONT)
-        resumed = time.monotonic()
-        assert two.wait(TIMEOUT) == 1
-        assert time.monotonic() - resumed < 15, "the reconnect deadline must end the hung collaborator too"
+        assert two.wait(TIMEOUT) == 1  # ended by the reconnect deadline: its message, below
     text = flat(agg.output())
     assert "round 1: waited" in text and "for 'two'; cannot complete under WaitForAllPolicy with 1/2" in text
     assert "'two' last heard from" in text and "(heartbeat_timeout 2 s)" in text
@@ -101,7 +98,8 @@ def test_collaborators_give_up_after_the_reconnect_deadline_when_the_aggregator_
         gone = time.monotonic()
         for col in cols:
             assert col.wait(TIMEOUT) == 1, col.output()
-        assert 2.5 < time.monotonic() - gone < 15
+        # A lower bound only: a busy machine makes everything later, never earlier.
+        assert time.monotonic() - gone > 2.5
     for col in cols:
         text = flat(col.output())
         assert "cannot reach the aggregator at localhost:" in text and "retrying in" in text
@@ -134,8 +132,10 @@ ABSENT = {
                                  {}, "cannot complete under PercentagePolicy(0.5, minimum 1)"),
     "cut-off, nobody comes": ({"straggler_handling_policy": policy("CutoffTimePolicy", straggler_cutoff_time=1)},
                               {}, "cannot complete under CutoffTimePolicy(1 s, minimum 1)"),
+    # join_deadline is long here: on a busy machine 'one' may take seconds to start and join, and only the
+    # round deadline is under test.
     "round deadline, a collaborator died training": (
-        {"aggregator": {"join_deadline": 2, "heartbeat_timeout": 60, "round_deadline": 3}},
+        {"aggregator": {"join_deadline": 600, "heartbeat_timeout": 600, "round_deadline": 3}},
         {"one": "collaborator:mid_train"}, "round_deadline 3 s passed; 'one' last heard from"),
 }
 
@@ -150,12 +150,12 @@ def test_no_configuration_of_absent_or_dead_peers_leaves_a_process_running(tmp_p
             ws = make_workspace(tmp_path / f"case{i}", names, rounds=2, aggregator=aggregator, **sections)
             procs.ws = ws
             cols = [procs.start(n, "collaborator", "start", "-n", n, fault=f, cwd=ws) for n, f in started.items()]
-            cases[case] = (procs.start("aggregator", "aggregator", "start", cwd=ws), cols, message, time.monotonic())
+            cases[case] = (procs.start("aggregator", "aggregator", "start", cwd=ws), cols, message)
         lonely = make_workspace(tmp_path / "lonely", ["one"], rounds=1, network={"reconnect_deadline": 2})
         alone = procs.start("one", "collaborator", "start", "-n", "one", cwd=lonely)
-        for case, (agg, cols, message, started_at) in cases.items():
+        # Each message names the plan deadline that ended the wait (none of them is fx's default).
+        for case, (agg, cols, message) in cases.items():
             assert agg.wait(TIMEOUT) == 1, (case, agg.output())
-            assert time.monotonic() - started_at < 30, case
             assert message in flat(agg.output()), (case, agg.output())
             for col in cols:
                 killed(col)
