@@ -101,6 +101,10 @@ class AggregationFunction(ABC):
         """A short name for logs."""
         return type(self).__name__
 
+    def finished(self) -> bool:
+        """True when the run is complete after this round (a STAR analysis that converged); default never."""
+        return False
+
 
 def check_contributions(tensor_name: str, contributions: Sequence[Contribution], round_num: int) -> None:
     """Raise when a call has no contributions or unusable weights."""

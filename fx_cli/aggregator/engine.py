@@ -141,7 +141,7 @@ class Engine:
                 model, report = closer.close(closed, bytes_in, bytes_out, opened)
                 self._notify(Event(EventKind.ROUND_CLOSED, closed.round, report=report))
                 opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
-                if closed.final:
+                if closed.final or closer.stopped:
                     coord.finish()
                 else:
                     fault(f"aggregator:before_round_{model.round + 1}")

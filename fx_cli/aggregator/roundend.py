@@ -101,6 +101,7 @@ class RoundCloser:
         self.rounds_to_train = rounds_to_train
         self.final_evaluation = final_evaluation
         self.privacy = privacy
+        self.stopped = False  # an aggregation function said the run is complete (e.g. STAR converged)
 
     def close(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> tuple[RoundModel, RoundReport]:
         """The next global model, durably recorded; and the round's report."""
@@ -116,6 +117,7 @@ class RoundCloser:
             model = next_model(closed.model, updates, function, target)
         else:
             model = write_round_model(target, closed.model.tensors(), r + 1)
+        self.stopped = any(f.finished() for f in self.functions.values())
         metrics = round_metrics(closed.records)
         improved = self.best.consider(metrics, closed.model)
         release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
@@ -128,7 +130,7 @@ class RoundCloser:
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
         self.store.advance(r, model, report.record(), agg_state, best,
-                           finished=model.round >= self.rounds_to_train and not self.final_evaluation,
+                           finished=self.stopped or (model.round >= self.rounds_to_train and not self.final_evaluation),
                            missed=closed.missed)
         fault("aggregator:saving_model")  # committed; best/last not yet refreshed
         self.export(model, closed.model if improved else None)
