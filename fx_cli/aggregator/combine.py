@@ -96,6 +96,14 @@ def _slices(update: UpdateRecord, model: RoundModel, name: str, index: int) -> C
     return read_slice
 
 
+def task_data_sizes(records: Sequence[UpdateRecord]) -> dict[str, int]:
+    """The summed data size of the counted results of each task."""
+    sizes: dict[str, int] = defaultdict(int)
+    for rec in records:
+        sizes[rec.task] += rec.data_size
+    return dict(sorted(sizes.items()))
+
+
 def round_metrics(records: Sequence[UpdateRecord]) -> dict[str, float]:
     """``task/metric`` -> average over collaborators weighted by their data size."""
     sums: dict[str, list[float]] = defaultdict(list)

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from fx_cli.aggregator.build import Parts, build_parts, global_validation_tasks
 from fx_cli.aggregator.coordinator import Coordinator
@@ -63,6 +63,22 @@ class EngineOptions:
     # (join_deadline, heartbeat_timeout) in seconds; None: the plan's. The simulator's collaborators never vanish.
     liveness: tuple[float, float] | None = None
     observers: Sequence[Observer] = ()
+    # Where a round's input model comes from when not from the previous round (a middle aggregator's parent).
+    source: "ModelSource | None" = None
+
+
+class ModelSource(Protocol):
+    """Gives the engine the input of a round from outside, and hears when rounds close.
+
+    ``input_model`` is called before a round opens with the model the engine would use; it may block, and
+    returns that model, another one (a file under ``layout``, possibly for a later round: the engine jumps
+    there), or None when no more rounds will come (the run finishes). ``round_closed`` is called after each
+    round is durably saved.
+    """
+
+    def input_model(self, model: RoundModel, store: Store, layout: StateLayout) -> RoundModel | None: ...
+
+    def round_closed(self, report: RoundReport) -> None: ...
 
 
 class Engine:
@@ -82,6 +98,11 @@ class Engine:
                                                        plan.resolve_path(settings.best_state_path))
         snap = recover(snap, store, layout, self.exports)
         model = snap.model or _first_model(plan, store, layout)
+        self.source = options.source
+        sourced = self._sourced(model, started=bool(snap.updates))
+        if sourced is not model:
+            snap = store.load()
+            model = sourced or model
         self.privacy, rounds = (None, rounds) if evaluation else start_privacy(
             plan.config, _trainers(plan, parts, cols, rounds), cols, store.history(), layout.noise_key, rounds,
             model.round)
@@ -111,7 +132,18 @@ class Engine:
                                  round_deadline=settings.round_deadline, final_tasks=final_tasks,
                                  observer=self._notify)
         self.resumed_updates = len(snap.updates)
+        if sourced is None:
+            self.coord.finish()
         fault(f"aggregator:before_round_{model.round + 1}")
+
+    def _sourced(self, model: RoundModel, started: bool) -> RoundModel | None:
+        """The input of the next round: ``model``, or what the source gives (saved as the round's model)."""
+        if self.source is None or started:
+            return model
+        given = self.source.input_model(model, self.store, self.layout)
+        if given is not None and given.path != model.path:
+            self.store.replace_model(given)
+        return given
 
     def _notify(self, event: Event) -> None:
         for observer in self.observers:
@@ -140,12 +172,19 @@ class Engine:
             try:
                 model, report = closer.close(closed, bytes_in, bytes_out, opened)
                 self._notify(Event(EventKind.ROUND_CLOSED, closed.round, report=report))
+                if self.source is not None:
+                    self.source.round_closed(report)
+                    on_round(report)  # now: the next input may take a while to come
                 opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
                 if closed.final or closer.stopped:
                     coord.finish()
                 else:
                     fault(f"aggregator:before_round_{model.round + 1}")
-                    coord.open_next(model)
+                    given = self._sourced(model, started=False)
+                    if given is None:
+                        coord.finish()
+                    else:
+                        coord.open_next(given)
             except OSError as err:
                 raise FxError(f"round {closed.round + 1}: saving the round failed: {err}; the last saved state is "
                               "kept", "free disk space (or fix permissions) under local_state/ and save/, then start "
@@ -153,7 +192,8 @@ class Engine:
                               "received") from None
             release_free_memory()
             reports.append(report)
-            on_round(report)
+            if self.source is None:
+                on_round(report)
 
     def abort(self, reason: str) -> None:
         """End the run now (collaborators are told); the saved state stays, so a restart resumes it."""

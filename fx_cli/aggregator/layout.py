@@ -7,6 +7,7 @@ reset, and the simulator (local optimizer state of virtual collaborators).
 
     local_state/aggregator.db            SQLite state (``state.Store``)
     local_state/models/round_<R>.pbuf    the global model that is the input of round R (0-based)
+    local_state/models/round_<R>.parent.pbuf   a middle aggregator's input of round R, from its parent
     local_state/models/aggstate_<task>_r<R>.npz   server-optimizer state saved with round R
     local_state/updates/r<R>/<col>.<task>.<token>.f32   a received update, spilled (float32, model order)
     local_state/optimizer/<col>.npz      local optimizer state of a simulated collaborator (opt_treatment)
@@ -64,6 +65,10 @@ class StateLayout:
     def model(self, round_num: int) -> Path:
         """The global model that is the input of ``round_num`` (0-based)."""
         return self.models / f"{MODEL_PREFIX}{round_num}.pbuf"
+
+    def parent_model(self, round_num: int) -> Path:
+        """The input of ``round_num`` as received from the level above (a middle aggregator's global model)."""
+        return self.models / f"{MODEL_PREFIX}{round_num}.parent.pbuf"
 
     def agg_state(self, task: str, round_num: int) -> Path:
         """The server-optimizer state of ``task`` saved with the model of ``round_num``."""

@@ -26,6 +26,8 @@ class RoundReport:
     # (current, peak) resident size when the report was made: lets a long run show whether memory stays flat.
     rss: tuple[int, int] = field(default_factory=lambda: _rss())
     privacy: dict[str, Any] | None = None  # ε so far and the DP parameters of the round (fx_cli/privacy/run.py)
+    # Summed data size of the counted results per task (a middle aggregator reports these to its parent).
+    data_sizes: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -41,7 +43,8 @@ class RoundReport:
         return {"round": self.round, "final": self.final, "metrics": self.metrics, "participants": self.participants,
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
-                "peak_rss_mib": round(peak / 2**20, 1), **({"privacy": self.privacy} if self.privacy else {})}
+                "peak_rss_mib": round(peak / 2**20, 1), "data_sizes": self.data_sizes,
+                **({"privacy": self.privacy} if self.privacy else {})}
 
 
 def _rss() -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fx_cli.aggregation import AggregationFunction
-from fx_cli.aggregator.combine import choose_function, model_updates, next_model, round_metrics
+from fx_cli.aggregator.combine import task_data_sizes, choose_function, model_updates, next_model, round_metrics
 from fx_cli.aggregator.coordinator import ClosedRound
 from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.memory import release_free_memory
@@ -126,7 +126,8 @@ class RoundCloser:
         report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note,
-                             privacy=self.privacy.account() if self.privacy is not None and updates else None)
+                             privacy=self.privacy.account() if self.privacy is not None and updates else None,
+                             data_sizes=task_data_sizes(closed.records))
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
         self.store.advance(r, model, report.record(), agg_state, best,
@@ -146,7 +147,7 @@ class RoundCloser:
         report = RoundReport(closed.round, self.rounds_to_train, metrics,
                              display_names(metrics, self.tasks, self.task_order), closed.participants,
                              closed.expected, bytes_in, bytes_out, time.monotonic() - opened_at, improved,
-                             closed.note, final=True)
+                             closed.note, final=True, data_sizes=task_data_sizes(closed.records))
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         self.store.finish(closed.round, report.record(), best)
         if improved and self.exports is not None:

@@ -38,14 +38,18 @@ def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] =
                    on_ready: Callable[[str], None] = lambda a: None) -> RunResult:
     """Serve the federation until every round is done; raise ``FxError`` when it cannot complete."""
     plan, cols = aggregator_inputs(run.plan_path, run.cols_path)
+    if plan.upstream is not None:
+        from fx_cli.topology.region import run_region
+
+        return run_region(plan, cols, run, on_round, on_ready)
     with open_engine(plan, cols, EngineOptions(task_group=run.task_group, resume=run.resume)) as engine:
         if isinstance(engine, RunResult):
             return engine
-        reports, not_told = _serve(plan, cols, run.cols_path, engine, on_round, on_ready)
+        reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready)
         return engine.result(reports, not_told)
 
 
-def _serve(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, on_round: Callable[[RoundReport], None],
+def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, on_round: Callable[[RoundReport], None],
            on_ready: Callable[[str], None]) -> tuple[list[RoundReport], list[str]]:
     """The gRPC transport around ``engine``: serve while the engine drives the rounds, then say goodbye."""
     from fx_cli.transport.chunks import chunk_bytes

@@ -248,6 +248,17 @@ class Store:
             self._transaction(body)
 
     @_writes
+    def replace_model(self, model: RoundModel) -> None:
+        """``model`` is the input of its round, given from outside (a middle aggregator's parent); no work of the
+        replaced round is kept."""
+        with self.lock:
+            def body() -> None:
+                self._write_meta({"model": json.dumps(model.to_json()), "round": str(model.round)})
+                self.db.execute("DELETE FROM meta WHERE key IN ('assignment', 'round_started')")
+                self.db.execute("DELETE FROM updates")
+            self._transaction(body)
+
+    @_writes
     def finish(self, done_round: int, record: dict[str, Any], best: tuple[float, RoundModel] | None) -> None:
         """Atomically: the final model was evaluated (``record``) and the run is complete."""
         values = {"finished": "1"}

@@ -11,7 +11,7 @@ from fx_cli.errors import FxError, PlanError
 from fx_cli.plan import identity
 from fx_cli.plan.defaults_files import load_defaults
 from fx_cli.plan.merge import deep_merge
-from fx_cli.plan.settings import (AggregatorSettings, CollaboratorSettings, CORE_SETTINGS,
+from fx_cli.plan.settings import (AggregatorSettings, CollaboratorSettings, CORE_SETTINGS, UpstreamSettings,
                                   NetworkSettings, settings_from)
 from fx_cli.plan.validate import SECTIONS, validate_config
 from fx_cli.plan.yamlio import read_yaml
@@ -71,6 +71,11 @@ class Plan:
     @property
     def network(self) -> NetworkSettings:
         return settings_from(NetworkSettings, self.settings("network"))
+
+    @property
+    def upstream(self) -> UpstreamSettings | None:
+        """The level above when this workspace is a middle (regional) aggregator; None for a top or flat one."""
+        return settings_from(UpstreamSettings, self.settings("upstream")) if "upstream" in self.config else None
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:

@@ -61,6 +61,7 @@ def seconds(high: float = 30 * DAY, allow_inf: bool = False) -> Range:
 
 INT32 = 2**31 - 1
 CORE_RANGES: dict[str, dict[str, Range]] = {
+    "upstream": {"local_rounds": count(10_000)},
     "aggregator": {
         "rounds_to_train": count(1_000_000),
         "join_deadline": seconds(),

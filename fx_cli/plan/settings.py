@@ -76,11 +76,24 @@ class NetworkSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """A middle (regional) aggregator: this workspace's aggregator is a collaborator of the level above."""
+
+    # The parent's plan (from the parent's workspace archive), relative to the workspace.
+    plan: str = "plan/upstream.yaml"
+    # This region's collaborator name at the parent (the name in its client certificate and the parent's cols.yaml).
+    name: str = ""
+    # Rounds with this region's sites for each round of the parent.
+    local_rounds: int = 1
+
+
 CORE_SETTINGS: dict[str, type] = {
     "aggregator": AggregatorSettings,
     "collaborator": CollaboratorSettings,
     "network": NetworkSettings,
     "privacy": PrivacySettings,
+    "upstream": UpstreamSettings,
 }
 
 

@@ -14,7 +14,7 @@ from fx_cli.plan.templates import check_allowed, resolve_class
 from fx_cli.privacy.settings import check_privacy
 
 SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
-            "tasks", "compression_pipeline", "straggler_handling_policy", "privacy")
+            "tasks", "compression_pipeline", "straggler_handling_policy", "privacy", "upstream")
 REQUIRED = ("data_loader", "task_runner")
 # Keys fx passes to constructors itself; a plan must not set them.
 INJECTED = {

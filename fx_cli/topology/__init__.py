@@ -1,0 +1,1 @@
+"""Topologies beyond one star: middle (regional) aggregators and schedules."""
