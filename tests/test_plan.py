@@ -262,7 +262,7 @@ def test_yaml_alias_bombs_and_cycles_are_refused_quickly(tmp_path, bomb):
     with pytest.raises(PlanError) as info:  # as import reads an archive's plan: settings are not checked
         load_plan(path, check_classes=False).hash
     assert "expands to over 200,000 values (nested or recursive YAML aliases?)" in info.value.problems[0]
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 20  # milliseconds when idle; an unguarded bomb takes minutes
 
 
 def test_a_task_function_the_runner_does_not_have_is_reported_with_a_suggestion(tmp_path):

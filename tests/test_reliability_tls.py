@@ -71,12 +71,11 @@ def test_a_rejected_client_certificate_is_retried_only_until_the_local_check_exp
         tries: list[float] = []
         retrier = Retrier(RetryPolicy(0.05, 30), target, sleep=tries.append,
                           suspect=lambda err: local_rejection(target, rogue, "one"))
-        started = time.monotonic()
         with pytest.raises(FxError) as err:
             retrier.call("a ping", lambda: ping(stub))
         channel.close()
         run_collaborator_to_finish(ws)
-    assert time.monotonic() - started < 5 and len(tries) == 1, "explained on the second failure, not retried on"
+    assert len(tries) == 1, "explained on the second failure, not retried on"
     assert "rejected this collaborator's certificate during the TLS handshake" in err.value.message
     assert "cert/client/col_one.crt was issued by" in err.value.message and "fx collaborator certify" in err.value.hint
 
@@ -137,7 +136,8 @@ def test_the_collaborator_uses_the_local_check_when_its_certificate_goes_bad_dur
         with AggregatorClient(plan, "one", rogue_creds) as client, pytest.raises(FxError) as err:
             client.join()
         run_collaborator_to_finish(ws)
-    assert credentials is not None and time.monotonic() - started < 5
+    # Well under reconnect_deadline (15 s), which a retried failure would run into.
+    assert credentials is not None and time.monotonic() - started < 12
     assert "rejected this collaborator's certificate" in err.value.message and "was issued by" in err.value.message
 
 

@@ -117,7 +117,7 @@ def test_an_unreachable_aggregator_ends_the_collaborator_after_the_reconnect_dea
     started = time.monotonic()
     with pytest.raises(FxError, match="cannot reach the aggregator at localhost:.*gave up after") as err:
         run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
-    assert 0.9 < time.monotonic() - started < 10
+    assert time.monotonic() - started > 0.9  # bounded from below only: a busy machine is slower, never faster
     assert "reconnect_deadline" in (err.value.hint or "")
 
 
@@ -140,7 +140,8 @@ def test_tls_failures_are_not_retried_and_say_what_is_wrong(tmp_path: Path) -> N
 
     from tests.runtime_helpers import aggregator_thread, edit_plan
 
-    ws = make_workspace(tmp_path / "fed", ["one"], rounds=1)
+    # A long reconnect deadline: a failure that were retried would run into it, far beyond the bound below.
+    ws = make_workspace(tmp_path / "fed", ["one"], rounds=1, network={"reconnect_deadline": 600})
     wrong_name = tmp_path / "wrong_name"  # dials 127.0.0.1, which the server certificate does not cover
     shutil.copytree(ws, wrong_name)
     edit_plan(wrong_name, network={"agg_addr": "127.0.0.1"})
@@ -154,5 +155,5 @@ def test_tls_failures_are_not_retried_and_say_what_is_wrong(tmp_path: Path) -> N
             started = time.monotonic()
             with pytest.raises(FxError, match=message):
                 run_collaborator(CollaboratorRun("one", copy / "plan" / "plan.yaml", copy / "plan" / "data.yaml"))
-            assert time.monotonic() - started < 5, "a TLS failure must not be retried until the deadline"
+            assert time.monotonic() - started < 60, "a TLS failure must not be retried until the deadline"
         run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
