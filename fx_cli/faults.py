@@ -26,6 +26,8 @@ POINTS = (
     "aggregator:committing",  # inside the SQLite transaction that moves the round forward, before COMMIT
     "aggregator:writing_file",  # inside an atomic file write, after the data, before fsync and rename
     "collaborator:mid_train",  # a training task is running
+    "region:after_parent_model",  # a middle aggregator saved its parent's model, before its engine recorded it
+    "region:before_upload",  # a middle aggregator is about to send a result of its parent's round
 )
 _hits: dict[str, int] = {}
 _lock = threading.Lock()

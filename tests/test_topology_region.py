@@ -134,3 +134,24 @@ def _two_level(model: dict[str, np.ndarray], global_rounds: int, local_rounds: i
             weights.append(sum(size[s] for s in sites))
         model = _average(results, weights)
     return model
+
+
+@pytest.mark.parametrize("point", ["aggregator:mid_upload#3", "region:before_upload#2", "region:after_parent_model#2"])
+def test_a_region_killed_mid_round_and_restarted_gives_the_same_model(tmp_path: Path, point: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    top, regions, sites = two_regions(tmp_path / "tree", rounds=2, local_rounds=1,
+                                      network={"reconnect_deadline": 120}, aggregator={"heartbeat_timeout": 120})
+    with processes(top) as procs:
+        started = [procs.aggregator(), procs.start("region-b", "aggregator", "start", cwd=regions["region-b"])]
+        monkeypatch.setenv("FX_FAULT", point)
+        doomed = procs.start("region-a", "aggregator", "start", cwd=regions["region-a"])
+        monkeypatch.delenv("FX_FAULT")
+        started += [procs.collaborator(site, cwd=ws) for site, ws in sites.items()]
+        assert doomed.wait(TIMEOUT) == -9, doomed.output()[-3000:]
+        started.append(procs.start("region-a-again", "aggregator", "start", cwd=regions["region-a"]))
+        codes = {p.name: p.wait(TIMEOUT) for p in started}
+        assert all(c == 0 for c in codes.values()), {p.name: p.output()[-3000:] for p in started if codes[p.name]}
+    expected = _two_level(load_model(top / "save" / "init.pbuf"), global_rounds=2, local_rounds=1)
+    got = load_model(top / "save" / "last.pbuf")
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], **FLOAT32_ROUNDING)
