@@ -59,15 +59,24 @@ class TabularAggregator(StarAggregator):
         self.quantile_notes: dict[str, dict[str, Any]] = {}
 
     def aggregation_method(self, analysis_results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Fold one iteration; the aggregate holds the results so far and the next probes."""
+        """Fold one iteration; the aggregate holds the results so far, the searches and the next probes."""
         first = self.num_iterations == 0
+        if not first and not self.results:
+            self._restore(self.latest_result)  # a restarted aggregator: pick up from the saved aggregate
         for spec in self.specs:
             if spec.estimator != "quantiles" and first:
                 self.results[spec.name] = combine(spec, [r["releases"][spec.name] for r in analysis_results])
             elif spec.estimator == "quantiles":
                 self._quantiles(spec, analysis_results, first)
         probes = {name: p for name, s in self.searches.items() if (p := s.probes())}
-        return {"results": dict(self.results), "probes": probes}
+        return {"results": dict(self.results), "probes": probes, "notes": dict(self.quantile_notes),
+                "searches": {name: s.state for name, s in self.searches.items()}}
+
+    def _restore(self, aggregate: dict[str, Any]) -> None:
+        self.results = dict(aggregate["results"])
+        self.quantile_notes = dict(aggregate.get("notes", {}))
+        for name, state in aggregate.get("searches", {}).items():
+            self.searches[name].state = state
 
     def _quantiles(self, spec: QuerySpec, analysis_results: list[dict[str, Any]], first: bool) -> None:
         search = self.searches[spec.name]
