@@ -59,14 +59,15 @@ def edit_plan(ws: Path, **sections: dict[str, Any]) -> None:
 
 def make_workspace(root: Path, cols: list[str], *, tls: bool = True, rounds: int = 2, shards: dict[str, int] | None = None,
                    num_params: int = 1000, num_tensors: int = 4, certify: list[str] | None = None,
-                   prepare: Callable[[Path], Any] | None = None, **sections: dict[str, Any]) -> Path:
+                   prepare: Callable[[Path], Any] | None = None, template: str = SYNTHETIC_TEMPLATE,
+                   **sections: dict[str, Any]) -> Path:
     """A numpy/synthetic workspace for ``cols`` on a free port, initialised and (with ``tls``) certified.
 
     ``prepare(ws)`` runs before the plan is edited (e.g. to add modules the plan names under src/).
     """
     ws = root / "ws"
     root.mkdir(parents=True, exist_ok=True)
-    fx_in(root, "workspace", "create", "--prefix", str(ws), "--template", SYNTHETIC_TEMPLATE)
+    fx_in(root, "workspace", "create", "--prefix", str(ws), "--template", template)
     if prepare is not None:
         prepare(ws)
     network = {"agg_addr": "localhost", "agg_port": free_port(), "use_tls": tls, "client_reconnect_interval": 0.1,
@@ -76,7 +77,7 @@ def make_workspace(root: Path, cols: list[str], *, tls: bool = True, rounds: int
     aggregator.update(sections.pop("aggregator", {}))
     collaborator = {"heartbeat_interval": 0.5}
     collaborator.update(sections.pop("collaborator", {}))
-    runner = {"num_params": num_params, "num_tensors": num_tensors}
+    runner: dict[str, Any] = {"num_params": num_params, "num_tensors": num_tensors} if template == SYNTHETIC_TEMPLATE else {}
     runner.update(sections.pop("task_runner", {}))
     edit_plan(ws, network=network, aggregator=aggregator, collaborator=collaborator, task_runner=runner, **sections)
     shards = shards or {name: i + 1 for i, name in enumerate(cols)}

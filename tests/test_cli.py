@@ -19,7 +19,7 @@ def _modules_after(args: list[str]) -> set[str]:
 def test_help_imports_no_tensorflow_and_no_grpc():
     modules = _modules_after(["--help"])
     assert "click" in modules  # the probe really ran
-    assert "tensorflow" not in modules and "keras" not in modules
+    assert "tensorflow" not in modules and "keras" not in modules and "torch" not in modules
     assert "grpc" not in modules
 
 

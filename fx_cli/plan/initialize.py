@@ -39,7 +39,9 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     for path, reader in ((cols_path, read_cols), (data_path, read_data)):
         if path is not None and path.exists():
             reader(path)
-    tensors, round_number = _initial_tensors(build_runner(plan), init_model)
+    # Under CONTINUE_GLOBAL the optimizer state is part of the global model from round 1 on.
+    with_opt = plan.collaborator.opt_treatment == "CONTINUE_GLOBAL"
+    tensors, round_number = _initial_tensors(build_runner(plan), init_model, with_opt)
     if address is None and _unresolved_addr(plan_path):
         address = plan.network.agg_addr
     if address is not None:
@@ -53,7 +55,8 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash, address is not None)
 
 
-def _initial_tensors(runner: TaskRunner, init_model: Path | None) -> tuple[dict[str, np.ndarray], int]:
+def _initial_tensors(runner: TaskRunner, init_model: Path | None,
+                     with_opt_vars: bool = False) -> tuple[dict[str, np.ndarray], int]:
     """The runner's fresh weights, or those of ``init_model`` (a .pbuf or a native model file)."""
     from fx_cli.runners.export import load_pbuf_into
 
@@ -65,7 +68,7 @@ def _initial_tensors(runner: TaskRunner, init_model: Path | None) -> tuple[dict[
             runner.load_native(str(init_model))
         except NotImplementedError as err:
             raise FxError(str(err), "pass a .pbuf file with -i instead") from None
-    return runner.get_tensors(), round_number
+    return runner.get_tensors(with_opt_vars=with_opt_vars), round_number
 
 
 def _unresolved_addr(plan_path: Path) -> bool:
