@@ -193,3 +193,78 @@ def test_result_file_in_each_output_type(tmp_path: Path, output_type: str) -> No
     data = path.read_bytes()
     expected = {"str": b"1.5", "bytes": b"1.5", "pickle": pickle.dumps(1.5)}[output_type]
     assert data == expected and t.result_path == path
+
+
+NODES_SRC = """
+from fx_cli.star import StarAggregator, StarAnalyzer
+
+
+class Mean(StarAnalyzer):
+    def analysis_method(self, data, aggregator_results):
+        return sum(data) / len(data)
+
+
+class Weird(StarAnalyzer):
+    def analysis_method(self, data, aggregator_results):
+        return {1, 2}
+
+
+class Never(StarAggregator):
+    def aggregation_method(self, analysis_results):
+        return sum(analysis_results) / len(analysis_results)
+
+    def has_converged(self, result, last_result):
+        return False
+"""
+
+
+def test_star_runner_refuses_a_result_that_cannot_travel_and_the_aggregation_state_round_trips(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fx_cli.aggregation.base import Contribution
+    from fx_cli.star import tensorblob
+    from fx_cli.star.federated import StarAggregation, StarData, StarRunner
+
+    monkeypatch.chdir(tmp_path)  # the workspace: user classes come from its src/ (fx's allow-list)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "__init__.py").write_text("")
+    (tmp_path / "src" / "nodes.py").write_text(NODES_SRC)
+    (tmp_path / "d.json").write_text("[1, 2, 3]")
+    runner = StarRunner(StarData(str(tmp_path / "d.json")), analyzer="src.nodes.Weird")
+    runner.bind("site-a", "RESET")
+    with pytest.raises(WireError, match="builtins.set"):
+        runner.train_task(0)
+    runner = StarRunner(StarData(str(tmp_path / "d.json")), analyzer="src.nodes.Mean")
+    payload = runner.train_task(0).tensors[tensorblob.TENSOR]
+    agg = StarAggregation(aggregator="src.nodes.Never", max_iterations=2, result_path="out.json",
+                          epsilon=1.0, sensitivity=0.5)
+    contribution = Contribution("site-a", 1.0, lambda: payload)
+    base = runner.get_tensors()[tensorblob.TENSOR]
+    first = agg.aggregate(tensorblob.TENSOR, base, [contribution], 0)
+    assert tensorblob.unpack(first) == {"iteration": 1, "result": 2.0, "done": False} and not agg.finished()
+    restarted = StarAggregation(aggregator="src.nodes.Never", max_iterations=2, result_path="out.json",
+                                epsilon=1.0, sensitivity=0.5)
+    restarted.load_state(agg.state())
+    with pytest.warns(StarIterationBound, match="max_iterations=2"):
+        second = restarted.aggregate(tensorblob.TENSOR, first, [contribution], 1)
+    assert tensorblob.unpack(second)["done"] and restarted.finished()
+    import json
+
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["iterations"] == 2 and doc["converged"] is False and doc["privacy"]["epsilon"] == 1.0
+    assert doc["result"] != 2.0
+
+
+def test_tensorblob_refuses_oversized_and_malformed_payloads() -> None:
+    from fx_cli.star import tensorblob
+
+    cap = tensorblob.capacity_for(1)
+    assert tensorblob.unpack(tensorblob.pack({"x": np.arange(10)}, cap))["x"].tolist() == list(range(10))
+    with pytest.raises(WireError, match="larger than this plan allows"):
+        tensorblob.pack(np.zeros(1000), cap)
+    bad = tensorblob.pack([1, 2], cap)
+    bad[1] = 0.5
+    with pytest.raises(WireError, match="24-bit"):
+        tensorblob.unpack(bad)
+    bad[0] = 1e9
+    with pytest.raises(WireError, match="does not fit"):
+        tensorblob.unpack(bad)

@@ -29,6 +29,7 @@ from fx_cli.star import tensorblob, wire
 from fx_cli.star.flame import AGGREGATOR_ROLE, ANALYZER_ROLE, Flame
 from fx_cli.star.loop import DEFAULT_MAX_ITERATIONS, StarIterationBound, check_bound
 from fx_cli.star.nodes import StarAggregator, StarAnalyzer
+from fx_cli.star.release import add_laplace, check_privacy
 from fx_cli.star.tester import build_node, check_node_class
 
 LOG = logging.getLogger("fx.star")
@@ -126,7 +127,10 @@ class StarAggregation(AggregationFunction):
 
     def __init__(self, aggregator: str = "", aggregator_kwargs: dict[str, Any] | None = None,
                  simple_analysis: bool = False, max_iterations: int = DEFAULT_MAX_ITERATIONS,
-                 max_result_kib: int = 64, result_path: str = "save/analytics.json") -> None:
+                 max_result_kib: int = 64, result_path: str = "save/analytics.json",
+                 epsilon: float | None = None, sensitivity: float | None = None) -> None:
+        check_privacy(epsilon, sensitivity)
+        self.epsilon, self.sensitivity = epsilon, sensitivity
         self.aggregator_path, self.aggregator_kwargs = aggregator, dict(aggregator_kwargs or {})
         self.simple_analysis, self.max_iterations = simple_analysis, check_bound(max_iterations)
         self.capacity = tensorblob.capacity_for(max_result_kib)
@@ -173,7 +177,14 @@ class StarAggregation(AggregationFunction):
 
     def write_result(self, result: Any, converged: bool) -> None:
         """save/analytics.json: the final result (JSON; arrays as lists) and how the run ended."""
-        doc = {"iterations": self.saved["num_iterations"], "converged": converged, "result": to_json(result)}
+        doc: dict[str, Any] = {"iterations": self.saved["num_iterations"], "converged": converged}
+        if self.epsilon is not None and self.sensitivity is not None:
+            result = add_laplace(result, self.epsilon, self.sensitivity)
+            doc["privacy"] = {"mechanism": "laplace", "epsilon": self.epsilon, "sensitivity": self.sensitivity,
+                              "covers": "the released result only, not the iterations before it"}
+            LOG.info("result released with Laplace noise: epsilon=%g, sensitivity=%g", self.epsilon,
+                     self.sensitivity)
+        doc["result"] = to_json(result)
         with atomic_write(self.result_path) as fh:
             fh.write(json.dumps(doc, indent=2, allow_nan=True).encode())
         LOG.info("STAR analysis: %d iteration(s), %s; result written to %s", self.saved["num_iterations"],
