@@ -5,9 +5,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WS := workspaces/demo
 
-.PHONY: install demo test test-fast typecheck protos bench clean shell
+.PHONY: install browser demo test test-fast typecheck protos bench clean shell
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Headless Chromium for the status page test (tests/test_ops_status.py); Debian's package, installed once.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: chromium is missing and could not be installed (needs apt-get as root); the status page test needs it"
 
 # pip prints what it collects and installs (TensorFlow is the long part); setuptools' note that an
 # editable install is one is filtered out, it is the point of `-e`.
@@ -34,7 +41,7 @@ shell: $(STAMP)
 	@echo "==> fx is on PATH in this shell; type exit to leave"
 	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $${SHELL:-/bin/sh} -i
 
-test: $(STAMP) typecheck
+test: $(STAMP) browser typecheck
 	$(PY) -m pytest -q tests
 
 typecheck: $(STAMP)

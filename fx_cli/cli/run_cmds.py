@@ -32,7 +32,8 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
 
     A run that was interrupted (even by kill -9) resumes where it was; a finished one says so and exits 0.
     """
-    from fx_cli.aggregator.service import AggregatorRun, run_aggregator
+    from fx_cli.aggregator.operate import run_operated
+    from fx_cli.aggregator.service import AggregatorRun
     from fx_cli.logs import console_log_file
     from fx_cli.plan.loader import workspace_of
 
@@ -41,7 +42,8 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
             console().print(report.line())
             copy(report.line())
 
-        result = run_aggregator(AggregatorRun(plan_path, cols_path, task_group, resume), on_round=on_round)
+        result = run_operated(AggregatorRun(plan_path, cols_path, task_group, resume), on_round=on_round,
+                              on_status=_say_status)
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
         return
@@ -59,6 +61,12 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
            + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
     else:
         ok("evaluation complete (no model saved)")
+
+
+def _say_status(url: str, token: str | None) -> None:
+    """The status page's address (and, beyond loopback, its token: printed, never logged)."""
+    shown = f"{url}/?token={token}" if token else f"{url}/"
+    console().print(f"status page and API: {shown}" + ("  (keep this token private)" if token else ""))
 
 
 @click.command("reset")

@@ -42,6 +42,11 @@ class AggregatorSettings:
     use_delta_updates: bool = False
     secure_aggregation: bool = False
     single_col_cert_common_name: Optional[str] = None
+    # Read-only status API and live page: "HOST:PORT" (port 0: any free port) or "off". Loopback is plain HTTP;
+    # any other host needs use_tls and is served over TLS (client certificate of this CA, or the start token).
+    status_address: str = "127.0.0.1:0"
+    # Tamper-evident audit log in logs/audit.jsonl, its head signed by the aggregator's key at each round end.
+    audit_log: bool = True
 
 
 @dataclass(frozen=True)
