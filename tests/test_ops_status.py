@@ -50,6 +50,8 @@ def test_status_api_during_and_after_a_run(ws: Path, tmp_path: Path) -> None:
         assert clients["one"]["received"] == ["aggregated_model_validation", "locally_tuned_model_validation",
                                               "train"]  # round 2's results held for 'one'
         assert "train" not in clients["two"]["received"] and "train" in clients["two"]["assigned"]
+        assert clients["one"]["connected"] is True and clients["one"]["bytes_in"] > 0
+        assert clients["two"]["current_task"] == "train"  # it was told to train when it died
         metrics = get_json(f"{base}/metrics")
         assert [m["round"] for m in metrics] == [1] and metrics[0]["participants"] == ["one", "two"]
         code, prom, headers = get(f"{base}/metrics/prometheus")
@@ -70,7 +72,7 @@ def test_status_api_during_and_after_a_run(ws: Path, tmp_path: Path) -> None:
             assert series["aggregated_model_validation/accuracy"] == [[1, acc]]
             assert json.loads(page.evaluate("document.getElementById('chart-participants').dataset.series")) == \
                 {"participants": [[1, 2]]}
-            assert page.evaluate("document.getElementById('stream').textContent") == "live"
+            page.wait_for("document.getElementById('stream').textContent === 'live'", "the event stream to open")
             rows = page.evaluate("[...document.querySelectorAll('#clients tbody tr')].map(r => r.dataset.name)")
             assert rows == ["one", "two"]
             page.screenshot(tmp_path / "page.png")
@@ -96,15 +98,30 @@ def test_status_api_during_and_after_a_run(ws: Path, tmp_path: Path) -> None:
     assert after["status"]["phase"] == "finished" and after["status"]["rounds_done"] == 3
     assert after["status"]["running"] is False and after["status"]["eta_s"] is None
     assert [c["rounds_done"] for c in after["clients"]] == [3, 3]
+    assert all(c["bytes_in"] > 0 and c["connected"] is None for c in after["clients"])
     assert [m["round"] for m in after["metrics"]] == [1, 2, 3, 3] and after["metrics"][-1]["final"]
     assert "federation" in fx_in(ws, "aggregator", "status")
 
     # the audit log of that run verifies, signed at every round end
     out = fx_in(ws, "audit", "verify")
     assert "record(s) intact" in out and "head signature(s) valid" in out
-    kinds = [json.loads(x)["kind"] for x in (ws / "logs" / "audit.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (ws / "logs" / "audit.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
     assert kinds[0] == "run_started" and kinds.count("round_closed") == 3 and "final_evaluation" in kinds
     assert kinds[-2:] == ["run_finished", "head_signed"]
+    joins = [r["data"] for r in records if r["kind"] == "join"]
+    assert sorted(j["collaborator"] for j in joins) == ["one", "two", "two"]  # 'two' joined again after its kill
+    assert all(re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", j["cert_fingerprint"]) for j in joins)
+    accepted = [r["data"] for r in records if r["kind"] == "update_accepted"]
+    trains = [a for a in accepted if a["task"] == "train"]
+    assert len(trains) == 6 and all(re.fullmatch(r"[0-9a-f]{64}", a["sha256"]) and a["nbytes"] > 0 for a in trains)
+    assert len({a["sha256"] for a in trains}) == 6  # every update differs
+    closed = [r["data"] for r in records if r["kind"] == "round_closed"]
+    assert [c["participants"] for c in closed] == [["one", "two"]] * 3
+    import hashlib
+    assert closed[-1]["model_sha256"] == hashlib.sha256((ws / "save" / "last.pbuf").read_bytes()).hexdigest()
+    assert any(r["kind"] == "task_assigned" and r["data"]["collaborator"] == "two" and r["data"]["round"] == 2
+               for r in records)
 
 
 def _attr(html: str, element_id: str, attribute: str) -> str:

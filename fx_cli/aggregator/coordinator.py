@@ -175,6 +175,7 @@ class Coordinator:
                 self._remember(self.store.round_started, self.round.round, time.time())
             tasks = self.round.tasks_for(col)
             have = tuple(t for t in tasks if t in self.round.received[col])
+            self._emit(Event(EventKind.TASKS_GIVEN, self.round.round, col, detail=",".join(tasks)))
             return Instruction(Action.RUN, self.round.round, n, tasks, have)
         return None
 
@@ -258,7 +259,7 @@ class Coordinator:
             self.presence.seen(ticket.collaborator, self.clock())
             self.bytes_in += spilled.wire_bytes
             self._emit(Event(EventKind.UPDATE_ACCEPTED, ticket.round, ticket.collaborator, ticket.task,
-                             metrics=dict(metrics)))
+                             metrics=dict(metrics), nbytes=spilled.wire_bytes, sha256=spilled.sha256))
             self.cond.notify_all()
         return Receipt(True, spilled.wire_bytes)
 

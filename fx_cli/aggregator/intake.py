@@ -9,6 +9,7 @@ so memory stays at one chunk (raw) or one tensor (compressed or delta).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import zlib
@@ -51,6 +52,8 @@ class Spilled:
     nbytes: int  # bytes of the spilled float32 tensors
     crcs: tuple[int, ...]
     wire_bytes: int = 0  # payload bytes as received (after compression)
+    # SHA-256 over each tensor's name, a NUL and its payload bytes, in arrival order (the audit log's digest).
+    sha256: str = ""
 
 
 class _Finite:
@@ -84,6 +87,7 @@ class UpdateIntake:
         self.offsets = spill_offsets(model)
         self.crcs: dict[str, int] = {}
         self.received = 0
+        self.digest = hashlib.sha256()
 
     def receive(self, frames: Iterator[Frame | None]) -> Spilled:
         """Consume the stream after its header; raises ``StreamError`` on any problem (nothing is kept)."""
@@ -93,7 +97,7 @@ class UpdateIntake:
                 metas = self._tensors(frames, fh)
                 if not metas:
                     self.part.unlink()
-                    return Spilled(None, 0, (), 0)
+                    return Spilled(None, 0, (), 0, self.digest.hexdigest())
                 self._check_complete(metas)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -103,7 +107,7 @@ class UpdateIntake:
             self.part.unlink(missing_ok=True)
             raise
         return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries),
-                       self.received)
+                       self.received, self.digest.hexdigest())
 
     def _tensors(self, frames: Iterator[Frame | None], fh: BinaryIO) -> list[TensorMeta]:
         metas: list[TensorMeta] = []
@@ -147,9 +151,11 @@ class UpdateIntake:
         direct = meta.pipeline == codec.RAW and not meta.delta
         check = PayloadCheck(meta) if direct else TensorAssembler(meta)
         finite = _Finite(meta.name)
+        self.digest.update(meta.name.encode() + b"\0")
         frame = next(frames, None)
         while isinstance(frame, bytes):
             check.add(frame)
+            self.digest.update(frame)
             if direct:
                 finite.feed(frame)
                 fh.write(frame)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 from fx_cli import __version__
 from fx_cli.aggregator.inputs import aggregator_inputs
 from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.opswatch import OpsWatch
 from fx_cli.aggregator.service import AggregatorRun, RunResult, run_aggregator
 from fx_cli.audit.log import Audit, AuditLog, NullAudit
 from fx_cli.errors import FxError
@@ -51,7 +52,23 @@ class Operations:
         self.cols_sha256 = file_sha256(self.cols_path)
         self.audit.record("run_started", plan_hash=self.plan.hash, federation=self.plan.federation_id,
                           fx_version=__version__, collaborators=cols, cols_sha256=self.cols_sha256)
+        self._catch_up()
         self.audit.sign_head()
+
+    def _catch_up(self) -> None:
+        """Record rounds a crash closed (durably) before their audit record was written."""
+        if not isinstance(self.audit, AuditLog):
+            return
+        from fx_cli.status.saved import read_saved
+
+        audited = {(r.get("round"), r.get("final", False)) for r in audited_rounds(self.audit.path)}
+        saved = read_saved(self.plan.resolve_path(self.plan.aggregator.persistent_db_path))
+        for rec in saved.history:
+            final = bool(rec.get("final"))
+            if (rec["round"], final) not in audited:
+                self.audit.record("final_evaluation" if final else "round_closed", round=rec["round"],
+                                  participants=sorted(rec.get("participants", [])), expected=rec.get("expected"),
+                                  metrics=rec.get("metrics", {}), model_sha256=None, recovered=True)
 
     def ready(self, address: str) -> None:
         self.board.set_phase("running")
@@ -63,7 +80,7 @@ class Operations:
         kind = "final_evaluation" if report.final else "round_closed"
         self.audit.record(kind, round=report.round, participants=sorted(report.participants),
                           expected=report.expected, metrics=report.metrics,
-                          model_sha256=None if report.final else file_sha256(last))
+                          model_sha256=None if report.final else file_sha256(last), final=report.final)
         self.audit.sign_head()
         from fx_cli.status.views import metrics_doc
         from fx_cli.status.saved import Saved
@@ -95,6 +112,23 @@ class Operations:
         self.audit.sign_head()
 
 
+def audited_rounds(path: Path) -> list[dict[str, Any]]:
+    """The data of the round records already in an audit log."""
+    import json
+
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for line in path.read_bytes().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("kind") in ("round_closed", "final_evaluation"):
+            out.append(dict(record.get("data", {}), final=record["kind"] == "final_evaluation"))
+    return out
+
+
 def run_operated(run: AggregatorRun, on_round: Callable[[RoundReport], None] = lambda r: None,
                  on_ready: Callable[[str], None] = lambda a: None,
                  on_status: Callable[[str, str | None], None] = lambda url, token: None) -> RunResult:
@@ -104,17 +138,14 @@ def run_operated(run: AggregatorRun, on_round: Callable[[RoundReport], None] = l
     with _audit(plan, evaluation) as audit:
         ops = Operations(plan, run.cols_path, audit, LiveBoard(plan.aggregator.heartbeat_timeout))
         ops.started(cols)
-        def round_closed(report: RoundReport) -> None:
-            ops.round_closed(report)
-            on_round(report)
-
         def ready(address: str) -> None:
             ops.ready(address)
             on_ready(address)
 
+        watch = OpsWatch(audit, ops.board, ops.round_closed)
         with _status(plan, cols, ops, on_status):
             try:
-                result = run_aggregator(run, on_round=round_closed, on_ready=ready)
+                result = run_aggregator(run, on_round=on_round, on_ready=ready, observers=[watch], watch=watch)
             except BaseException as err:
                 ops.ended(None, err)
                 raise

@@ -75,6 +75,7 @@ class Liveness:
 class EventKind(enum.Enum):
     JOINED = "joined"  # a collaborator was heard from for the first time in this process
     ROUND_OPENED = "round_opened"  # ``round``: 0-based index of the round now collecting
+    TASKS_GIVEN = "tasks_given"  # a collaborator was told to run ``detail`` (comma-separated tasks) of ``round``
     UPDATE_ACCEPTED = "update_accepted"
     UPDATE_REFUSED = "update_refused"  # ``detail``: the Refusal's value; ``message``: why
     UPDATE_LATE = "update_late"
@@ -93,6 +94,8 @@ class Event:
     message: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     report: "RoundReport | None" = None
+    nbytes: int = 0  # UPDATE_ACCEPTED: payload bytes as received
+    sha256: str = ""  # UPDATE_ACCEPTED: SHA-256 of the update as received (``intake.UpdateIntake``)
 
 
 Observer = Callable[[Event], None]

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from fx_cli.aggregator.engine import Engine, EngineOptions, RunResult, open_engine
 from fx_cli.aggregator.inputs import aggregator_inputs
 from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.outcomes import Observer
+from fx_cli.aggregator.peers import GateWatch
 from fx_cli.aggregator.servicer import Gate, Servicer
 from fx_cli.errors import FxError
 from fx_cli.plan import Plan
@@ -35,22 +37,27 @@ class AggregatorRun:
 
 
 def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] = lambda r: None,
-                   on_ready: Callable[[str], None] = lambda a: None) -> RunResult:
-    """Serve the federation until every round is done; raise ``FxError`` when it cannot complete."""
+                   on_ready: Callable[[str], None] = lambda a: None, observers: Sequence[Observer] = (),
+                   watch: GateWatch | None = None) -> RunResult:
+    """Serve the federation until every round is done; raise ``FxError`` when it cannot complete.
+
+    ``observers`` get the engine's events; ``watch`` hears of every admitted and refused call.
+    """
     plan, cols = aggregator_inputs(run.plan_path, run.cols_path)
     if plan.upstream is not None:
         from fx_cli.topology.region import run_region
 
         return run_region(plan, cols, run, on_round, on_ready)
-    with open_engine(plan, cols, EngineOptions(task_group=run.task_group, resume=run.resume)) as engine:
+    options = EngineOptions(task_group=run.task_group, resume=run.resume, observers=observers)
+    with open_engine(plan, cols, options) as engine:
         if isinstance(engine, RunResult):
             return engine
-        reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready)
+        reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready, watch)
         return engine.result(reports, not_told)
 
 
 def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, on_round: Callable[[RoundReport], None],
-           on_ready: Callable[[str], None]) -> tuple[list[RoundReport], list[str]]:
+                 on_ready: Callable[[str], None], watch: GateWatch | None = None) -> tuple[list[RoundReport], list[str]]:
     """The gRPC transport around ``engine``: serve while the engine drives the rounds, then say goodbye."""
     from fx_cli.transport.chunks import chunk_bytes
     from fx_cli.transport.methods import generic_handler
@@ -60,7 +67,7 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
     credentials, tls_identity = _server_security(plan)
     chunk = chunk_bytes(net.chunk_size_mib)
     poll = min(30.0, max(0.5, settings.heartbeat_timeout / 3))
-    gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path)
+    gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path, watch)
     coord = engine.coord
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, engine.pipelines,
                         stall_timeout=settings.heartbeat_timeout, max_transfers=net.max_concurrent_transfers)

@@ -21,6 +21,7 @@ from fx_cli.aggregator import outcomes
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.intake import UpdateIntake, check_result
 from fx_cli.aggregator.outcomes import Refusal, Refused
+from fx_cli.aggregator.peers import GateWatch, peer_of, refusal_reason
 from fx_cli.aggregator.transfers import SlotLost, Transfers
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
@@ -74,7 +75,8 @@ class Gate:
     """
 
     def __init__(self, cols: list[str], plan_hash: str, tls_identity: bool, single_cert_cn: str | None,
-                 cols_path: Path | None = None) -> None:
+                 cols_path: Path | None = None, watch: GateWatch | None = None) -> None:
+        self.watch = watch  # told of admissions and refusals (audit log, status page)
         self.cols = frozenset(cols)
         self.plan_hash = plan_hash
         self.tls_identity = tls_identity
@@ -105,13 +107,29 @@ class Gate:
         """The caller's name, or the call is aborted (UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION)."""
         from fx_cli.pki.authz import authorize
 
-        authorize(context, caller.name, self.authorized(), tls=self.tls_identity,
-                  single_cert_cn=self.single_cert_cn)
-        if check_plan and caller.plan_hash != self.plan_hash:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"collaborator '{caller.name}' uses plan {caller.plan_hash[:12] or '(none)'}, the aggregator "
-                          f"plan {self.plan_hash[:12]}; restart the collaborator with the aggregator's plan")
+        try:
+            authorize(context, caller.name, self.authorized(), tls=self.tls_identity,
+                      single_cert_cn=self.single_cert_cn)
+            if check_plan and caller.plan_hash != self.plan_hash:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"collaborator '{caller.name}' uses plan {caller.plan_hash[:12] or '(none)'}, the "
+                              f"aggregator plan {self.plan_hash[:12]}; restart the collaborator with the aggregator's "
+                              "plan")
+        except Exception as err:
+            self.refused(context, caller.name, err)
+            raise
+        if self.watch is not None and check_plan:
+            self.watch.admitted(caller.name, peer_of(context), join=False)
         return caller.name
+
+    def refused(self, context: grpc.ServicerContext, claimed: str, err: BaseException) -> None:
+        """Tell the watch that a call was refused (it has been aborted with the reason)."""
+        if self.watch is not None:
+            self.watch.refused(claimed, peer_of(context), refusal_reason(context, err))
+
+    def joined(self, context: grpc.ServicerContext, name: str) -> None:
+        if self.watch is not None:
+            self.watch.admitted(name, peer_of(context), join=True)
 
 
 def plan_differences(own: dict[str, Any], plan_json: bytes) -> list[str]:
@@ -160,10 +178,15 @@ class Servicer:
         if request.caller.plan_hash != self.gate.plan_hash:
             keys = plan_differences(self.plan_config, request.plan_json)
             log.warning("refused '%s': its plan differs (keys: %s)", name, ", ".join(keys[:10]) or "unknown")
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"plan mismatch: collaborator '{name}' has plan hash {request.caller.plan_hash[:16]}, the "
-                          f"aggregator has {self.gate.plan_hash[:16]}; differing keys: "
-                          f"{', '.join(keys[:20]) or 'unknown'}")
+            try:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"plan mismatch: collaborator '{name}' has plan hash {request.caller.plan_hash[:16]}, "
+                              f"the aggregator has {self.gate.plan_hash[:16]}; differing keys: "
+                              f"{', '.join(keys[:20]) or 'unknown'}")
+            except Exception as err:
+                self.gate.refused(context, name, err)
+                raise
+        self.gate.joined(context, name)
         self.coord.seen(name)
         done, finished = self.coord.progress()
         log.info("collaborator '%s' joined", name)

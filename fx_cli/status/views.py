@@ -70,7 +70,14 @@ def status_doc(facts: Facts, saved: Saved, live: LiveBoard | None, now: float | 
             "elapsed_s": round(spent + current, 3),
             "eta_s": None if mean is None or saved.finished else round(max(0.0, mean * remaining - current), 3),
             "best": best, "models": {"last": facts.last_model, "best": facts.best_model},
-            "epsilon": None, "collaborators": len(facts.cols), "updated": iso(now)}
+            "epsilon": _epsilon(saved), "collaborators": len(facts.cols), "updated": iso(now)}
+
+
+def _epsilon(saved: Saved) -> float | None:
+    """The privacy budget spent so far (ε) when differential privacy is on."""
+    spent = [r["privacy"]["epsilon"] for r in saved.history if isinstance(r.get("privacy"), dict)
+             and isinstance(r["privacy"].get("epsilon"), (int, float))]
+    return float(spent[-1]) if spent else None
 
 
 def _best(facts: Facts, saved: Saved) -> dict[str, Any] | None:
@@ -113,7 +120,8 @@ def clients_doc(facts: Facts, saved: Saved, live: LiveBoard | None, now: float |
 
 def metrics_doc(saved: Saved) -> list[dict[str, Any]]:
     """``/metrics``: the per-round records, as in ``logs/aggregator_metrics.jsonl``."""
-    keep = ("round", "final", "metrics", "participants", "expected", "bytes_in", "bytes_out", "seconds", "best")
+    keep = ("round", "final", "metrics", "participants", "expected", "bytes_in", "bytes_out", "seconds", "best",
+            "privacy")
     return [{k: r[k] for k in keep if k in r} for r in saved.history]
 
 
