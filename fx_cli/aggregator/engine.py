@@ -215,7 +215,8 @@ def open_engine(plan: Plan, cols: list[str], options: EngineOptions = EngineOpti
     """
     settings = plan.aggregator
     if settings.secure_aggregation:
-        raise FxError("aggregator.settings.secure_aggregation: true is not supported by fx",
+        raise FxError("aggregator.settings.secure_aggregation: true is not supported by the round engine yet (the "
+                      "protocol exists in fx_cli/secagg, its RPCs do not)",
                       "set it to false in plan/plan.yaml; updates are protected in transit by mutual TLS")
     evaluation = options.task_group == "evaluation"
     ephemeral = evaluation or not settings.persist_checkpoint

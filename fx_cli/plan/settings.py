@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
 
 from fx_cli.privacy.settings import PrivacySettings
+from fx_cli.secagg.settings import SecAggSettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -99,6 +100,7 @@ CORE_SETTINGS: dict[str, type] = {
     "network": NetworkSettings,
     "privacy": PrivacySettings,
     "upstream": UpstreamSettings,
+    "secure_aggregation": SecAggSettings,
 }
 
 

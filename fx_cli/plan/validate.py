@@ -12,9 +12,11 @@ from fx_cli.plan.schema import check_settings, suggest
 from fx_cli.plan.settings import CORE_SETTINGS
 from fx_cli.plan.templates import check_allowed, resolve_class
 from fx_cli.privacy.settings import check_privacy
+from fx_cli.secagg.settings import check_secagg
 
 SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
-            "tasks", "compression_pipeline", "straggler_handling_policy", "privacy", "upstream")
+            "tasks", "compression_pipeline", "straggler_handling_policy", "privacy", "upstream",
+            "secure_aggregation")
 REQUIRED = ("data_loader", "task_runner")
 # Keys fx passes to constructors itself; a plan must not set them.
 INJECTED = {
@@ -44,6 +46,8 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
         problems += _check_task_functions(config, file, workspace)
     if not any(f"{file}: privacy" in p for p in problems):  # values once their types are right
         problems += check_privacy(config, file)
+    if not any(f"{file}: secure_aggregation" in p for p in problems):
+        problems += check_secagg(config, file)
     problems += check_ranges(config, file)
     return problems
 
