@@ -20,19 +20,21 @@ def dtype_of(modulus_bits: int) -> type[np.unsignedinteger]:
 def quantize(values: np.ndarray, clipping_range: float, quantization_bits: int, weight: int,
              modulus_bits: int) -> np.ndarray:
     """``weight · round((clip(x) + r) / 2r · (2^b - 1))`` as unsigned integers of the modulus."""
-    levels = 2 ** quantization_bits - 1
+    levels = (1 << quantization_bits) - 1
     clipped = np.clip(np.asarray(values, np.float64), -clipping_range, clipping_range)
     q = np.rint((clipped + clipping_range) / (2 * clipping_range) * levels).astype(np.uint64)
-    return (q * np.uint64(weight)).astype(dtype_of(modulus_bits))
+    out: np.ndarray = (q * np.uint64(weight)).astype(dtype_of(modulus_bits))
+    return out
 
 
 def dequantize_mean(total: np.ndarray, total_weight: int, clipping_range: float, quantization_bits: int) -> np.ndarray:
     """The weighted mean of the quantized vectors whose (unmasked) sum is ``total``."""
-    levels = 2 ** quantization_bits - 1
+    levels = (1 << quantization_bits) - 1
     mean_q = total.astype(np.float64) / total_weight
-    return mean_q / levels * (2 * clipping_range) - clipping_range
+    mean: np.ndarray = mean_q / levels * (2 * clipping_range) - clipping_range
+    return mean
 
 
 def quantization_bound(clipping_range: float, quantization_bits: int) -> float:
     """Largest error of one coordinate of the mean from rounding (inputs within the clipping range)."""
-    return clipping_range / (2 ** quantization_bits - 1)
+    return float(clipping_range) / ((1 << quantization_bits) - 1)

@@ -85,7 +85,8 @@ class SecAggServer:
         if self.total is None:
             raise SecAggError(Cause.BELOW_THRESHOLD, f"round {self.round + 1}: no masked update arrived")
         survivors = self.survivor_list()
-        p, total, n = self.params, self.total.copy(), self.total.size
+        total: np.ndarray = self.total.copy()
+        p, n = self.params, self.total.size
         for v in survivors:
             total -= prg(self._secret(v, "seed"), self_info(self.round, v), n, p.modulus_bits)
         for d in sorted(self.sharers - self.survivors):
