@@ -6,8 +6,11 @@ from fx_cli.aggregation.fedavg import WeightedAverage
 from fx_cli.aggregation.fedavgm import FedAvgM
 from fx_cli.aggregation.fedopt import FedAdagrad, FedAdam, FedYogi
 from fx_cli.aggregation.geomedian import GeometricMedian
+from fx_cli.aggregation.krum import Krum
 from fx_cli.aggregation.median import Median
+from fx_cli.aggregation.normbound import NormBoundedAverage
 from fx_cli.aggregation.resolve import resolve_aggregation
+from fx_cli.aggregation.trimmed import TrimmedMean
 
 __all__ = ["AggregationFunction", "Contribution", "WeightedAverage", "Median", "GeometricMedian", "FedAvgM",
-           "FedAdam", "FedYogi", "FedAdagrad", "resolve_aggregation"]
+           "FedAdam", "FedYogi", "FedAdagrad", "TrimmedMean", "Krum", "NormBoundedAverage", "resolve_aggregation"]

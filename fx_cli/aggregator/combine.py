@@ -45,15 +45,23 @@ def choose_function(updates: Sequence[UpdateRecord], functions: dict[str, Aggreg
 
 
 def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: AggregationFunction,
-               target: Path) -> RoundModel:
-    """Aggregate every tensor of ``model`` over ``updates`` and write the next round's model file."""
-    weights = [float(u.data_size) for u in updates]
-    total = math.fsum(weights)
+               target: Path, weights: Sequence[float] | None = None) -> RoundModel:
+    """Aggregate every tensor of ``model`` over ``updates`` and write the next round's model file.
+
+    ``weights`` are the data sizes the claim policy accepted (default: the claims). A function with a
+    ``prepare`` method (Krum, norm bounds) first sees every tensor of every update, one tensor at a time.
+    """
+    weights = [float(u.data_size) for u in updates] if weights is None else list(weights)
+    total = math.fsum(weights) or 1.0
     crc_index = {e.name: i for i, e in enumerate(model.entries)}
 
     def contributions(name: str) -> list[Contribution]:
         return [Contribution(u.collaborator, w / total, _loader(u, model, name, crc_index[name]),
                              _slices(u, model, name, crc_index[name])) for u, w in zip(updates, weights)]
+
+    prepare = getattr(function, "prepare", None)
+    if updates and callable(prepare):
+        prepare(((name, base, contributions(name)) for name, base in model.tensors()), model.round)
 
     def tensors() -> Iterator[tuple[str, np.ndarray]]:
         for i, (name, base) in enumerate(model.tensors()):
@@ -66,6 +74,13 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
             if result.shape != base.shape:
                 raise FxError(f"{function.describe()} returned shape {result.shape} for tensor '{name}', "
                               f"the model has {base.shape}", "fix the aggregation function in the workspace's src/")
+            if result.dtype.kind in "fc" and not np.isfinite(result).all():
+                # Finite updates can still overflow (float32 sums near 3e38): keep the tensor, never a crash
+                # that every restart would repeat.
+                log.error("round %d: %s gave NaN/Inf for tensor '%s' from the updates of %s; the tensor keeps its "
+                          "previous value this round", model.round + 1, function.describe(), name,
+                          ", ".join(u.collaborator for u in updates))
+                result = base
             yield name, result
 
     return write_round_model(target, tensors(), model.round + 1)
@@ -102,14 +117,3 @@ def task_data_sizes(records: Sequence[UpdateRecord]) -> dict[str, int]:
     for rec in records:
         sizes[rec.task] += rec.data_size
     return dict(sorted(sizes.items()))
-
-
-def round_metrics(records: Sequence[UpdateRecord]) -> dict[str, float]:
-    """``task/metric`` -> average over collaborators weighted by their data size."""
-    sums: dict[str, list[float]] = defaultdict(list)
-    weights: dict[str, list[float]] = defaultdict(list)
-    for rec in sorted(records, key=lambda r: (r.task, r.collaborator)):
-        for metric, value in sorted(rec.metrics.items()):
-            sums[f"{rec.task}/{metric}"].append(rec.data_size * value)
-            weights[f"{rec.task}/{metric}"].append(float(rec.data_size))
-    return {k: math.fsum(sums[k]) / math.fsum(weights[k]) for k in sorted(sums)}

@@ -65,8 +65,10 @@ class Coordinator:
     def __init__(self, *, cols: list[str], rounds_to_train: int, assigner: Assigner, policy: StragglerPolicy,
                  presence: Presence, store: Store, model: RoundModel, saved: Snapshot,
                  layout: StateLayout, round_deadline: float | None, final_tasks: tuple[str, ...] = (),
-                 clock: Callable[[], float] = time.monotonic, observer: Observer | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, observer: Observer | None = None,
+                 update_tasks: frozenset[str] = frozenset()) -> None:
         self.cols = cols
+        self.update_tasks = update_tasks  # tasks whose result must carry the model (training)
         self.rounds_to_train = rounds_to_train
         self.assigner = assigner
         self.policy = policy
@@ -237,6 +239,11 @@ class Coordinator:
         """Record a fully received result durably; duplicates and late arrivals are not counted."""
         rec = UpdateRecord(ticket.round, ticket.collaborator, ticket.task, data_size, dict(metrics),
                            str(spilled.path) if spilled.path else None, spilled.nbytes, spilled.crcs)
+        if spilled.path is None and ticket.task in self.update_tasks:
+            err = Refused(Refusal.INVALID, f"the '{ticket.task}' result of '{ticket.collaborator}' carries no model "
+                                           "update (no tensors); a training task must return the trained tensors")
+            self.refused(ticket.collaborator, ticket.round, ticket.task, err)
+            raise err
         with self.cond:
             if self.phase is not Phase.COLLECTING or ticket.round != self.model.round:
                 _discard(spilled)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
 from fx_cli.aggregator.build import Parts, build_parts, global_validation_tasks
+from fx_cli.aggregator.claims import claim_policy, training_tasks
 from fx_cli.aggregator.coordinator import Coordinator
 from fx_cli.aggregator.layout import StateLayout, scratch_layout
 from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
@@ -118,7 +119,7 @@ class Engine:
         self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
                                   task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
                                   sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks),
-                                  privacy=self.privacy)
+                                  privacy=self.privacy, claims=claim_policy(settings))
         if model.round > 0:
             self.closer.export(model, snap.best_model)  # a crash may have come between commit and export
             self.sink.catch_up(store.history())  # ... or between commit and the metrics line
@@ -130,7 +131,7 @@ class Engine:
         self.coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
                                  presence=presence, store=store, model=model, saved=snap, layout=layout,
                                  round_deadline=settings.round_deadline, final_tasks=final_tasks,
-                                 observer=self._notify)
+                                 observer=self._notify, update_tasks=training_tasks(plan))
         self.resumed_updates = len(snap.updates)
         if sourced is None:
             self.coord.finish()

@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 
+from fx_cli.aggregator.claims import metric_problem
 from fx_cli.aggregator.modelstore import RoundModel, TensorEntry
 from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.atomic import fsync_dir
@@ -42,8 +43,9 @@ def check_result(task: str, data_size: int, metrics: Mapping[str, float]) -> Non
     for name, value in metrics.items():
         if not name or len(name) > 128:
             raise Refused(Refusal.INVALID, f"metric name {name[:40]!r} is empty or too long")
-        if not math.isfinite(value):
-            raise Refused(Refusal.INVALID, f"metric '{name}' of task '{task}' is {value}")
+        problem = metric_problem(name, value, task)
+        if problem:
+            raise Refused(Refusal.INVALID, problem)
 
 
 @dataclass(frozen=True)

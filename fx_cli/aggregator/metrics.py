@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -69,11 +70,22 @@ def display_names(metrics: Mapping[str, float], tasks: Mapping[str, TaskSpec], o
     return out
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line (the file is created on first use)."""
+    """Append one JSON line (the file is created on first use); always valid JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
+        fh.write(json.dumps(json_safe(record), sort_keys=False, allow_nan=False) + "\n")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fx_cli.aggregation import AggregationFunction
-from fx_cli.aggregator.combine import task_data_sizes, choose_function, model_updates, next_model, round_metrics
+from fx_cli.aggregator.claims import ClaimPolicy, round_metrics
+from fx_cli.aggregator.combine import choose_function, model_updates, next_model, task_data_sizes
 from fx_cli.aggregator.coordinator import ClosedRound
 from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.memory import release_free_memory
@@ -89,7 +90,7 @@ class RoundCloser:
     def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
                  task_order: Sequence[str], layout: StateLayout, exports: Exports | None,
                  best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool,
-                 privacy: RunPrivacy | None = None) -> None:
+                 privacy: RunPrivacy | None = None, claims: ClaimPolicy = ClaimPolicy()) -> None:
         self.store = store
         self.functions = functions
         self.tasks = tasks
@@ -102,6 +103,7 @@ class RoundCloser:
         self.final_evaluation = final_evaluation
         self.privacy = privacy
         self.stopped = False  # an aggregation function said the run is complete (e.g. STAR converged)
+        self.claims = claims
 
     def close(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> tuple[RoundModel, RoundReport]:
         """The next global model, durably recorded; and the round's report."""
@@ -114,11 +116,11 @@ class RoundCloser:
             model = self.privacy.next_model(closed.model, updates, target, closed.expected)
         elif updates:
             _, function = choose_function(updates, self.functions, self.task_order)
-            model = next_model(closed.model, updates, function, target)
+            model = next_model(closed.model, updates, function, target, self.claims.weights(r, updates))
         else:
             model = write_round_model(target, closed.model.tensors(), r + 1)
         self.stopped = any(f.finished() for f in self.functions.values())
-        metrics = round_metrics(closed.records)
+        metrics = round_metrics(closed.records, self.claims, r)
         improved = self.best.consider(metrics, closed.model)
         release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
         agg_state = {task: str(self.layout.agg_state(task, r + 1)) for task in self.functions}
@@ -142,7 +144,7 @@ class RoundCloser:
 
     def _close_final(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> RoundReport:
         """Record the validation of the final model; it may become the best one."""
-        metrics = round_metrics(closed.records)
+        metrics = round_metrics(closed.records, self.claims, closed.round)
         improved = self.best.consider(metrics, closed.model)
         report = RoundReport(closed.round, self.rounds_to_train, metrics,
                              display_names(metrics, self.tasks, self.task_order), closed.participants,

@@ -68,6 +68,7 @@ CORE_RANGES: dict[str, dict[str, Range]] = {
         "heartbeat_timeout": seconds(7 * DAY),
         "round_deadline": seconds(),
         "db_store_rounds": count(1_000, low=0),
+        "data_size_median_multiple": Range(1, 1e6, what="a factor"),
     },
     "collaborator": {
         "heartbeat_interval": seconds(DAY),
@@ -134,6 +135,11 @@ def check_ranges(config: Mapping[str, Any], file: str) -> list[str]:
                 and 0 < b <= a:
             problems.append(f"{file}: {small_sec}.settings.{small}: {a!r} must be below {big_sec}.settings.{big} "
                             f"({b!r})")
+    limits = _settings(config, "aggregator").get("data_size_limits")
+    if isinstance(limits, dict):
+        problems += [f"{file}: aggregator.settings.data_size_limits.{name}: expected a whole number of samples from "
+                     f"1 to 2**53, got {value!r}" for name, value in limits.items()
+                     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**53]
     tasks = config.get("tasks")
     for task, spec in (tasks.items() if isinstance(tasks, dict) else ()):
         kwargs = spec.get("kwargs") if isinstance(spec, dict) else None

@@ -38,6 +38,11 @@ class AggregatorSettings:
     round_deadline: Optional[float] = None
     # After the last round, every collaborator validates the final aggregated model (reported as "final").
     final_evaluation: bool = True
+    # How claimed data sizes become weights (fx_cli/aggregator/claims.py): clip_to_median, equal or claimed.
+    data_size_policy: Literal["clip_to_median", "equal", "claimed"] = "clip_to_median"
+    data_size_median_multiple: float = 10.0
+    # Declared maximum data size per collaborator ("*": everyone not listed).
+    data_size_limits: dict[str, int] = field(default_factory=dict)
     # Accepted for OpenFL compatibility; fx keeps no tensor DB rounds.
     db_store_rounds: int = 2
     use_delta_updates: bool = False
