@@ -28,3 +28,19 @@ class PlanError(FxError):
 
 class ModelFileError(FxError):
     """A .pbuf model file that is missing, corrupt, truncated or inconsistent."""
+
+
+class NotAWorkspace(FxError):
+    """A command that needs a workspace was run in a folder that is not one."""
+
+    def __init__(self, folder: str, missing: str = "plan/plan.yaml") -> None:
+        super().__init__(f"{folder} is not an fx workspace: it has no {missing}",
+                         "cd into a workspace folder (one made by `fx workspace create --prefix NAME` or "
+                         "`fx workspace import --archive ZIP`) and run the command again, or name the plan "
+                         "with -p WORKSPACE/plan/plan.yaml")
+
+
+class Interrupted(FxError):
+    """Ctrl-C (SIGINT) stopped a long-running command; the message says what was kept."""
+
+    exit_code = 130  # the shell's convention for a process ended by SIGINT

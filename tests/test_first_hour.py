@@ -1,9 +1,14 @@
 """What a new user meets first: prompts without a terminal, messages outside a workspace, option spellings."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import pytest
+
 from fx_cli.pki.store import Layout
+from tests.fault_helpers import TIMEOUT, flat, in_log, processes, wait_until
+from tests.runtime_helpers import make_workspace as federation_workspace
 from tests.pki_helpers import fx_in, new_host, ok_in, seed_federation
 
 
@@ -30,3 +35,59 @@ def test_aggregator_request_and_certify_both_take_n_for_the_host_name(tmp_path: 
     res = fx_in(host, "aggregator", "certify", "-n", "agg.example.org")
     assert res.exit_code == 1 and "-s/--silent" in res.stderr
     ok_in(host, "aggregator", "certify", "-n", "agg.example.org", "-s")
+
+
+def test_commands_outside_a_workspace_say_so_and_how_to_get_into_one(tmp_path: Path, monkeypatch, fx) -> None:
+    monkeypatch.chdir(tmp_path)
+    for args in (("plan", "initialize"), ("aggregator", "start"), ("collaborator", "start", "-n", "one"),
+                 ("collaborator", "create", "-n", "one", "-s"), ("plan", "print")):
+        res = fx(*args)
+        assert res.exit_code == 1, (args, res.all)
+        text = flat(res.stderr)
+        assert f"{tmp_path} is not an fx workspace: it has no plan/plan.yaml" in text, (args, text)
+        assert "fx workspace create --prefix NAME" in text and "fx workspace import --archive ZIP" in text
+        assert "fix the keys named above" not in text
+    assert list(tmp_path.iterdir()) == []  # no logs/ folder left behind
+
+
+def test_collaborator_start_with_a_data_path_for_d_explains_what_d_means_here(make_workspace, fx) -> None:
+    make_workspace()
+    res = fx("collaborator", "start", "-n", "site-a", "-d", "1")
+    assert res.exit_code == 2
+    text = flat(res.stderr)
+    assert "'1' is not a data-config file" in text and "names the file of 'name,data path' lines" in text
+    assert "fx collaborator create -n NAME -d 1" in text
+    assert "data file not found" not in text
+
+
+def test_a_mistyped_command_gets_a_suggestion(fx) -> None:
+    res = fx("colaborator", "start")
+    assert res.exit_code == 2 and "Did you mean 'collaborator'?" in res.stderr
+    res = fx("collaborator", "strat")
+    assert res.exit_code == 2 and "Did you mean 'start'?" in res.stderr
+    res = fx("collaborator", "zzz")
+    assert res.exit_code == 2 and "Did you mean" not in res.stderr and "certify, create" in res.stderr
+
+
+def test_group_help_shows_each_command_s_whole_first_sentence(fx) -> None:
+    for group in ("aggregator", "collaborator", "workspace", "plan", "model"):
+        res = fx(group, "--help")
+        assert res.exit_code == 0
+        commands = res.output.split("Commands:")[1]
+        assert "..." not in commands, res.output
+    text = flat(fx("aggregator", "--help").output)
+    assert "Delete the aggregator's saved run (local_state/) so that the next start begins at round 1." in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_aggregator_says_the_run_is_saved_and_how_to_resume(tmp_path: Path) -> None:
+    ws = federation_workspace(tmp_path, ["one"], rounds=1)
+    with processes(ws) as procs:
+        agg = procs.aggregator()
+        wait_until(lambda: in_log(agg, "listening on"), "the aggregator to listen", procs=[agg])
+        agg.popen.send_signal(signal.SIGINT)
+        assert agg.wait(TIMEOUT) == 130, agg.output()
+    text = flat(agg.output())
+    assert "interrupted: the run so far is saved" in text
+    assert "run the same command, `fx aggregator start`, to resume where it stopped" in text
+    assert "Aborted!" not in text

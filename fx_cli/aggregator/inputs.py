@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from fx_cli.errors import FxError, PlanError
+from fx_cli.errors import FxError, NotAWorkspace, PlanError
 
 
 def gather(*steps: Callable[[], Any]) -> list[Any]:
@@ -14,6 +14,8 @@ def gather(*steps: Callable[[], Any]) -> list[Any]:
     for step in steps:
         try:
             results.append(step())
+        except NotAWorkspace:
+            raise  # nothing else is worth listing: the command ran in the wrong folder
         except PlanError as err:
             problems.extend(err.problems)
             results.append(None)

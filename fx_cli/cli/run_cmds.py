@@ -34,16 +34,23 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
     """
     from fx_cli.aggregator.operate import run_operated
     from fx_cli.aggregator.service import AggregatorRun
+    from fx_cli.errors import Interrupted
     from fx_cli.logs import console_log_file
-    from fx_cli.plan.loader import workspace_of
+    from fx_cli.plan.loader import require_workspace
 
-    with console_log_file(workspace_of(plan_path) / "logs" / "aggregator.log") as copy:
+    with console_log_file(require_workspace(plan_path) / "logs" / "aggregator.log") as copy:
         def on_round(report: RoundReport) -> None:
             console().print(report.line())
             copy(report.line())
 
-        result = run_operated(AggregatorRun(plan_path, cols_path, task_group, resume), on_round=on_round,
-                              on_status=_say_status)
+        try:
+            result = run_operated(AggregatorRun(plan_path, cols_path, task_group, resume), on_round=on_round,
+                                  on_status=_say_status)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted: the run so far is saved (local_state/): completed rounds, the "
+                              "global model and the results already received",
+                              "run the same command, `fx aggregator start`, to resume where it stopped "
+                              "(`fx aggregator reset` starts over instead)") from None
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path}")
         return
@@ -95,20 +102,39 @@ def aggregator_reset(plan_path: Path, yes: bool) -> None:
     console().print("the next `fx aggregator start` begins at round 1")
 
 
+def _data_config(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """``-d`` here is the data-config file (as in OpenFL); a data path given instead is explained."""
+    if value.is_file() or value.suffix in (".yaml", ".yml"):
+        return value
+    raise click.BadParameter(
+        f"{str(value)!r} is not a data-config file. In `fx collaborator start`, -d/--data-config names the "
+        f"file of 'name,data path' lines (default plan/data.yaml); a data path such as {str(value)!r} is "
+        f"registered once with `fx collaborator create -n NAME -d {value}`, then `fx collaborator start -n NAME` "
+        f"finds it there")
+
+
 @click.command("start")
 @PLAN
 @NAME
 @click.option("-d", "--data-config", "--data_config", "data_path", default="plan/data.yaml", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Collaborator data paths (name,path lines).")
+              type=click.Path(dir_okay=False, path_type=Path), callback=_data_config,
+              help="The data-config file: one 'name,data path' line per collaborator (not the data path itself: "
+                   "that is registered with `fx collaborator create -d`).")
 def collaborator_start(plan_path: Path, name: str, data_path: Path) -> None:
     """Take part in the federation until the aggregator says it is finished."""
     from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
+    from fx_cli.errors import Interrupted
     from fx_cli.logs import console_log_file
     from fx_cli.names import check_collaborator_name
-    from fx_cli.plan.loader import workspace_of
+    from fx_cli.plan.loader import require_workspace
 
-    with console_log_file(workspace_of(plan_path) / "logs" / f"{check_collaborator_name(name)}.log"):
-        result = run_collaborator(CollaboratorRun(name, plan_path, data_path))
+    with console_log_file(require_workspace(plan_path) / "logs" / f"{check_collaborator_name(name)}.log"):
+        try:
+            result = run_collaborator(CollaboratorRun(name, plan_path, data_path))
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: '{name}' left the federation; nothing it sent is lost",
+                              f"run `fx collaborator start -n {name}` again to rejoin: the aggregator gives it "
+                              f"its current task again") from None
     if result.already_finished:
         ok("the federation had already finished; nothing to do")
         return

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fx_cli.errors import FxError
+from fx_cli.errors import FxError, NotAWorkspace
 from fx_cli.pki.store import Layout
 
 
@@ -11,8 +11,7 @@ def current_layout(workspace: Path | None = None) -> Layout:
     """The certificate layout of ``workspace`` (default: the current folder), which must hold a plan."""
     root = (workspace or Path.cwd()).resolve()
     if not (root / "plan" / "plan.yaml").is_file():
-        raise FxError(f"{root} is not an fx workspace (no plan/plan.yaml)",
-                      "cd into the workspace folder made by `fx workspace create` and run the command again")
+        raise NotAWorkspace(str(root))
     return Layout(root)
 
 

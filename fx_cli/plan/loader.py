@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fx_cli.errors import FxError, PlanError
+from fx_cli.errors import FxError, NotAWorkspace, PlanError
 from fx_cli.plan import identity
 from fx_cli.plan.defaults_files import load_defaults
 from fx_cli.plan.merge import deep_merge
@@ -95,6 +95,14 @@ def workspace_of(plan_path: Path) -> Path:
     return plan_path.resolve().parent.parent
 
 
+def require_workspace(plan_path: Path) -> Path:
+    """The workspace root of ``plan_path``; ``NotAWorkspace`` when the plan file is not there."""
+    if not plan_path.is_file():
+        raise NotAWorkspace(str(workspace_of(plan_path)),
+                            str(plan_path) if plan_path.is_absolute() else "plan/plan.yaml")
+    return workspace_of(plan_path)
+
+
 def merge_defaults(raw: dict[str, Any], plan_path: Path, workspace: Path) -> tuple[dict[str, Any], list[str]]:
     """Merge each section's ``defaults`` file under it; returns (config, problems)."""
     problems: list[str] = []
@@ -136,6 +144,8 @@ def load_plan(plan_path: str | Path = "plan/plan.yaml", *, workspace: str | Path
     """Load, merge and validate a plan; raise ``PlanError`` listing every problem."""
     path = Path(plan_path)
     ws = Path(workspace).resolve() if workspace else workspace_of(path)
+    if not path.exists() and not path.parent.is_dir():
+        raise NotAWorkspace(str(ws), str(path) if path.is_absolute() else "plan/plan.yaml")
     raw = read_yaml(path, what="plan file")
     if not isinstance(raw, dict):
         raise PlanError([f"{path}: expected a mapping of sections at the top level"])
