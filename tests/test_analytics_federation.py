@@ -17,7 +17,10 @@ from tests.runtime_helpers import run_federation
 pytestmark = pytest.mark.slow
 
 DATA = {"one": "data/site-1.csv", "two": "data/site-2.csv", "three": "data/site-3.csv"}
-EXTRA = [{"name": "old patients", "estimator": "count", "filters": [["age", ">", 67]]}]
+EXTRA = [{"name": "old patients", "estimator": "count", "filters": [["age", ">", 67]]},
+         {"name": "masked variance", "estimator": "variance", "column": "progression", "masked": True},
+         {"name": "masked by sex", "estimator": "group_mean", "column": "bmi", "by": "sex", "groups": ["1", "2"],
+          "masked": True}]
 
 
 def site_folders(ws: Path, root: Path) -> dict[str, Path]:
@@ -71,6 +74,13 @@ def test_tabular_template_across_three_sites_equals_pooled_numpy(tmp_path: Path)
     assert res["age histogram"]["counts"] == np.histogram(cols["age"], bins=4, range=(19, 79))[0].tolist()
     assert list(res["bmi quartiles"]["quantiles"].values()) == pytest.approx(
         np.quantile(cols["bmi"], [0.25, 0.5, 0.75]), rel=1e-12)
+
+    # Masked totals: the aggregator added masked site values; the totals are still exact (fixed point 2**-24).
+    assert res["masked variance"]["masked"] and res["masked variance"]["value"] == pytest.approx(
+        np.var(cols["progression"], ddof=1), rel=1e-8)
+    for sex in (1, 2):
+        assert res["masked by sex"]["groups"][str(sex)]["value"] == pytest.approx(
+            cols["bmi"][cols["sex"] == sex].mean(), rel=1e-8)
 
     # Suppression end to end: site 'one' holds 3 patients over 67 and never sends them.
     per_site = [int((t.column("age") > 67).sum()) for t in split_rows(cols, 3).values()]

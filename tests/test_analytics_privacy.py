@@ -11,7 +11,7 @@ from fx_cli.analytics.budget import Ledger
 from fx_cli.analytics.guard import SiteGuard
 from fx_cli.analytics.limits import SiteLimits, load_limits
 from fx_cli.analytics.local import run_local
-from fx_cli.analytics.masking import Masker, new_key, public_bytes, to_fixed
+from fx_cli.analytics.masking import Masker, public_bytes, site_key, to_fixed
 from fx_cli.analytics.spec import parse_query
 from fx_cli.analytics.table import from_columns
 from fx_cli.errors import FxError
@@ -110,7 +110,11 @@ def test_noisy_quantiles_and_too_many_histogram_bins_are_refused(tmp_path: Path)
 def test_masked_releases_hide_site_values_with_fresh_masks_per_group(tmp_path: Path) -> None:
     tables = {s: from_columns({"g": ["a"] * 12 + ["b"] * 12, "v": [1.0] * 24}) for s in ("s1", "s2")}
     spec = parse_query({"estimator": "group_count", "by": "g", "groups": ["a", "b"], "masked": True, "name": "m"}, 0)
-    keys = {s: new_key() for s in tables}
+    (tmp_path / "keys").mkdir()
+    keys = {s: site_key(tmp_path / "keys" / s, "nonce-1") for s in tables}
+    assert public_bytes(site_key(tmp_path / "keys" / "s1", "nonce-1")) == public_bytes(keys["s1"])  # restart
+    assert public_bytes(site_key(tmp_path / "keys" / "s1", "nonce-2")) != public_bytes(keys["s1"])  # next run
+    assert (tmp_path / "keys" / "s1").stat().st_mode & 0o777 == 0o600
     pubs = {s: public_bytes(k) for s, k in keys.items()}
     bodies = [SiteGuard(s, SiteLimits(), Ledger(tmp_path / s / "l.db"), "r", Masker(s, keys[s], pubs, "r"))
               .release(spec, tables[s]) for s in tables]

@@ -18,7 +18,7 @@ from fx_cli.analytics.limits import load_limits
 from fx_cli.analytics.report import format_table, write_results
 from fx_cli.analytics.spec import parse_queries
 from fx_cli.analytics.table import Table, from_columns, read_csv
-from fx_cli.analytics.tabular import TabularAnalyzer
+from fx_cli.analytics.tabular import TabularAnalyzer, iterative
 from fx_cli.errors import FxError
 from fx_cli.star.federated import StarAggregation, StarRunner
 from fx_cli.star.flame import ANALYZER_ROLE, Flame
@@ -100,11 +100,7 @@ class TabularRunner(StarRunner):
                          max_result_kib=max_result_kib)
         self.queries = list(queries or [])
         self.min_count = min_count
-        specs = parse_queries(self.queries)
-        masked = [s.name for s in specs if s.masked]
-        if masked:
-            raise FxError(f"query {masked[0]!r}: masked totals are not available across real sites yet "
-                          "(only in local runs)", "drop masked: true from the query")
+        parse_queries(self.queries)
 
     def make_node(self) -> StarAnalyzer:
         site_dir = SITE_DIR / self.site
@@ -120,7 +116,7 @@ class TabularAggregation(StarAggregation):
         specs = parse_queries(list(queries or []))
         super().__init__(aggregator="fx_cli.analytics.tabular.TabularAggregator",
                          aggregator_kwargs={"queries": list(queries or [])},
-                         simple_analysis=not any(s.estimator == "quantiles" for s in specs),
+                         simple_analysis=not iterative(specs),
                          max_iterations=max_iterations, max_result_kib=max_result_kib, result_path=result_path)
 
     def write_result(self, result: Any, converged: bool) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 from fx_cli.analytics.budget import Ledger
 from fx_cli.analytics.guard import SiteGuard
 from fx_cli.analytics.limits import SiteLimits
-from fx_cli.analytics.masking import Masker, new_key, public_bytes
 from fx_cli.analytics.spec import parse_queries
 from fx_cli.analytics.table import Table
-from fx_cli.analytics.tabular import TabularAggregator, TabularAnalyzer
+from fx_cli.analytics.tabular import TabularAggregator, TabularAnalyzer, iterative
 from fx_cli.star.flame import AGGREGATOR_ROLE, ANALYZER_ROLE, Flame
 from fx_cli.star.loop import DEFAULT_MAX_ITERATIONS, run_star
 from fx_cli.star.tester import local_site
@@ -22,19 +21,13 @@ def run_local(tables: dict[str, Table], queries: list[dict[str, Any]], state_dir
     """Results of ``queries`` over ``tables`` (site name -> table); each site keeps its ledger in ``state_dir``."""
     specs = parse_queries(queries)
     ids = sorted(tables)
-    maskers: dict[str, Masker | None] = {s: None for s in ids}
-    if any(s.masked for s in specs):
-        keys = {s: new_key() for s in ids}
-        published = {s: public_bytes(k) for s, k in keys.items()}
-        maskers = {s: Masker(s, keys[s], published, run) for s in ids}
     sites = []
     for sid in ids:
         guard = SiteGuard(sid, (limits or {}).get(sid, SiteLimits()), Ledger(Path(state_dir) / sid / "ledger.db"),
-                          run, maskers[sid])
+                          run)
         analyzer = TabularAnalyzer(Flame(sid, ANALYZER_ROLE, ids), queries, guard, min_count)
         sites.append(local_site(analyzer, tables[sid]))
     aggregator = TabularAggregator(Flame("aggregator", AGGREGATOR_ROLE, ids), queries)
-    simple = not any(s.estimator == "quantiles" for s in specs)
-    outcome = run_star(sites, aggregator, simple_analysis=simple, max_iterations=max_iterations)
+    outcome = run_star(sites, aggregator, simple_analysis=not iterative(specs), max_iterations=max_iterations)
     results: dict[str, Any] = outcome.result["results"]
     return results

@@ -1,6 +1,7 @@
 """Masked totals: pairwise masks that cancel in the sum, so the aggregator sees only totals.
 
-Each pair of sites (i, j) shares a secret (X25519 key agreement). For every released number, site i adds
+Each pair of sites (i, j) shares a secret (X25519 key agreement; the public keys travel through the aggregator,
+see ``tabular.py``; each site derives its key from its own secret file and the run's nonce). For every released number, site i adds
 the mask derived from that secret, the run, the query and the cell when i < j and subtracts it when
 i > j; summed over all sites the masks cancel exactly. Numbers are fixed-point integers modulo 2**64
 (2**-24 resolution for sums, magnitudes below 2**38), so one masked value alone is uniformly distributed.
@@ -15,6 +16,9 @@ reach the sites unaltered (an aggregator that swaps keys can unmask).
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -26,9 +30,23 @@ SCALES = {"n": 1.0, "s": 2.0 ** 24, "ss": 2.0 ** 24}
 LIMIT = 2.0 ** 62  # totals of up to 4 sites at the limit still fit in 64 bits
 
 
-def new_key() -> X25519PrivateKey:
-    """A fresh key pair for one run."""
-    return X25519PrivateKey.generate()
+def site_key(secret_path: Path, nonce: str) -> X25519PrivateKey:
+    """This site's key for the run named by ``nonce``: derived from a secret that never leaves the site
+    (created once, mode 0600), so a restarted site has the same key and another run a fresh one."""
+    try:
+        fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = secret_path.read_bytes()
+    else:
+        secret = secrets.token_bytes(32)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+            fh.flush()
+            os.fsync(fh.fileno())
+    if len(secret) != 32:
+        raise FxError(f"{secret_path} is damaged ({len(secret)} bytes, expected 32)",
+                      "delete it; the site makes a new one (masked queries of a run under way then fail)")
+    return X25519PrivateKey.from_private_bytes(hashlib.sha256(secret + nonce.encode()).digest())
 
 
 def public_bytes(key: X25519PrivateKey) -> bytes:

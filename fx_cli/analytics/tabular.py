@@ -1,15 +1,22 @@
 """The built-in estimators as one STAR analyzer/aggregator pair, so they run wherever STAR runs.
 
-Iteration 1: every site answers every query through its ``SiteGuard`` (quantile queries: the first
-probe). Later iterations: only the quantile searches that are still open. The aggregate carries the
-results so far and the next probes; it has converged when no probe is left.
+Iteration 1: every site answers every plain query through its ``SiteGuard`` (quantile queries: the first
+probe). Later iterations: the quantile searches still open, and for masked queries a three-step exchange
+through the aggregator: it sends a fresh random nonce, each site answers with the X25519 public key it
+derives from its own secret and that nonce, the aggregator sends all keys back, and each site answers the
+masked queries with pairwise masks (``masking.py``). The aggregate carries the results so far, the search
+and mask state and the next requests; it has converged when nothing is left to ask.
 """
 from __future__ import annotations
 
+import secrets
 from typing import Any
+
+import numpy as np
 
 from fx_cli.analytics.combine import combine
 from fx_cli.analytics.guard import Refused, SiteGuard, check_allowed
+from fx_cli.analytics.masking import Masker, public_bytes, site_key
 from fx_cli.analytics.quantiles import QuantileSearch, site_answer
 from fx_cli.analytics.spec import QuerySpec, parse_queries
 from fx_cli.analytics.table import Table
@@ -27,17 +34,26 @@ class TabularAnalyzer(StarAnalyzer):
         self.guard, self.plan_min_count = guard, min_count
 
     def analysis_method(self, data: Table, aggregator_results: Any) -> dict[str, Any]:
-        """Releases for every query (first iteration) and answers to the open quantile probes."""
+        """Releases (plain queries first, masked ones when the keys are in), quantile answers, a public key."""
         first = aggregator_results is None
         probes: dict[str, Any] = {} if first else aggregator_results["probes"]
+        mask: dict[str, Any] = {} if first else aggregator_results.get("mask") or {}
         out: dict[str, Any] = {"site": self.id, "releases": {}, "quantiles": {}}
+        if mask.get("want") == "keys":
+            out["public_key"] = np.frombuffer(public_bytes(self._key(mask["nonce"])), dtype=np.uint8).copy()
+        if mask.get("want") == "answers":
+            peers = {s: np.asarray(k, dtype=np.uint8).tobytes() for s, k in mask["keys"].items()}
+            self.guard.masker = Masker(self.id, self._key(mask["nonce"]), peers, mask["nonce"])
         for spec in self.specs:
             if spec.estimator == "quantiles":
                 if first or spec.name in probes:
                     out["quantiles"][spec.name] = self._quantiles(spec, data, probes.get(spec.name))
-            elif first:
+            elif (first and not spec.masked) or (spec.masked and mask.get("want") == "answers"):
                 out["releases"][spec.name] = self.guard.release(spec, data, self.plan_min_count)
         return out
+
+    def _key(self, nonce: str) -> Any:
+        return site_key(self.guard.ledger.path.parent / "mask_secret", nonce)
 
     def _quantiles(self, spec: QuerySpec, data: Table, probes: Any) -> dict[str, Any]:
         limits = self.guard.limits.with_plan(self.plan_min_count)
@@ -49,7 +65,7 @@ class TabularAnalyzer(StarAnalyzer):
 
 
 class TabularAggregator(StarAggregator):
-    """Adds the sites' releases and runs the quantile searches."""
+    """Adds the sites' releases, runs the quantile searches and the mask key exchange."""
 
     def __init__(self, flame: Flame, queries: list[dict[str, Any]]) -> None:
         super().__init__(flame)
@@ -57,24 +73,37 @@ class TabularAggregator(StarAggregator):
         self.results: dict[str, Any] = {}
         self.searches = {s.name: QuantileSearch(s) for s in self.specs if s.estimator == "quantiles"}
         self.quantile_notes: dict[str, dict[str, Any]] = {}
+        self.mask: dict[str, Any] = {}
 
     def aggregation_method(self, analysis_results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Fold one iteration; the aggregate holds the results so far, the searches and the next probes."""
+        """Fold one iteration; the aggregate holds the results so far, the state and the next requests."""
         first = self.num_iterations == 0
-        if not first and not self.results:
+        if not first and not self.results and not self.mask:
             self._restore(self.latest_result)  # a restarted aggregator: pick up from the saved aggregate
+        answering = self.mask.get("want") == "answers"
         for spec in self.specs:
-            if spec.estimator != "quantiles" and first:
-                self.results[spec.name] = combine(spec, [r["releases"][spec.name] for r in analysis_results])
-            elif spec.estimator == "quantiles":
+            if spec.estimator == "quantiles":
                 self._quantiles(spec, analysis_results, first)
+            elif (first and not spec.masked) or (spec.masked and answering):
+                self.results[spec.name] = combine(spec, [r["releases"][spec.name] for r in analysis_results])
+        self._next_mask_step(analysis_results, first)
         probes = {name: p for name, s in self.searches.items() if (p := s.probes())}
         return {"results": dict(self.results), "probes": probes, "notes": dict(self.quantile_notes),
-                "searches": {name: s.state for name, s in self.searches.items()}}
+                "searches": {name: s.state for name, s in self.searches.items()}, "mask": dict(self.mask)}
+
+    def _next_mask_step(self, analysis_results: list[dict[str, Any]], first: bool) -> None:
+        if first and any(s.masked for s in self.specs):
+            self.mask = {"want": "keys", "nonce": secrets.token_hex(16)}
+        elif self.mask.get("want") == "keys":
+            keys = {r["site"]: r["public_key"] for r in analysis_results if "public_key" in r}
+            self.mask = {"want": "answers", "nonce": self.mask["nonce"], "keys": keys}
+        elif self.mask.get("want") == "answers":
+            self.mask = {"want": None, "nonce": self.mask["nonce"]}
 
     def _restore(self, aggregate: dict[str, Any]) -> None:
         self.results = dict(aggregate["results"])
         self.quantile_notes = dict(aggregate.get("notes", {}))
+        self.mask = dict(aggregate.get("mask") or {})
         for name, state in aggregate.get("searches", {}).items():
             self.searches[name].state = state
 
@@ -102,5 +131,10 @@ class TabularAggregator(StarAggregator):
         return found
 
     def has_converged(self, result: Any, last_result: Any) -> bool:
-        """Done when no quantile search is open."""
-        return not result["probes"]
+        """Done when no quantile search is open and no masked query is waiting."""
+        return not result["probes"] and not result["mask"].get("want")
+
+
+def iterative(specs: list[QuerySpec]) -> bool:
+    """Whether a set of queries needs more than one iteration (quantiles, masked totals)."""
+    return any(s.estimator == "quantiles" or s.masked for s in specs)
