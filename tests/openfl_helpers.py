@@ -12,14 +12,16 @@ from tests.runtime_helpers import make_workspace
 OPENFL_WS = Path(__file__).parent / "openfl_ws"
 
 
-def openfl_numpy_workspace(root: Path, cols: list[str], **sections: Any) -> Path:
-    """The numpy OpenFL workspace (plan with OpenFL class paths, LinearRegression + LinearShard in src/)."""
-    def prepare(ws: Path) -> None:
-        shutil.copy(OPENFL_WS / "numpy_dataloader.py", ws / "src" / "dataloader.py")
-        shutil.copy(OPENFL_WS / "numpy_taskrunner.py", ws / "src" / "taskrunner.py")
-        shutil.copy(OPENFL_WS / "numpy_plan.yaml", ws / "plan" / "plan.yaml")
+def copy_openfl_files(kind: str, ws: Path) -> None:
+    """Put the ``kind`` ('numpy' or 'keras') OpenFL workspace's plan and src/ files into ``ws``."""
+    shutil.copy(OPENFL_WS / f"{kind}_dataloader.py", ws / "src" / "dataloader.py")
+    shutil.copy(OPENFL_WS / f"{kind}_taskrunner.py", ws / "src" / "taskrunner.py")
+    shutil.copy(OPENFL_WS / f"{kind}_plan.yaml", ws / "plan" / "plan.yaml")
 
-    return make_workspace(root, cols, rounds=3, prepare=prepare, **sections)
+
+def openfl_workspace(root: Path, cols: list[str], kind: str = "numpy", rounds: int = 3, **sections: Any) -> Path:
+    """An OpenFL workspace (plan with OpenFL class paths, OpenFL-API classes in src/), initialised and certified."""
+    return make_workspace(root, cols, rounds=rounds, prepare=lambda ws: copy_openfl_files(kind, ws), **sections)
 
 
 def shard_arrays(shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

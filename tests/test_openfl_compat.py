@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.openfl_helpers import openfl_numpy_workspace, reference_linear_fedavg
+from tests.openfl_helpers import openfl_workspace, reference_linear_fedavg
 from tests.runtime_helpers import final_model, run_federation
 
 
@@ -21,7 +21,7 @@ def test_openfl_is_not_installed_here(tmp_path):
 
 @pytest.fixture(scope="module")
 def numpy_federation(tmp_path_factory):
-    ws = openfl_numpy_workspace(tmp_path_factory.mktemp("openfl_numpy"), ["one", "two"])
+    ws = openfl_workspace(tmp_path_factory.mktemp("openfl_numpy"), ["one", "two"])
     run = run_federation(ws, ["one", "two"], timeout=300)
     assert run.codes == {"aggregator": 0, "one": 0, "two": 0}, run.outputs
     return ws, run

@@ -9,7 +9,7 @@ import yaml
 
 from fx_cli.errors import PlanError
 from fx_cli.plan import load_plan
-from tests.openfl_helpers import OPENFL_WS
+from tests.openfl_helpers import copy_openfl_files
 from tests.runtime_helpers import fx_in
 
 
@@ -18,9 +18,7 @@ def base_ws(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("openfl_plans")
     fx_in(root, "workspace", "create", "--prefix", str(root / "ws"), "--template", "numpy/synthetic")
     ws = root / "ws"
-    shutil.copy(OPENFL_WS / "numpy_dataloader.py", ws / "src" / "dataloader.py")
-    shutil.copy(OPENFL_WS / "numpy_taskrunner.py", ws / "src" / "taskrunner.py")
-    shutil.copy(OPENFL_WS / "numpy_plan.yaml", ws / "plan" / "plan.yaml")
+    copy_openfl_files("numpy", ws)
     return ws
 
 

@@ -16,6 +16,7 @@ class ArrayDataLoader(DataLoader):
         super().__init__(**kwargs)
         self.batch_size = batch_size
         self.random_seed = random_seed
+        self._rng = np.random.default_rng(random_seed)  # seeded: the same sequence of shuffles in every run
         self.X_train: Any = None
         self.y_train: Any = None
         self.X_valid: Any = None
@@ -39,8 +40,7 @@ class ArrayDataLoader(DataLoader):
 
     def _batches(self, x: Any, y: Any, batch_size: int | None, num_batches: int | None) -> Iterator[tuple[Any, Any]]:
         size = int(batch_size or self.batch_size)
-        rng = np.random.default_rng(self.random_seed) if self.random_seed is not None else np.random.default_rng()
-        order = rng.permutation(len(x))
+        order = self._rng.permutation(len(x))
         count = num_batches if num_batches is not None else math.ceil(len(x) / size)
         for i in range(count):
             chosen = order[i * size:(i + 1) * size]
