@@ -32,6 +32,20 @@ class Assigner(ABC):
     def group_of(self, collaborator: str, round_num: int) -> dict[str, Any] | None:
         """The task group a collaborator belongs to in a round (None: no tasks)."""
 
+    # Schedules (fx_cli/topology/schedules.py) refine these; a plain assigner runs everyone at once each round.
+    sequential = False  # True: within a round, each collaborator starts after the ones before it finished
+
+    def hops_per_round(self) -> int:
+        """Engine rounds per plan round (a cyclic ring of N collaborators takes N hops)."""
+        return 1
+
+    def round_done(self, round_num: int, participants: list[str]) -> None:
+        """Round ``round_num`` closed with these participants (replayed from the saved history after a restart)."""
+
+    def may_close_without(self, round_num: int, missing: list[str]) -> bool:
+        """Whether a round whose ``missing`` collaborators are gone may close without them (else the run fails)."""
+        return False
+
     def tasks_for(self, collaborator: str, round_num: int) -> list[str]:
         group = self.group_of(collaborator, round_num)
         return list(group["tasks"]) if group else []

@@ -172,6 +172,8 @@ class Coordinator:
             return Instruction(Action.MISSED, missed, n,
                                message=f"round {missed + 1} ended without your results; you rejoin the next round")
         if self.phase is Phase.COLLECTING and self.round.tasks_for(col) and not self.round.is_done(col):
+            if self.assigner.sequential and not self._turn_of(col):
+                return None
             if self.round.started is None:
                 self.round.dispatch(self.clock())
                 self._remember(self.store.round_started, self.round.round, time.time())
@@ -180,6 +182,15 @@ class Coordinator:
             self._emit(Event(EventKind.TASKS_GIVEN, self.round.round, col, detail=",".join(tasks)))
             return Instruction(Action.RUN, self.round.round, n, tasks, have)
         return None
+
+    def _turn_of(self, col: str) -> bool:
+        """A sequential schedule: every collaborator before ``col`` (cols.yaml order) is done or gone."""
+        now = self.clock()
+        for earlier in self.cols[:self.cols.index(col)] if col in self.cols else []:
+            if self.round.tasks_for(earlier) and not self.round.is_done(earlier) \
+                    and not self.presence.gone(earlier, now):
+                return False
+        return True
 
     def heartbeat(self, col: str, round_num: int) -> Liveness:
         with self.cond:
@@ -280,7 +291,8 @@ class Coordinator:
         """Block until the round can end or the run must fail; None once the run is over."""
         with self.cond:
             while self.phase is Phase.COLLECTING:
-                verdict = self.round.verdict(self.presence, self.clock())
+                tolerate = self.assigner.may_close_without(self.round.round, self.round.pending())
+                verdict = self.round.verdict(self.presence, self.clock(), tolerate)
                 if verdict.end or verdict.fail:
                     return verdict
                 self.cond.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))

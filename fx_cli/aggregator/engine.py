@@ -126,6 +126,9 @@ class Engine:
             log.info("resuming at %s with %d result(s) already received",
                      f"round {model.round + 1}/{rounds}" if model.round < rounds else "the final evaluation",
                      len(snap.updates))
+        for record in store.history():  # schedules that depend on past rounds (who missed a hop) pick up again
+            if not record.get("final"):
+                parts.assigner.round_done(int(record["round"]) - 1, list(record.get("participants", [])))
         join_deadline, heartbeat_timeout = options.liveness or (settings.join_deadline, settings.heartbeat_timeout)
         presence = Presence(cols, join_deadline, heartbeat_timeout, time.monotonic())
         self.coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
@@ -173,6 +176,8 @@ class Engine:
             try:
                 model, report = closer.close(closed, bytes_in, bytes_out, opened)
                 self._notify(Event(EventKind.ROUND_CLOSED, closed.round, report=report))
+                if not closed.final:
+                    self.parts.assigner.round_done(closed.round, closed.participants)
                 if self.source is not None:
                     self.source.round_closed(report)
                     on_round(report)  # now: the next input may take a while to come
@@ -249,6 +254,7 @@ def _opened(plan: Plan, cols: list[str], options: EngineOptions, store: Store, l
                     "received for the current round are asked for again", ", ".join(changed[:10]))
     rounds = 1 if evaluation else (options.rounds or plan.aggregator.rounds_to_train)
     parts = build_parts(plan, cols, options.task_group, rounds)
+    rounds *= 1 if evaluation else parts.assigner.hops_per_round()
     snap = store.load()
     if snap.finished and options.resume and snap.round < rounds:
         log.warning("--resume: the finished run continues to %d rounds", rounds)

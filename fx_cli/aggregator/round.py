@@ -96,8 +96,12 @@ class RoundState:
     def record(self, col: str, task: str) -> None:
         self.received[col].add(task)
 
-    def verdict(self, presence: Presence, now: float) -> Verdict:
-        """End the round, fail the run (the policy can never be met), or when to look again."""
+    def verdict(self, presence: Presence, now: float, tolerate_missing: bool = False) -> Verdict:
+        """End the round, fail the run (the policy can never be met), or when to look again.
+
+        ``tolerate_missing`` (a schedule that goes on without those who miss, e.g. a cyclic hop): instead of
+        failing, the round ends once everyone still alive is done.
+        """
         done = len(self.done())
         if self.policy.can_end(done, self.expected, now):
             return Verdict(end=True)
@@ -106,7 +110,10 @@ class RoundState:
         pending = self.pending()
         alive = [] if overdue else [c for c in pending if not presence.gone(c, now)]
         if not self.policy.can_end(done + len(alive), self.expected, FAR_FUTURE):
-            return Verdict(fail=self._failure(presence, now, pending, alive, overdue))
+            if not tolerate_missing:
+                return Verdict(fail=self._failure(presence, now, pending, alive, overdue))
+            if not alive:
+                return Verdict(end=True)
         wakes = [presence.gone_at(c) for c in alive]
         check = self.policy.next_check()
         if check is not None and self.started is not None:
