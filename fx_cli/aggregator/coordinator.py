@@ -141,6 +141,11 @@ class Coordinator:
                 self._emit(Event(EventKind.JOINED, self.model.round, col))
             self.presence.seen(col, self.clock())
 
+    def round_size(self) -> int:
+        """How many collaborators have tasks in the round now collecting (0 when none is)."""
+        with self.cond:
+            return self.round.expected if self.phase is Phase.COLLECTING else 0
+
     def progress(self) -> tuple[int, bool]:
         """(rounds completed, finished)."""
         with self.cond:

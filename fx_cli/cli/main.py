@@ -19,6 +19,7 @@ GROUPS = {
     "pki": "fx_cli.cli.pki:pki",
     "audit": "fx_cli.cli.audit:audit",
     "plot": "fx_cli.cli.plot_cmds:plot",
+    "simulate": "fx_cli.cli.simulate_cmds:simulate",
 }
 
 

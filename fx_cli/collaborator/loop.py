@@ -13,13 +13,12 @@ from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
 from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
 from fx_cli.privacy.local import local_privacy
-from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, is_training
+from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, encode_update, is_training
 from fx_cli.errors import PlanError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import Plan, load_plan
 from fx_cli.plan.participants import read_data
-from fx_cli.transport import codec
-from fx_cli.transport.serde import Action, Outcome, TaskReply, TensorMeta, UploadMeta
+from fx_cli.transport.serde import Action, Outcome, TaskReply, UploadMeta
 
 log = logging.getLogger("fx.collaborator")
 
@@ -140,12 +139,7 @@ class CollaboratorLoop:
 
     def _send(self, r: int, out: TaskOutput, model: Mapping[str, np.ndarray]) -> bool:
         """Upload one task's result; False when the round ended before it arrived."""
-        delta = self.settings.use_delta_updates
-        tensors: list[tuple[TensorMeta, memoryview]] = []
-        for name, array in out.tensors.items():
-            # The global model is float32; so is every update, whatever the runner computed in.
-            values = np.subtract(array, model[name], dtype=np.float32) if delta else np.asarray(array, np.float32)
-            tensors.append(codec.encode(name, values, self.pipeline, delta=delta))
+        tensors = encode_update(out, model, self.pipeline, self.settings.use_delta_updates)
         meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(tensors))
         reply = self.client.upload(meta, tensors)
         if reply.outcome is Outcome.LATE:

@@ -13,6 +13,7 @@ from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
 from fx_cli.privacy.local import LocalPrivacy
 from fx_cli.runners.base import TaskResult, TaskRunner
+from fx_cli.transport.serde import TensorMeta
 
 TRAIN_FUNCTION = "train_task"
 
@@ -105,6 +106,19 @@ class TaskExecutor:
                           f"tensors; missing {', '.join(missing[:5])}",
                           "the task runner's tensor names must match the model in save/init.pbuf")
         return {name: np.asarray(produced[name]) for name in model}
+
+
+def encode_update(out: TaskOutput, model: Mapping[str, np.ndarray], pipeline: Any,
+                  delta: bool) -> list[tuple[TensorMeta, memoryview]]:
+    """A task's tensors as they are sent: float32 (or float32 deltas from ``model``), through ``pipeline``."""
+    from fx_cli.transport import codec
+
+    tensors: list[tuple[TensorMeta, memoryview]] = []
+    for name, array in out.tensors.items():
+        # The global model is float32; so is every update, whatever the runner computed in.
+        values = np.subtract(array, model[name], dtype=np.float32) if delta else np.asarray(array, np.float32)
+        tensors.append(codec.encode(name, values, pipeline, delta=delta))
+    return tensors
 
 
 def _metrics(result: TaskResult, wanted: Any, task: str) -> dict[str, float]:

@@ -13,10 +13,12 @@ from fx_cli.plan.settings import CORE_SETTINGS
 from fx_cli.plan.templates import check_allowed, resolve_class
 from fx_cli.privacy.settings import check_privacy
 from fx_cli.secagg.settings import check_secagg
+from fx_cli.simulate.settings import check_simulation
 
 SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
             "tasks", "compression_pipeline", "straggler_handling_policy", "privacy", "upstream",
-            "secure_aggregation")
+            "secure_aggregation",
+            "simulation")
 REQUIRED = ("data_loader", "task_runner")
 # Keys fx passes to constructors itself; a plan must not set them.
 INJECTED = {
@@ -49,6 +51,7 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
     if not any(f"{file}: secure_aggregation" in p for p in problems):
         problems += check_secagg(config, file)
     problems += check_ranges(config, file)
+    problems += check_simulation(config, file)
     return problems
 
 

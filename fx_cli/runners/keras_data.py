@@ -10,9 +10,12 @@ the loader then only describes the input shape and the number of classes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from fx_cli.errors import FxError
+from fx_cli.simulate.partition import Partition
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -60,6 +63,21 @@ class ArrayData:
         count = self.collaborator_count
         self._arrays = (*take_shard(x_train, y_train, shard, count), *take_shard(x_valid, y_valid, shard, count))
 
+    def _set_partition(self, data_path: str, x_train: np.ndarray, y_train: np.ndarray,
+                       x_valid: np.ndarray, y_valid: np.ndarray) -> None:
+        """A simulated collaborator's rows: training rows by the partition, validation rows iid."""
+        partition, index = Partition.from_data_path(data_path)
+        self.shard = index + 1
+        rows = partition.indices(y_train, index)
+        held_out = Partition("iid", partition.count, partition.seed).indices(y_valid, index)
+        self._arrays = (x_train[rows], y_train[rows], x_valid[held_out], y_valid[held_out])
+
+    @classmethod
+    def _split(cls, partition: Partition, y_train: np.ndarray, y_valid: np.ndarray, what: str) -> list[str]:
+        partition.check(y_train, f"{what} training split")
+        Partition("iid", partition.count, partition.seed).check(y_valid, f"{what} validation split")
+        return [partition.data_path(i) for i in range(partition.count)]
+
     @property
     def has_data(self) -> bool:
         return self._arrays is not None
@@ -89,9 +107,18 @@ class DigitsData(ArrayData):
         if not 0.0 < valid_fraction < 1.0:
             raise FxError(f"data_loader.settings.valid_fraction must be between 0 and 1, got {valid_fraction}",
                           "use e.g. 0.2 in plan/plan.yaml")
-        if data_path is not None:
+        if data_path is not None and Partition.is_data_path(data_path):
+            self._set_partition(str(data_path), *digits_split(valid_fraction, seed))
+        elif data_path is not None:
             shard = parse_shard(str(data_path), collaborator_count)
             self._set_shard(shard, *digits_split(valid_fraction, seed))
+
+    @classmethod
+    def simulation_split(cls, partition: Partition, valid_fraction: float = 0.2, seed: int = 0,
+                         **settings: Any) -> list[str]:
+        """The split hook of ``fx simulate`` (see ``fx_cli/simulate/partition.py``)."""
+        _, y_train, _, y_valid = digits_split(valid_fraction, seed)
+        return cls._split(partition, y_train, y_valid, "digits")
 
 
 def digits_split(valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -118,11 +145,21 @@ class MnistData(ArrayData):
     def __init__(self, data_path: str | None = None, collaborator_count: int = 2,
                  mnist_path: str = "data/mnist.npz") -> None:
         super().__init__(data_path, collaborator_count)
-        if data_path is not None:
+        self.mnist_path = Path(mnist_path)
+        if data_path is not None and Partition.is_data_path(data_path):
+            self._set_partition(str(data_path), *read_mnist(self.mnist_path))
+        elif data_path is not None:
             shard_text, _, path_text = str(data_path).partition(",")
             shard = parse_shard(shard_text, collaborator_count)
             self.mnist_path = Path(path_text.strip() or mnist_path)
             self._set_shard(shard, *read_mnist(self.mnist_path))
+
+    @classmethod
+    def simulation_split(cls, partition: Partition, mnist_path: str = "data/mnist.npz",
+                         **settings: Any) -> list[str]:
+        """The split hook of ``fx simulate`` (see ``fx_cli/simulate/partition.py``)."""
+        _, y_train, _, y_valid = read_mnist(Path(mnist_path))
+        return cls._split(partition, y_train, y_valid, f"MNIST ({mnist_path})")
 
 
 def read_mnist(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -14,22 +14,45 @@ import numpy as np
 from fx_cli.errors import FxError
 from fx_cli.plan.ranges import Range, count
 from fx_cli.runners.base import TaskResult, TaskRunner
+from fx_cli.simulate.partition import Partition
 
 
 class SyntheticData:
-    """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples."""
+    """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples.
+
+    In a simulation with ``--partition``, collaborator ``i`` is shard ``i + 1`` and its training size is its
+    share of ``samples_per_shard * N`` virtual samples (labels ``j % 10``) under the partition scheme.
+    """
 
     SETTING_RANGES = {"samples_per_shard": count(10**9)}
 
     def __init__(self, data_path: str | None = None, samples_per_shard: int = 100) -> None:
-        self.shard = _shard_index(data_path)
         self.samples_per_shard = samples_per_shard
+        self.size: int | None = None
+        if data_path is not None and Partition.is_data_path(data_path):
+            partition, index = Partition.from_data_path(str(data_path))
+            self.shard = index + 1
+            self.size = len(partition.indices(_virtual_labels(partition, samples_per_shard), index))
+        else:
+            self.shard = _shard_index(data_path)
+
+    @classmethod
+    def simulation_split(cls, partition: Partition, samples_per_shard: int = 100) -> list[str]:
+        """The split hook of ``fx simulate`` (see ``fx_cli/simulate/partition.py``)."""
+        partition.check(_virtual_labels(partition, samples_per_shard), "synthetic data")
+        return [partition.data_path(i) for i in range(partition.count)]
 
     def train_size(self) -> int:
+        if self.size is not None:
+            return self.size
         return self.samples_per_shard * max(self.shard, 1)
 
     def valid_size(self) -> int:
         return max(self.train_size() // 2, 1)
+
+
+def _virtual_labels(partition: Partition, samples_per_shard: int) -> np.ndarray:
+    return np.arange(samples_per_shard * partition.count) % 10
 
 
 def _shard_index(data_path: str | None) -> int:

@@ -1,0 +1,309 @@
+"""``fx simulate``: the plan's federation on this machine, on the same round engine as ``fx aggregator start``.
+
+The engine (``fx_cli.aggregator.engine``) drives rounds in a thread; this
+module plays every collaborator's side: it asks the coordinator for each
+virtual collaborator's instruction, has a pool worker run the turn, and hands
+the spilled results back to ``accept``. Every input is checked before anything
+is written; a worker that dies stops the run cleanly (state saved, resumable).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from fx_cli.aggregator.coordinator import Coordinator, Ticket
+from fx_cli.aggregator.engine import Engine, EngineOptions, RunResult, open_engine
+from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.outcomes import Action, Event, EventKind, Receipt, Refusal, Refused
+from fx_cli.errors import FxError, PlanError
+from fx_cli.plan import Plan, load_plan
+from fx_cli.simulate.partition import Partition, split_data_paths
+from fx_cli.simulate.pool import Died, Pool, ProcessPool
+from fx_cli.simulate.settings import SimulationSettings, simulation_of
+from fx_cli.simulate.worker import Turn, TurnDone, WorkerSetup
+
+log = logging.getLogger("fx.simulate")
+RESUME_HINT = "run `fx simulate` again with the same options: it resumes from the saved state"
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    plan_path: Path = Path("plan/plan.yaml")
+    data_path: Path = Path("plan/data.yaml")
+    collaborators: int | None = None  # None: the collaborators of plan/data.yaml
+    partition: str | None = None  # iid | dirichlet:ALPHA | shards:K (None: data.yaml's data paths, or iid)
+    seed: int = 0
+    workers: int | None = None  # None: the number of cores
+    rounds: int | None = None  # overrides aggregator.settings.rounds_to_train for this run
+    backend: str = "process"  # process | ray
+    address: str | None = None  # Ray cluster address (--backend ray)
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The virtual collaborators and each one's data path (as a data.yaml line would give it)."""
+
+    data_paths: dict[str, str]
+    source: str
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.data_paths)
+
+
+class Progress(Protocol):
+    def round_started(self, label: str, total: int) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def round_ended(self) -> None: ...
+
+
+class NoProgress:
+    def round_started(self, label: str, total: int) -> None:
+        pass
+
+    def advance(self) -> None:
+        pass
+
+    def round_ended(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Checked:
+    plan: Plan
+    roster: Roster
+    workers: int
+    settings: SimulationSettings
+
+
+def check_inputs(run: SimulationRun) -> Checked:
+    """Every input checked, nothing written: ``FxError`` with the numbers and what to do."""
+    if run.workers is not None and run.workers < 1:
+        raise FxError(f"--workers must be at least 1, got {run.workers}",
+                      f"use --workers 1 to {os.cpu_count() or 1} (the default is the number of cores)")
+    if run.rounds is not None and run.rounds < 1:
+        raise FxError(f"--rounds must be at least 1, got {run.rounds}", "leave it out to use the plan's rounds")
+    if run.backend not in ("process", "ray"):
+        raise FxError(f"unknown --backend {run.backend!r}", "use --backend process (default) or --backend ray")
+    if run.address is not None and run.backend != "ray":
+        raise FxError("--address is for --backend ray", "add --backend ray, or leave --address out")
+    if run.collaborators is not None and run.collaborators < 1:
+        raise FxError(f"--collaborators must be at least 1, got {run.collaborators}",
+                      "simulate 1 or more collaborators")
+    plan = load_plan(run.plan_path)
+    roster = _roster(plan, run)
+    workers = min(run.workers or os.cpu_count() or 1, len(roster.data_paths))
+    return Checked(plan, roster, workers, simulation_of(plan.config))
+
+
+def _roster(plan: Plan, run: SimulationRun) -> Roster:
+    from fx_cli.plan.participants import read_data
+    from fx_cli.plan.templates import resolve_class
+
+    if run.collaborators is None and run.partition is None:
+        try:
+            data = read_data(run.data_path)
+        except PlanError as err:
+            raise FxError("; ".join(err.problems), "list collaborators as NAME,DATA_PATH lines in plan/data.yaml, "
+                          "or give --collaborators N to split the data N ways") from None
+        if not data:
+            raise FxError(f"{run.data_path} lists no collaborators",
+                          "add NAME,DATA_PATH lines, or give --collaborators N to split the data N ways")
+        return Roster(data, str(run.data_path))
+    count = run.collaborators
+    if count is None:
+        try:
+            count = len(read_data(run.data_path))
+        except PlanError:
+            count = 0
+        if count < 1:
+            raise FxError(f"--partition needs a number of collaborators and {run.data_path} lists none",
+                          "give --collaborators N")
+    partition = Partition.parse(run.partition or "iid", count, run.seed)
+    loader_cls = resolve_class(plan.template("data_loader"), plan.workspace, "data_loader.template")
+    paths = split_data_paths(loader_cls, partition, plan.settings("data_loader"))
+    width = len(str(count))
+    names = [f"col{i + 1:0{width}d}" for i in range(count)]
+    return Roster(dict(zip(names, paths)), f"--partition {partition.describe()} over {count} collaborators "
+                                           f"(seed {run.seed})")
+
+
+def make_pool(run: SimulationRun, checked: Checked) -> Pool:
+    setup = WorkerSetup(str(run.plan_path.resolve()))
+    if run.backend == "ray":
+        from fx_cli.simulate.raypool import RayPool
+
+        return RayPool(setup, checked.workers, checked.settings, run.address)
+    return ProcessPool(setup, checked.workers)
+
+
+def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] = lambda r: None,
+                   progress: Progress | None = None) -> RunResult:
+    """Run (or resume) the simulated federation to its end; ``FxError`` when it cannot complete."""
+    checked = check_inputs(run)
+    plan, roster = checked.plan, checked.roster
+    if run.rounds is not None and run.rounds != plan.aggregator.rounds_to_train:
+        log.warning("--rounds %d: this run trains %d rounds (the plan says %d)", run.rounds, run.rounds,
+                    plan.aggregator.rounds_to_train)
+    log.info("simulating %d collaborators (%s) with %d %s worker(s)", len(roster.names), roster.source,
+             checked.workers, run.backend)
+    pool = make_pool(run, checked)
+    try:
+        wake = threading.Event()
+        options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf),
+                                observers=[lambda event: _wake_on(event, wake)])
+        with open_engine(plan, roster.names, options) as engine:
+            if isinstance(engine, RunResult):
+                return engine
+            reports = Dispatcher(engine, pool, roster, progress or NoProgress(), wake).run(on_round)
+            return engine.result(reports)
+    finally:
+        pool.close()
+
+
+def _wake_on(event: Event, wake: threading.Event) -> None:
+    if event.kind in (EventKind.ROUND_OPENED, EventKind.RUN_FINISHED, EventKind.RUN_ABORTED):
+        wake.set()
+
+
+class Dispatcher:
+    """Plays every virtual collaborator against the engine, using the pool's workers."""
+
+    def __init__(self, engine: Engine, pool: Pool, roster: Roster, progress: Progress, wake: threading.Event) -> None:
+        self.engine = engine
+        self.coord: Coordinator = engine.coord
+        self.pool = pool
+        self.roster = roster
+        self.progress = progress
+        self.wake = wake
+        self.idle = list(range(pool.size))
+        self.busy: dict[int, tuple[Turn, dict[str, Ticket]]] = {}
+        self.queue: collections.deque[str] = collections.deque()
+        self.round: int | None = None
+        self.outcome: dict[str, Any] = {}
+
+    def run(self, on_round: Callable[[RoundReport], None]) -> list[RoundReport]:
+        thread = threading.Thread(target=self._drive, args=(on_round,), name="fx-engine", daemon=True)
+        thread.start()
+        try:
+            self._dispatch()
+        except BaseException as err:
+            self.engine.abort(err.message if isinstance(err, FxError) else f"simulation stopped ({err!r})")
+            thread.join()
+            raise
+        thread.join()
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        reports: list[RoundReport] = self.outcome["reports"]
+        return reports
+
+    def _drive(self, on_round: Callable[[RoundReport], None]) -> None:
+        def reported(report: RoundReport) -> None:
+            self.progress.round_ended()
+            on_round(report)
+
+        try:
+            self.outcome["reports"] = self.engine.drive(reported)
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            self.outcome["error"] = err
+            self.engine.abort(err.message if isinstance(err, FxError) else repr(err))
+        finally:
+            self.wake.set()
+
+    def _dispatch(self) -> None:
+        while True:
+            if self.coord.is_over and not self.busy:
+                return
+            self._follow_round()
+            self._fill()
+            if self.busy:
+                for worker, report in self.pool.wait(0.5):
+                    self._handle(worker, report)
+            elif not self.coord.is_over:
+                self.wake.wait(1.0)
+                self.wake.clear()
+
+    def _follow_round(self) -> None:
+        current, _ = self.coord.progress()
+        if current != self.round and not self.coord.is_over:
+            size = self.coord.round_size()
+            if size == 0:
+                return  # the round is being closed; the next one opens shortly
+            self.round = current
+            self.queue = collections.deque(self.roster.names)
+            total = self.engine.rounds_to_train
+            label = "final model" if current >= total else f"round {current + 1}/{total}"
+            self.progress.round_started(label, size)
+
+    def _fill(self) -> None:
+        while self.idle and self.queue and not self.coord.is_over:
+            col = self.queue.popleft()
+            self.coord.seen(col)
+            ins = self.coord.next_tasks(col, 0)
+            if ins.action is Action.MISSED:
+                self.queue.appendleft(col)  # the notice is delivered; ask again
+            elif ins.action is Action.RUN:
+                tickets = self._tickets(col, ins.round, ins.tasks, ins.already_received)
+                model = self.coord.model_for(ins.round)
+                turn = Turn(col, self.roster.data_paths[col], ins.round, ins.rounds_to_train, ins.tasks,
+                            ins.already_received, model, {t: str(k.target) for t, k in tickets.items()},
+                            str(self.engine.layout.opt_state(col)))
+                worker = self.idle.pop()
+                self.busy[worker] = (turn, tickets)
+                self.pool.submit(worker, turn)
+
+    def _tickets(self, col: str, round_num: int, tasks: tuple[str, ...], have: tuple[str, ...]) -> dict[str, Ticket]:
+        tickets = {}
+        for task in tasks:
+            if task in have:
+                continue
+            granted = self.coord.open_upload(col, round_num, task)
+            if isinstance(granted, Ticket):
+                tickets[task] = granted
+        return tickets
+
+    def _handle(self, worker: int, report: TurnDone | Died) -> None:
+        if isinstance(report, Died):
+            turn = self.busy[worker][0]
+            raise FxError(f"simulation worker {worker + 1} died ({report.how}) while running collaborator "
+                          f"'{turn.collaborator}' ({_what(turn)}); the run stopped and its state is saved",
+                          f"{RESUME_HINT}; if it ran out of memory, use fewer --workers "
+                          "(or a smaller simulation.settings.worker_memory_mb budget per worker)")
+        turn, tickets = self.busy.pop(worker)
+        self.idle.append(worker)
+        if report.error:
+            raise FxError(f"collaborator '{turn.collaborator}' ({_what(turn)}): {report.error}; the run stopped "
+                          "and its state is saved", report.hint or RESUME_HINT)
+        for done in report.results:
+            ticket = tickets[done.task]
+            if done.refused:
+                err = Refused(Refusal.INVALID, done.refused)
+                self.coord.refused(turn.collaborator, turn.round, done.task, err)
+                raise FxError(f"the '{done.task}' result of '{turn.collaborator}' ({_what(turn)}) was refused: "
+                              f"{done.refused}", "fix the task runner so that it returns the global model's tensors "
+                                                 "(finite values, same names and shapes)")
+            try:
+                receipt: Receipt = self.coord.accept(ticket, done.data_size, done.metrics, done.spilled)
+            except Refused as err:
+                log.warning("%s: '%s' of '%s' not counted: %s", _what(turn), done.task, turn.collaborator,
+                            err.message)
+                continue
+            except OSError as err:
+                raise FxError(f"cannot store the '{done.task}' result of '{turn.collaborator}': {err}",
+                              "free disk space under local_state/, then " + RESUME_HINT) from None
+            if not receipt.accepted:
+                log.info("%s: '%s' of '%s' not counted: %s", _what(turn), done.task, turn.collaborator,
+                         receipt.message)
+        self.progress.advance()
+
+
+def _what(turn: Turn) -> str:
+    return "final model" if turn.round >= turn.rounds_to_train else f"round {turn.round + 1}"
