@@ -65,6 +65,10 @@ def test_lies_about_size_metrics_and_empty_results_are_neutralised(tmp_path, siz
         assert got[case][0] == CODE.OK, (case, got[case])
     assert "carries no model update" in log and "outside the plausible range" in log  # named in the log too
     assert f"the data size {size} claimed by 'one' for 'train' is used as 300" in log
+    audit = [json.loads(line) for line in (ws / "logs" / "audit.jsonl").read_text().splitlines()]
+    clipped = [r for r in audit if r.get("kind") == "data_size_clipped"]
+    assert clipped, [r.get("kind") for r in audit]
+    assert clipped[0]["data"]["collaborator"] == "one" and clipped[0]["data"]["claimed"] == size
     assert "Traceback" not in agg.output()
     # The liar's weight is its declared maximum (300) against the honest 200: 0.6 * 1000 + 0.4 * (honest ~ 0.3).
     for name, array in final_model(ws).items():

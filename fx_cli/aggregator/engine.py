@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from fx_cli.aggregator.build import Parts, build_parts, global_validation_tasks
 from fx_cli.aggregator.claims import claim_policy, training_tasks
@@ -119,7 +119,7 @@ class Engine:
         self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
                                   task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
                                   sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks),
-                                  privacy=self.privacy, claims=claim_policy(settings))
+                                  privacy=self.privacy, claims=claim_policy(settings, self._claim_adjusted))
         if model.round > 0:
             self.closer.export(model, snap.best_model)  # a crash may have come between commit and export
             self.sink.catch_up(store.history())  # ... or between commit and the metrics line
@@ -148,6 +148,13 @@ class Engine:
         if given is not None and given.path != model.path:
             self.store.replace_model(given)
         return given
+
+    def _claim_adjusted(self, kind: str, **fields: Any) -> None:
+        """A clipped data size or dropped metric, for observers (the audit log)."""
+        numbers = {k: float(v) for k, v in fields.items() if isinstance(v, (int, float)) and k != "round"}
+        self._notify(Event(EventKind.CLAIM_ADJUSTED, int(fields.get("round", 1)) - 1,
+                           str(fields.get("collaborator", "")), str(fields.get("task", "")), kind,
+                           str(fields.get("why", "")), numbers))
 
     def _notify(self, event: Event) -> None:
         for observer in self.observers:

@@ -69,3 +69,6 @@ class OpsWatch:
             self.round_closed(event.report)
         elif kind is EventKind.RUN_ABORTED:
             self.audit.record("run_aborted", round=r, reason=event.message)
+        elif kind is EventKind.CLAIM_ADJUSTED:
+            self.audit.record(event.detail, collaborator=col, round=r, task=event.task, why=event.message,
+                              **{k: v for k, v in event.metrics.items()})

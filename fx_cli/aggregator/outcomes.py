@@ -82,6 +82,7 @@ class EventKind(enum.Enum):
     ROUND_CLOSED = "round_closed"  # ``report`` set; after the round is durably saved
     RUN_FINISHED = "run_finished"
     RUN_ABORTED = "run_aborted"  # ``message``: the reason
+    CLAIM_ADJUSTED = "claim_adjusted"  # ``detail``: audit kind (data_size_clipped, metric_dropped); ``message``: why
 
 
 @dataclass(frozen=True)
