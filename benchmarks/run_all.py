@@ -10,6 +10,7 @@ BENCHMARKS = [
     ("model files above 2 GiB", ["bench_pbuf_large.py"]),
     ("federation speed and memory", ["bench_federation.py"]),
     ("aggregator memory over 20 rounds", ["bench_leak.py"]),
+    ("secure aggregation overhead and the DP accountant", ["bench_privacy.py"]),
 ]
 
 
