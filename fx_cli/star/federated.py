@@ -79,8 +79,10 @@ class StarRunner(TaskRunner):
         self.capacity = tensorblob.capacity_for(max_result_kib)
         self.payload = tensorblob.pack(None, self.capacity)
         self.site = "site"
-        self._node: StarAnalyzer | None = None
-        self._data: Any = None
+        # One analyzer per site name, and the data of the loader in use: ``fx simulate`` runs several
+        # virtual sites through one runner, binding each turn's site and giving it that site's loader.
+        self._nodes: dict[str, StarAnalyzer] = {}
+        self._loaded: tuple[Any, Any] = (None, None)
 
     def bind(self, collaborator: str, opt_treatment: str) -> None:
         self.site = collaborator
@@ -106,12 +108,13 @@ class StarRunner(TaskRunner):
         aggregate = tensorblob.unpack(self.payload)
         if aggregate is not None and aggregate.get("done"):
             return TaskResult({}, {tensorblob.TENSOR: tensorblob.pack(None, self.capacity)})
-        if self._node is None:
-            self._node = self.make_node()
-            self._data = self.data_loader.load() if self.data_loader is not None else None
-        node = self._node
+        node = self._nodes.get(self.site)
+        if node is None:
+            node = self._nodes[self.site] = self.make_node()
+        if self._loaded[0] is not self.data_loader:
+            self._loaded = (self.data_loader, self.data_loader.load() if self.data_loader is not None else None)
         node.num_iterations = 0 if aggregate is None else int(aggregate["iteration"])
-        result = node.analyze(self._data, None if aggregate is None else aggregate["result"])
+        result = node.analyze(self._loaded[1], None if aggregate is None else aggregate["result"])
         return TaskResult({"iteration": float(node.num_iterations)},
                           {tensorblob.TENSOR: tensorblob.pack({"result": result}, self.capacity)})
 
