@@ -1,7 +1,12 @@
 """What a new user meets first: prompts without a terminal, messages outside a workspace, option spellings."""
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +96,34 @@ def test_ctrl_c_on_the_aggregator_says_the_run_is_saved_and_how_to_resume(tmp_pa
     assert "interrupted: the run so far is saved" in text
     assert "run the same command, `fx aggregator start`, to resume where it stopped" in text
     assert "Aborted!" not in text
+
+
+def test_an_unreachable_aggregator_is_explained_in_plain_words(tmp_path: Path) -> None:
+    from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
+    from fx_cli.errors import FxError
+
+    ws = federation_workspace(tmp_path, ["one"], tls=False, network={"reconnect_deadline": 0.5})
+    with pytest.raises(FxError) as err:
+        run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
+    assert "nothing is listening at that address (connection refused)" in err.value.message
+    assert "failed to connect to all addresses" not in err.value.message and "ipv" not in err.value.message
+
+
+@pytest.mark.slow
+def test_a_busy_port_is_explained_and_grpc_s_own_log_stays_quiet(tmp_path: Path) -> None:
+    from fx_cli.plan import load_plan
+
+    ws = federation_workspace(tmp_path, ["one"], rounds=1)
+    port = load_plan(ws / "plan" / "plan.yaml").network.agg_port
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    with contextlib.ExitStack() as stack:  # 'localhost' is both loopbacks: hold the port on each
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            holder = stack.enter_context(socket.socket(family))
+            holder.bind((host, port))
+            holder.listen()
+        res = subprocess.run([sys.executable, "-m", "fx_cli", "aggregator", "start"], cwd=ws, env=env,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 1, res.stderr
+    text = flat(res.stderr)
+    assert f"cannot listen on localhost:{port}: the port is already in use" in text, text
+    assert "GRPC_VERBOSITY" not in text and ".cc:" not in text, text

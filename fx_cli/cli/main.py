@@ -1,7 +1,14 @@
 """The ``fx`` entry point: global options and the one place errors become exit codes."""
 from __future__ import annotations
 
+import os
 import sys
+
+# gRPC's C core logs to stderr on its own (e.g. "E1128 ... add_port.cc:83 ...") and reads this variable when
+# grpc is first imported, which happens later, inside commands. fx reports failures itself; `fx -l debug`
+# turns gRPC's log back on, and a value the user set is always kept.
+GRPC_VERBOSITY_SET_BY_USER = "GRPC_VERBOSITY" in os.environ
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from typing import Any
 
 import click
@@ -79,6 +86,8 @@ def cli(ctx: click.Context, log_level: str, traceback: bool) -> None:
     from fx_cli.logs import setup_logging
 
     ctx.obj = {"traceback": traceback, "log_level": log_level}
+    if log_level.lower() == "debug" and not GRPC_VERBOSITY_SET_BY_USER and "grpc" not in sys.modules:
+        os.environ["GRPC_VERBOSITY"] = "INFO"
     setup_logging(log_level)
 
 

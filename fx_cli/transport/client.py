@@ -20,6 +20,7 @@ import grpc
 
 from fx_cli.errors import FxError
 from fx_cli.pki.diagnose import CERTAIN, POSSIBLE, tls_failure_kind
+from fx_cli.transport.reasons import plain_reason
 from fx_cli.transport.server import message_options
 
 log = logging.getLogger("fx.transport")
@@ -110,8 +111,7 @@ class Retrier:
                     raise unreachable(self.target, waited, err) from None
                 delay = min(next(delays), self.policy.deadline - waited)
                 log.warning("cannot reach the aggregator at %s for %s (%s); retrying in %.1f s",
-                            self.target, what, details(err).splitlines()[0][:160] if details(err) else "unavailable",
-                            delay)
+                            self.target, what, plain_reason(details(err)), delay)
                 self.sleep(delay)
 
 
@@ -122,7 +122,7 @@ def unreachable(target: str, waited: float, err: grpc.RpcError) -> FxError:
         hint = ("the connection kept closing during set-up: the aggregator may be restarting, or refusing this "
                 "collaborator's certificate (`fx collaborator ping -n NAME` tells which); " + hint)
     return FxError(f"cannot reach the aggregator at {target}: gave up after {waited:.0f} s "
-                   f"({details(err)[:200] or 'unavailable'})", hint)
+                   f"({plain_reason(details(err))})", hint)
 
 
 _HINTS = {

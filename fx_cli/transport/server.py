@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import grpc
 
 from fx_cli.errors import FxError
+from fx_cli.transport.reasons import bind_reason
 
 log = logging.getLogger("fx.transport")
 
@@ -50,7 +51,7 @@ def serve(handler: grpc.GenericRpcHandler[Any, Any], address: str, credentials: 
     else:
         detail = ""
     if not port:
-        raise FxError(f"cannot listen on {address}{': ' + detail if detail else ''}",
+        raise FxError(f"cannot listen on {address}: {bind_reason(detail)}",
                       "another process may hold the port; stop it or set network.settings.agg_port "
                       "in plan/plan.yaml to a free port")
     server.start()
