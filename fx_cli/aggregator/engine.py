@@ -32,6 +32,7 @@ from fx_cli.aggregator.reset import state_lock
 from fx_cli.aggregator.round import Presence
 from fx_cli.aggregator.roundend import BestTracker, Exports, RoundCloser, load_agg_state
 from fx_cli.aggregator.state import Snapshot, Store
+from fx_cli.aggregator.stopping import EarlyStopping, stopped_round
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan import Plan
@@ -54,6 +55,7 @@ class RunResult:
     already_finished: bool = False
     reports: list[RoundReport] = field(default_factory=list)
     not_told: list[str] = field(default_factory=list)
+    stop_reason: str = ""  # why training ended before rounds_to_train (early stopping)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,10 @@ class Engine:
         self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
                                   task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
                                   sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks),
-                                  privacy=self.privacy, claims=claim_policy(settings, self._claim_adjusted))
+                                  privacy=self.privacy, claims=claim_policy(settings, self._claim_adjusted),
+                                  stopping=None if evaluation else EarlyStopping.from_settings(
+                                      settings.early_stopping, global_validation_tasks(plan, parts.task_order),
+                                      settings.best_metric, settings.best_metric_higher_is_better))
         if model.round > 0:
             self.closer.export(model, snap.best_model)  # a crash may have come between commit and export
             self.sink.catch_up(store.history())  # ... or between commit and the metrics line
@@ -136,6 +141,7 @@ class Engine:
                                  round_deadline=settings.round_deadline, final_tasks=final_tasks,
                                  observer=self._notify, update_tasks=training_tasks(plan))
         self.resumed_updates = len(snap.updates)
+        self.stop_reason = next((str(r["stopped"]) for r in store.history() if r.get("stopped")), "")
         if sourced is None:
             self.coord.finish()
         fault(f"aggregator:before_round_{model.round + 1}")
@@ -191,6 +197,8 @@ class Engine:
                 opened = time.monotonic()  # before opening: collaborators may get tasks the instant it opens
                 if closed.final or closer.stopped:
                     coord.finish()
+                elif closer.early_stop:
+                    self._stop_early(model, closer.early_stop)
                 else:
                     fault(f"aggregator:before_round_{model.round + 1}")
                     given = self._sourced(model, started=False)
@@ -208,6 +216,16 @@ class Engine:
             if self.source is None:
                 on_round(report)
 
+    def _stop_early(self, model: RoundModel, reason: str) -> None:
+        """No more training: validate ``model`` as the final one (when the plan asks for it), then finish."""
+        log.warning("early stopping after round %d: %s", model.round, reason)
+        self.stop_reason = reason
+        self.rounds_to_train = self.closer.rounds_to_train = self.coord.rounds_to_train = model.round
+        if self.closer.final_evaluation:
+            self.coord.open_next(model)  # round index == rounds_to_train: the final evaluation
+        else:
+            self.coord.finish()
+
     def abort(self, reason: str) -> None:
         """End the run now (collaborators are told); the saved state stays, so a restart resumes it."""
         self.coord.abort(reason)
@@ -216,7 +234,7 @@ class Engine:
         exports = self.exports
         return RunResult(self.coord.model.round, self.rounds_to_train, exports.last if exports else None,
                          exports.best if exports and self.best.model else None, self.best.score, reports=reports,
-                         not_told=not_told or [])
+                         not_told=not_told or [], stop_reason=self.stop_reason)
 
 
 @contextlib.contextmanager
@@ -262,6 +280,10 @@ def _opened(plan: Plan, cols: list[str], options: EngineOptions, store: Store, l
     rounds = 1 if evaluation else (options.rounds or plan.aggregator.rounds_to_train)
     parts = build_parts(plan, cols, options.task_group, rounds)
     rounds *= 1 if evaluation else parts.assigner.hops_per_round()
+    stopped = None if evaluation else stopped_round(store.history())
+    if stopped is not None and stopped < rounds:
+        log.info("early stopping ended training after round %d (saved decision)", stopped)
+        rounds = stopped
     snap = store.load()
     if snap.finished and options.resume and snap.round < rounds:
         log.warning("--resume: the finished run continues to %d rounds", rounds)

@@ -29,6 +29,7 @@ class RoundReport:
     privacy: dict[str, Any] | None = None  # ε so far and the DP parameters of the round (fx_cli/privacy/run.py)
     # Summed data size of the counted results per task (a middle aggregator reports these to its parent).
     data_sizes: dict[str, int] = field(default_factory=dict)
+    stopped: str = ""  # why the run stops after this round (early stopping), '' when it goes on
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -36,8 +37,9 @@ class RoundReport:
         best = "  (best)" if self.best else ""
         what = "final model" if self.final else f"round {self.round}/{self.rounds_to_train}"
         eps = f"  ε={self.privacy['epsilon']:.3g}" if self.privacy else ""
+        stop = f"  (stopping: {self.stopped})" if self.stopped else ""
         return (f"{what}  {shown}  participants={len(self.participants)}/{self.expected}{eps}  "
-                f"{self.seconds:.2f} s{best}")
+                f"{self.seconds:.2f} s{best}{stop}")
 
     def record(self) -> dict[str, Any]:
         rss, peak = self.rss
@@ -45,7 +47,8 @@ class RoundReport:
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
                 "peak_rss_mib": round(peak / 2**20, 1), "data_sizes": self.data_sizes,
-                **({"privacy": self.privacy} if self.privacy else {})}
+                **({"privacy": self.privacy} if self.privacy else {}),
+                **({"stopped": self.stopped} if self.stopped else {})}
 
 
 def _rss() -> tuple[int, int]:

@@ -105,7 +105,7 @@ class Operations:
             self.audit.record("run_failed", reason=reason)
             self.board.set_phase("failed", reason)
         elif result is not None:
-            self.audit.record("run_finished", rounds_done=result.rounds_done,
+            self.audit.record("run_finished", rounds_done=result.rounds_done, stop_reason=result.stop_reason,
                               already_finished=result.already_finished,
                               last_model_sha256=file_sha256(result.last_path) if result.last_path else None)
             self.board.set_phase("finished")

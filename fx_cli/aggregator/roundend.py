@@ -25,6 +25,7 @@ from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.memory import release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, write_round_model
+from fx_cli.aggregator.stopping import EarlyStopping
 from fx_cli.aggregator.state import Store
 from fx_cli.atomic import atomic_write
 from fx_cli.errors import FxError
@@ -90,8 +91,11 @@ class RoundCloser:
     def __init__(self, *, store: Store, functions: dict[str, AggregationFunction], tasks: dict[str, TaskSpec],
                  task_order: Sequence[str], layout: StateLayout, exports: Exports | None,
                  best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool,
-                 privacy: RunPrivacy | None = None, claims: ClaimPolicy = ClaimPolicy()) -> None:
+                 privacy: RunPrivacy | None = None, claims: ClaimPolicy = ClaimPolicy(),
+                 stopping: EarlyStopping | None = None) -> None:
         self.store = store
+        self.stopping = stopping
+        self.early_stop = ""  # why the run stops after the round just closed (early stopping)
         self.functions = functions
         self.tasks = tasks
         self.task_order = list(task_order)
@@ -122,6 +126,8 @@ class RoundCloser:
         self.stopped = any(f.finished() for f in self.functions.values())
         metrics = round_metrics(closed.records, self.claims, r)
         improved = self.best.consider(metrics, closed.model)
+        self.early_stop = "" if self.stopping is None else self.stopping.decide(
+            [*self.store.history(), {"round": r + 1, "metrics": metrics}])
         release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
         agg_state = {task: str(self.layout.agg_state(task, r + 1)) for task in self.functions}
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
@@ -129,11 +135,12 @@ class RoundCloser:
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note,
                              privacy=self.privacy.account() if self.privacy is not None and updates else None,
-                             data_sizes=task_data_sizes(closed.records))
+                             data_sizes=task_data_sizes(closed.records), stopped=self.early_stop)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
+        last = model.round >= self.rounds_to_train or bool(self.early_stop)
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
         self.store.advance(r, model, report.record(), agg_state, best,
-                           finished=self.stopped or (model.round >= self.rounds_to_train and not self.final_evaluation),
+                           finished=self.stopped or (last and not self.final_evaluation),
                            missed=closed.missed)
         fault("aggregator:saving_model")  # committed; best/last not yet refreshed
         self.export(model, closed.model if improved else None)

@@ -63,6 +63,8 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
         rounds = sum(int(e["rounds"]) for e in dp["accountant"])
         console().print(f"differential privacy ({dp['mode']}): ε={dp['epsilon']:.4g} at δ={dp['delta']:g} after "
                         f"{rounds} round(s), noise_multiplier {dp['noise_multiplier']:g}, q={dp['sampling_rate']:.3g}")
+    if result.stop_reason:
+        console().print(f"stopped early after round {result.rounds_to_train}: {result.stop_reason}")
     if result.last_path is not None:
         ok(f"federation complete: final aggregated model {result.last_path}"
            + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))

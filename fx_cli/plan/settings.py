@@ -53,6 +53,8 @@ class AggregatorSettings:
     status_address: str = "127.0.0.1:0"
     # Tamper-evident audit log in logs/audit.jsonl, its head signed by the aggregator's key at each round end.
     audit_log: bool = True
+    # {metric, mode: max|min, min_delta, patience, target}: end the run early (fx_cli/aggregator/stopping.py).
+    early_stopping: Optional[dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
