@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.runtime_helpers import make_workspace
+from tests.runtime_helpers import fx_in, make_workspace
 
 OPENFL_WS = Path(__file__).parent / "openfl_ws"
 
@@ -52,3 +52,54 @@ def reference_linear_fedavg(shards: list[int], rounds: int, epochs: int = 2, lr:
         w = sum(n / total * lw.astype(np.float64) for n, lw, _ in updates).astype(np.float32)
         b = sum(n / total * lb.astype(np.float64) for n, _, lb in updates).astype(np.float32)
     return {"linear/w": w, "linear/b": b}
+
+
+def openfl_pbuf(path: Path, tensors: dict[str, np.ndarray], round_number: int = 0) -> None:
+    """A model file as OpenFL writes it: a bare ModelProto, no fx integrity record."""
+    from fx_cli.proto import base_pb2
+
+    model = base_pb2.ModelProto()
+    for name, array in tensors.items():
+        tensor = model.tensors.add(name=name, round_number=round_number, lossless=True, tags=["model"])
+        tensor.transformer_metadata.add().int_list.extend(array.shape)
+        tensor.data_bytes = np.asarray(array, "<f4").tobytes()
+    path.write_bytes(model.SerializeToString())
+
+
+def openfl_export_archive(target: Path, port: int) -> Path:
+    """The numpy OpenFL workspace as OpenFL 1.9's `fx workspace export` zips it (see the reference, section 8)."""
+    import hashlib
+    import zipfile
+
+    import yaml
+
+    plan = yaml.safe_load((OPENFL_WS / "numpy_exported_plan.yaml").read_text())
+    plan["network"]["settings"]["agg_port"] = port
+    plan_text = yaml.dump(plan)
+    openfl_hash = hashlib.sha384(plan_text.encode()).hexdigest()[:8]
+    init = target.parent / "openfl_init.pbuf"
+    openfl_pbuf(init, {"linear/w": np.zeros(5, np.float32), "linear/b": np.zeros(1, np.float32)})
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder in ("data/", "local_state/", "logs/", "plan/", "save/", "src/"):
+            zf.writestr(folder, "")
+        zf.writestr(".workspace", "current_plan_name: default\n")
+        zf.writestr("plan/cols.yaml", "collaborators:\n- one\n- two\n")
+        zf.writestr("plan/data.yaml", "one,1\ntwo,2\n")
+        zf.writestr("plan/plan.yaml", plan_text)
+        zf.writestr(f"plan/plan_{openfl_hash}.yaml", plan_text)
+        zf.write(init, "save/init.pbuf")
+        zf.writestr("src/__init__.py", "")
+        zf.write(OPENFL_WS / "numpy_dataloader.py", "src/dataloader.py")
+        zf.write(OPENFL_WS / "numpy_taskrunner.py", "src/taskrunner.py")
+        zf.writestr("requirements.txt", "openfl==1.9.0\nnumpy\n")
+    return target
+
+
+def certify_all(ws: Path, cols: list[str]) -> None:
+    """A CA, the aggregator's certificate for localhost and one certificate per collaborator, all in ``ws``."""
+    fx_in(ws, "workspace", "certify")
+    fx_in(ws, "aggregator", "generate-cert-request", "--fqdn", "localhost")
+    fx_in(ws, "aggregator", "certify", "--fqdn", "localhost", "-s")
+    for name in cols:
+        fx_in(ws, "collaborator", "generate-cert-request", "-n", name, "-s", "-x")
+        fx_in(ws, "collaborator", "certify", "-n", name, "-s")

@@ -59,6 +59,10 @@ def import_(archive: Path, prefix: Path | None, install: bool | None, silent: bo
     console().print("check that this federation id matches the one the aggregator's owner announced")
     for warning in done.warnings:
         err_console().print(f"[yellow]warning:[/] {escape(warning)}")
+    if done.translated:
+        console().print("an OpenFL workspace; translated for fx:")
+        for line in done.translated:
+            console().print(f"  {escape(line)}")
     _show_code(done.code, done.code_digest)
     if install is None:
         install = not silent and sys.stdin.isatty()

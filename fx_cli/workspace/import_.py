@@ -19,6 +19,7 @@ from fx_cli import __version__
 from fx_cli.archive.safezip import Limits, UnsafeArchive, check_members, extract, open_zip
 from fx_cli.errors import FxError, PlanError
 from fx_cli.plan.loader import Plan, load_plan
+from fx_cli.workspace import openfl_import
 from fx_cli.workspace.archive import (FROZEN_PLAN, MARKER_FILE, PLAN_FILE, SITE_DIRS, member_problem,
                                       nesting_problem)
 from fx_cli.workspace.reqlines import check_lines, describe
@@ -56,6 +57,7 @@ class VerifiedPlan:
     agg_addr: str
     agg_port: int
     text: bytes
+    openfl_frozen: str = ""  # set for an archive OpenFL exported: its frozen plan (named by OpenFL's hash)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Imported:
     warnings: list[str] = field(default_factory=list)
     code: list[tuple[str, str]] = field(default_factory=list)  # (src/ file, sha256) - runs on this host
     code_digest: str = ""  # sha256 over the sorted (name, sha256) list
+    translated: list[str] = field(default_factory=list)  # what fx does differently (an OpenFL archive)
 
 
 def code_listing(workspace: Path) -> tuple[list[tuple[str, str]], str]:
@@ -96,7 +99,13 @@ def import_workspace(archive: Path, prefix: Path | None = None, *, limits: Limit
     requirements = small.get("requirements.txt", b"")
     warnings = _version_warnings(requirements) + _requirement_warnings(requirements)
     code, digest = code_listing(target)
-    return Imported(target, verified, files, warnings, code, digest)
+    translated: list[str] = []
+    if verified.openfl_frozen:
+        src = {n: (target / n).read_bytes() for n, _ in code}
+        translated = openfl_import.translations(small, src, files, verified.openfl_frozen,
+                                                f"plan/plan_{verified.plan_hash[:8]}.yaml")
+        openfl_import.finish(target)
+    return Imported(target, verified, files, warnings, code, digest, translated)
 
 
 def check_layout(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
@@ -106,6 +115,8 @@ def check_layout(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
         if required not in names:
             raise NotAWorkspace(archive, required)
     for info in infos:
+        if info.is_dir() and info.filename.rstrip("/") in SITE_DIRS:
+            continue  # an empty site folder (OpenFL's archives have data/, logs/, local_state/); nothing to write
         problem = member_problem(info.filename)
         if problem is None and info.flag_bits & 0x1:
             problem = f"member {info.filename!r} is encrypted"
@@ -142,6 +153,10 @@ def verify_plan(archive: Path, small: dict[str, bytes]) -> VerifiedPlan:
         plan = _load(archive, root, PLAN_FILE)
         frozen_name = f"plan/plan_{plan.hash[:8]}.yaml"
         frozen = sorted(n for n in small if FROZEN_PLAN.match(n))
+        if frozen_name not in small and openfl_import.is_openfl_plan(small[PLAN_FILE]):
+            net = plan.network
+            return VerifiedPlan(plan.hash, plan.federation_id, str(net.agg_addr), int(net.agg_port),
+                                small[PLAN_FILE], openfl_import.check_frozen(archive, small))
         if not frozen:
             raise FxError(f"{archive}: has no frozen plan (plan/plan_<hash8>.yaml), so its plan cannot be verified",
                           "ask the aggregator's owner for an archive made by `fx workspace export`")
@@ -177,6 +192,8 @@ def _finish(archive: Path, target: Path, verified: VerifiedPlan) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
     target.chmod(0o777 & ~umask)
+    if verified.openfl_frozen:  # fx's own frozen copy, next to OpenFL's
+        (target / "plan" / f"plan_{verified.plan_hash[:8]}.yaml").write_bytes(verified.text)
     (target / "plan" / f"plan_{verified.plan_hash[:8]}.yaml").chmod(0o444)
     for name in (*SITE_DIRS, "save"):
         (target / name).mkdir(exist_ok=True)
