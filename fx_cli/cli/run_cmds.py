@@ -58,11 +58,11 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
     if final is not None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
         console().print(f"final aggregated model: {shown}")
-    dp = next((r.privacy for r in reversed(result.reports) if r.privacy), None)
+    from fx_cli.privacy.summary import summary_line
+
+    dp = summary_line([r.privacy for r in result.reports])
     if dp is not None:
-        rounds = sum(int(e["rounds"]) for e in dp["accountant"])
-        console().print(f"differential privacy ({dp['mode']}): ε={dp['epsilon']:.4g} at δ={dp['delta']:g} after "
-                        f"{rounds} round(s), noise_multiplier {dp['noise_multiplier']:g}, q={dp['sampling_rate']:.3g}")
+        console().print(dp)
     if result.stop_reason:
         console().print(f"stopped early after round {result.rounds_to_train}: {result.stop_reason}")
     if result.last_path is not None:

@@ -80,5 +80,10 @@ def simulate(plan_path: Path, data_path: Path, collaborators: int | None, partit
     if final is not None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
         console().print(f"final aggregated model: {shown}")
+    from fx_cli.privacy.summary import summary_line
+
+    dp = summary_line([r.privacy for r in result.reports])
+    if dp is not None:
+        console().print(dp)
     ok(f"simulation complete: final aggregated model {result.last_path}"
        + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
