@@ -40,12 +40,7 @@ def _hops(ws: Path) -> list[list[str]]:
 
 
 def _travel(ws: Path, order: list[str]) -> dict[str, np.ndarray]:
-    model = load_model(ws / "save" / "init.pbuf")
-    for col in order:
-        runner = SyntheticRunner(SyntheticData(str(SHARDS[col])))
-        runner.set_tensors(model)
-        model = {k: np.asarray(v, np.float32) for k, v in runner.train_task(0).tensors.items()}
-    return model
+    return _travel_from(load_model(ws / "save" / "init.pbuf"), order)
 
 
 def _assert_same(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
@@ -143,3 +138,56 @@ def test_sequential_runs_one_after_another_and_averages_like_parallel(tmp_path: 
     assert run_federation(par, COLS, timeout=TIMEOUT).ok
     _assert_same(load_model(seq / "save" / "last.pbuf"), load_model(par / "save" / "last.pbuf"))
     fx_in(seq, "plan", "print")  # the schedule is a valid plan component
+
+
+ROUND_ROBIN = {"template": "fx_cli.topology.schedules.RoundRobinAssigner", "task_groups": GROUP}
+
+
+def _rotated(ws: Path) -> list[dict[str, np.ndarray]]:
+    """Independently: on hop h, collaborator i trains resource (i + h) mod 3, starting from its latest model."""
+    init = load_model(ws / "save" / "init.pbuf")
+    resources = [init, init, init]
+    for hop in range(3):
+        for i, col in enumerate(COLS):
+            k = (i + hop) % 3
+            resources[k] = _travel_from(resources[k], [col])
+    return resources
+
+
+def _assert_resources(ws: Path) -> None:
+    for k, expected in enumerate(_rotated(ws)):
+        _assert_same(load_model(ws / "save" / "resources" / f"resource_{k}.pbuf"), expected)
+    hops = [h[0] for h in _hops(ws)]
+    assert len(hops) == 9 and all(sorted(hops[h * 3:h * 3 + 3]) == sorted(COLS) for h in range(3))
+
+
+def test_round_robin_rotates_every_resource_through_every_collaborator(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, COLS, rounds=1, shards=SHARDS, assigner=ROUND_ROBIN)
+    run = run_federation(ws, COLS, timeout=TIMEOUT)
+    assert run.ok, {n: o[-2000:] for n, o in run.outputs.items()}
+    _assert_resources(ws)
+
+
+@pytest.mark.parametrize("point", ["aggregator:before_round_5", "aggregator:saving_model#4"])
+def test_round_robin_survives_the_aggregator_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    point: str) -> None:
+    ws = make_workspace(tmp_path, COLS, rounds=1, shards=SHARDS, assigner=ROUND_ROBIN,
+                        network={"reconnect_deadline": 120})
+    with processes(ws) as procs:
+        monkeypatch.setenv("FX_FAULT", point)
+        doomed = procs.aggregator()
+        monkeypatch.delenv("FX_FAULT")
+        cols = [procs.collaborator(c) for c in COLS]
+        assert doomed.wait(TIMEOUT) == -9
+        again = procs.start("aggregator-again", "aggregator", "start")
+        assert again.wait(TIMEOUT) == 0, again.output()[-3000:]
+        assert all(c.wait(TIMEOUT) == 0 for c in cols), [c.output()[-2000:] for c in cols]
+    _assert_resources(ws)
+
+
+def _travel_from(model: dict[str, np.ndarray], order: list[str]) -> dict[str, np.ndarray]:
+    for col in order:
+        runner = SyntheticRunner(SyntheticData(str(SHARDS[col])))
+        runner.set_tensors(model)
+        model = {k: np.asarray(v, np.float32) for k, v in runner.train_task(0).tensors.items()}
+    return model

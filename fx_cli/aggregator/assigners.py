@@ -42,6 +42,10 @@ class Assigner(ABC):
     def round_done(self, round_num: int, participants: list[str]) -> None:
         """Round ``round_num`` closed with these participants (replayed from the saved history after a restart)."""
 
+    def model_source(self) -> Any:
+        """An ``engine.ModelSource`` when the schedule chooses each round's input model (round robin), else None."""
+        return None
+
     def may_close_without(self, round_num: int, missing: list[str]) -> bool:
         """Whether a round whose ``missing`` collaborators are gone may close without them (else the run fails)."""
         return False

@@ -101,7 +101,7 @@ class Engine:
                                                        plan.resolve_path(settings.best_state_path))
         snap = recover(snap, store, layout, self.exports)
         model = snap.model or _first_model(plan, store, layout)
-        self.source = options.source
+        self.source: ModelSource | None = options.source or parts.assigner.model_source()
         sourced = self._sourced(model, started=bool(snap.updates))
         if sourced is not model:
             snap = store.load()

@@ -7,7 +7,9 @@ reset, and the simulator (local optimizer state of virtual collaborators).
 
     local_state/aggregator.db            SQLite state (``state.Store``)
     local_state/models/round_<R>.pbuf    the global model that is the input of round R (0-based)
-    local_state/models/round_<R>.parent.pbuf   a middle aggregator's input of round R, from its parent
+    local_state/models/round_<R>.sourced.pbuf  the input of round R given from outside the round before it
+                                         (a middle aggregator's parent, a round-robin resource)
+    local_state/models/resource_<K>.pbuf the latest model of round-robin resource K
     local_state/models/aggstate_<task>_r<R>.npz   server-optimizer state saved with round R
     local_state/updates/r<R>/<col>.<task>.<token>.f32   a received update, spilled (float32, model order)
     local_state/optimizer/<col>.npz      local optimizer state of a simulated collaborator (opt_treatment)
@@ -66,9 +68,13 @@ class StateLayout:
         """The global model that is the input of ``round_num`` (0-based)."""
         return self.models / f"{MODEL_PREFIX}{round_num}.pbuf"
 
-    def parent_model(self, round_num: int) -> Path:
-        """The input of ``round_num`` as received from the level above (a middle aggregator's global model)."""
-        return self.models / f"{MODEL_PREFIX}{round_num}.parent.pbuf"
+    def sourced_model(self, round_num: int) -> Path:
+        """The input of ``round_num`` when an ``engine.ModelSource`` gives it (a parent's model, a resource)."""
+        return self.models / f"{MODEL_PREFIX}{round_num}.sourced.pbuf"
+
+    def resource_model(self, resource: int) -> Path:
+        """The latest model of round-robin resource ``resource``."""
+        return self.models / f"resource_{resource}.pbuf"
 
     def agg_state(self, task: str, round_num: int) -> Path:
         """The server-optimizer state of ``task`` saved with the model of ``round_num``."""

@@ -1,4 +1,5 @@
-"""Schedules beyond "everyone at once": cyclic (one model travels the ring) and sequential (one after another).
+"""Schedules beyond "everyone at once": cyclic (one model travels the ring), round robin (N models rotate) and
+sequential (one after another).
 
 Both are assigners (``assigner.template`` in the plan), so they run on the one
 round engine and survive ``kill -9`` like any run: every engine round's
@@ -24,9 +25,16 @@ into the assigner after a restart (``Assigner.round_done``).
 from __future__ import annotations
 
 import random
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
 
 from fx_cli.aggregator.assigners import Assigner
+from fx_cli.aggregator.layout import StateLayout
+from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.modelstore import RoundModel, export_copy, write_round_model
+from fx_cli.aggregator.state import Store
 from fx_cli.errors import FxError
 from fx_cli.plan.ranges import count
 
@@ -117,3 +125,73 @@ class SequentialAssigner(Assigner):
 
     def group_of(self, collaborator: str, round_num: int) -> dict[str, Any] | None:
         return self.task_groups[0] if collaborator in self.authorized_cols else None
+
+
+class RoundRobinAssigner(Assigner):
+    """Ferdelance's round robin: N resources (models) rotate over the N collaborators.
+
+    On hop ``h`` collaborator ``i`` (cols.yaml order) trains resource ``(i + h) mod N``, so after the N hops of
+    a plan round every resource has been trained by every collaborator, each time on that resource's latest
+    model. fx runs the N trainings of a hop one after another, as N engine rounds (round ``r`` trains resource
+    ``r mod N``): the resulting models are exactly those of the parallel rotation, at N times its wall time.
+    The resources live in ``local_state/models/resource_<K>.pbuf`` (saved before each round's input is chosen,
+    so a restart finds them) and are copied to ``<workspace>/<export_folder>/resource_<K>.pbuf``; the final
+    evaluation validates resource 0.
+    """
+
+    def __init__(self, task_groups: list[dict[str, Any]], authorized_cols: list[str], rounds_to_train: int = 1,
+                 selected_task_group: str | None = None, export_folder: str = "save/resources") -> None:
+        super().__init__(task_groups, authorized_cols, rounds_to_train, selected_task_group)
+        if len(self.authorized_cols) < 2:
+            raise FxError(f"assigner: a round-robin schedule needs at least 2 collaborators in plan/cols.yaml, got "
+                          f"{len(self.authorized_cols)}", "add collaborators, or use the default RandomGroupedAssigner")
+        if len(self.task_groups) != 1:
+            raise FxError("assigner: a round-robin schedule runs one task group; "
+                          f"assigner.settings.task_groups has {len(self.task_groups)}", "keep one task group")
+        self.export_folder = export_folder
+
+    @property
+    def n(self) -> int:
+        return len(self.authorized_cols)
+
+    def hops_per_round(self) -> int:
+        return self.n * self.n
+
+    def trainer(self, round_num: int) -> str:
+        hop, resource = divmod(round_num, self.n)
+        return self.authorized_cols[(resource - hop) % self.n]
+
+    def group_of(self, collaborator: str, round_num: int) -> dict[str, Any] | None:
+        return self.task_groups[0] if collaborator == self.trainer(round_num) else None
+
+    def model_source(self) -> "RoundRobinAssigner":
+        return self
+
+    # --- engine.ModelSource ---------------------------------------------------------------------
+
+    def input_model(self, model: RoundModel, store: Store, layout: StateLayout) -> RoundModel | None:
+        """Keep the model just trained as its resource's latest; give the next resource's as the input."""
+        m = model.round
+        if model.path == layout.sourced_model(m):
+            return model  # already the chosen input (a restart after it was recorded)
+        if m == 0:
+            for k in range(self.n):
+                self._keep(model, k, layout)
+        else:
+            self._keep(model, (m - 1) % self.n, layout)
+        source = layout.resource_model(m % self.n)
+        return write_round_model(layout.sourced_model(m), iter_model_tensors(source), m)
+
+    def round_closed(self, report: RoundReport) -> None:
+        pass
+
+    def _keep(self, model: RoundModel, resource: int, layout: StateLayout) -> None:
+        target = layout.resource_model(resource)
+        write_round_model(target, model.tensors(), model.round)
+        export_copy(target, layout.root.parent / self.export_folder / target.name)
+
+
+def iter_model_tensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    from fx_cli.tensors.pbuf import iter_model
+
+    return ((h.name, a) for h, a in iter_model(path) if a is not None)

@@ -184,7 +184,7 @@ class UpstreamLink:
         except RoundGone as gone:
             log.warning("the parent's round %d is over before its model arrived (%s)", g + 1, gone)
             return False
-        model = write_round_model(layout.parent_model(first), tensors.items(), first)
+        model = write_round_model(layout.sourced_model(first), tensors.items(), first)
         fault("region:after_parent_model")
         log.info("region round %d: input is the parent's model of round %d", first + 1, g + 1)
         with self.cond:
