@@ -23,10 +23,10 @@ $(STAMP): setup.cfg pyproject.toml requirements-dp-reference.txt
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
-	@echo "==> [3/3] installing fx with its tensorflow, torch, dev and plot extras (1-2 minutes; pip lists each package)"
+	@echo "==> [3/3] installing fx with its tensorflow, torch, ray, dev and plot extras (1-2 minutes; pip lists each package)"
 	@# The distribution was called "fx" before (the name of an unrelated PyPI project): drop that old install.
 	$(PY) -m pip uninstall --quiet --yes fx 2>/dev/null || true
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --progress-bar off -e '.[tensorflow,torch,dev,plot]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --progress-bar off -e '.[tensorflow,torch,ray,dev,plot]'
 	@# Test-only reference for the DP accountant tests (pins attrs<24: never one of fx's requirements).
 	$(PY) -m pip install --quiet -r requirements-dp-reference.txt
 	touch $(STAMP)

@@ -18,10 +18,24 @@ RAY_HINT = "install Ray with the ray extra: make install, or pip install -e '.[r
 CONNECT_TIMEOUT = 5.0
 
 
+def import_ray() -> Any:
+    """The ``ray`` module, typed ``Any`` at this edge: actor handles and ``.remote`` calls are dynamic."""
+    import importlib
+
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise FxError("--backend ray needs Ray, which is not installed", RAY_HINT) from None
+
+
 class _Actor:
     """The body of one Ray actor: a ``Worker`` that lives as long as the actor."""
 
     def __init__(self, setup: WorkerSetup) -> None:
+        import os
+        from pathlib import Path
+
+        os.chdir(Path(setup.plan_path).parent.parent)  # the workspace: data paths in plans are relative to it
         self.worker = Worker(setup)
         self.error: tuple[str, str] | None = None
         try:
@@ -57,16 +71,14 @@ class RayPool:
     def __init__(self, setup: WorkerSetup, size: int, settings: SimulationSettings, address: str | None) -> None:
         if address is not None:
             check_address(address)
-        try:
-            import ray
-        except ImportError:
-            raise FxError("--backend ray needs Ray, which is not installed", RAY_HINT) from None
+        ray = import_ray()
         self.ray = ray
         self.size = size
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
+            local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local instance stays on loopback
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False, configure_logging=False)
+                     log_to_driver=False, configure_logging=False, **local)
         self._check_fits(settings, size)
         options: dict[str, Any] = {"num_cpus": settings.worker_cpus, "max_restarts": 0}
         if settings.worker_memory_mb:
