@@ -75,6 +75,7 @@ def make_workspace(root: Path, cols: list[str], *, tls: bool = True, rounds: int
     network.update(sections.pop("network", {}))
     aggregator = {"rounds_to_train": rounds, "join_deadline": 20, "heartbeat_timeout": 20}
     aggregator.update(sections.pop("aggregator", {}))
+    aggregator.setdefault("rejoin_deadline", aggregator["heartbeat_timeout"])  # tests of 'gone' stay quick
     collaborator = {"heartbeat_interval": 0.5}
     collaborator.update(sections.pop("collaborator", {}))
     runner: dict[str, Any] = {"num_params": num_params, "num_tensors": num_tensors} if template == SYNTHETIC_TEMPLATE else {}

@@ -209,7 +209,9 @@ class Coordinator:
     def model_for(self, round_num: int) -> RoundModel:
         """The global model that is the input of ``round_num``."""
         with self.cond:
-            if round_num == self.model.round and self.phase is not Phase.ABORTED:
+            if self.phase is Phase.ABORTED:
+                raise Refused(Refusal.RUN_ENDED, f"the aggregator ended the run: {self.abort_reason}")
+            if round_num == self.model.round:
                 return self.model
             if round_num < self.model.round:
                 raise Refused(Refusal.ROUND_OVER, f"the model of round {round_num + 1} is no longer served; "

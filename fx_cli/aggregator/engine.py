@@ -27,6 +27,7 @@ from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport
 from fx_cli.aggregator.modelstore import RoundModel, import_model
 from fx_cli.aggregator.outcomes import Event, EventKind, Observer
+from fx_cli.aggregator.pauses import ActiveClock
 from fx_cli.aggregator.recovery import recover
 from fx_cli.aggregator.reset import state_lock
 from fx_cli.aggregator.round import Presence
@@ -135,11 +136,14 @@ class Engine:
             if not record.get("final"):
                 parts.assigner.round_done(int(record["round"]) - 1, list(record.get("participants", [])))
         join_deadline, heartbeat_timeout = options.liveness or (settings.join_deadline, settings.heartbeat_timeout)
-        presence = Presence(cols, join_deadline, heartbeat_timeout, time.monotonic())
+        # Deadlines about peers run on a clock that stops while this process is stopped (see pauses.py).
+        self.clock = ActiveClock().start()
+        rejoin = None if options.liveness else settings.rejoin_deadline
+        presence = Presence(cols, join_deadline, heartbeat_timeout, self.clock(), rejoin)
         self.coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
                                  presence=presence, store=store, model=model, saved=snap, layout=layout,
                                  round_deadline=settings.round_deadline, final_tasks=final_tasks,
-                                 observer=self._notify, update_tasks=training_tasks(plan))
+                                 observer=self._notify, update_tasks=training_tasks(plan), clock=self.clock)
         self.resumed_updates = len(snap.updates)
         self.stop_reason = next((str(r["stopped"]) for r in store.history() if r.get("stopped")), "")
         if sourced is None:
@@ -263,6 +267,7 @@ def open_engine(plan: Plan, cols: list[str], options: EngineOptions = EngineOpti
                     yield opened
                 finally:
                     if isinstance(opened, Engine):
+                        opened.clock.stop()
                         opened.sink.close()
             finally:
                 store.close()

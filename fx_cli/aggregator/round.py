@@ -26,10 +26,14 @@ class Verdict:
 class Presence:
     """When each collaborator was last heard from; who counts as gone."""
 
-    def __init__(self, cols: list[str], join_deadline: float, heartbeat_timeout: float, started: float) -> None:
+    def __init__(self, cols: list[str], join_deadline: float, heartbeat_timeout: float, started: float,
+                 rejoin_deadline: float | None = None) -> None:
         self.cols = list(cols)
         self.join_deadline = join_deadline
         self.heartbeat_timeout = heartbeat_timeout
+        # A silent collaborator is 'gone' (policies may leave it behind) after heartbeat_timeout, and 'lost'
+        # (a run that needs it fails) only after the rejoin deadline: a paused site may come back until then.
+        self.rejoin_deadline = max(heartbeat_timeout, rejoin_deadline or heartbeat_timeout)
         self.started = started
         self.last_seen: dict[str, float] = {}
         self.told_finish: set[str] = set()
@@ -49,11 +53,22 @@ class Presence:
     def gone(self, col: str, now: float) -> bool:
         return now >= self.gone_at(col)
 
+    def lost_at(self, col: str) -> float:
+        """The time after which a run that needs ``col`` gives up on it (its rejoin deadline)."""
+        if col not in self.last_seen:
+            return self.started + self.join_deadline
+        return self.last_seen[col] + self.rejoin_deadline
+
+    def lost(self, col: str, now: float) -> bool:
+        return now >= self.lost_at(col)
+
     def describe(self, col: str, now: float) -> str:
         if col not in self.last_seen:
             return f"'{col}' never connected (join_deadline {self.join_deadline:g} s)"
-        return (f"'{col}' last heard from {now - self.last_seen[col]:.0f} s ago "
-                f"(heartbeat_timeout {self.heartbeat_timeout:g} s)")
+        limits = f"heartbeat_timeout {self.heartbeat_timeout:g} s"
+        if self.rejoin_deadline > self.heartbeat_timeout:
+            limits += f", rejoin_deadline {self.rejoin_deadline:g} s"
+        return f"'{col}' last heard from {now - self.last_seen[col]:.0f} s ago ({limits})"
 
 
 @dataclass
@@ -109,12 +124,15 @@ class RoundState:
             and now >= self.started + self.round_deadline
         pending = self.pending()
         alive = [] if overdue else [c for c in pending if not presence.gone(c, now)]
-        if not self.policy.can_end(done + len(alive), self.expected, FAR_FUTURE):
+        # Silent past heartbeat_timeout but within the rejoin deadline: a run that needs them waits for them.
+        rejoining = [] if overdue or tolerate_missing else [c for c in pending
+                                                            if c not in alive and not presence.lost(c, now)]
+        if not self.policy.can_end(done + len(alive) + len(rejoining), self.expected, FAR_FUTURE):
             if not tolerate_missing:
-                return Verdict(fail=self._failure(presence, now, pending, alive, overdue))
+                return Verdict(fail=self._failure(presence, now, pending, alive + rejoining, overdue))
             if not alive:
                 return Verdict(end=True)
-        wakes = [presence.gone_at(c) for c in alive]
+        wakes = [presence.gone_at(c) for c in alive] + [presence.lost_at(c) for c in rejoining]
         check = self.policy.next_check()
         if check is not None and self.started is not None:
             wakes.append(check)

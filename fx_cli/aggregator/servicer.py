@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
@@ -148,7 +149,7 @@ class Servicer:
 
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
                  chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0,
-                 max_transfers: int = MAX_TRANSFERS) -> None:
+                 max_transfers: int = MAX_TRANSFERS, clock: Callable[[], float] = time.monotonic) -> None:
         self.coord = coordinator
         self.gate = gate
         self.plan_config = plan_config
@@ -156,7 +157,7 @@ class Servicer:
         self.chunk = chunk
         self.poll_timeout = poll_timeout
         self.pipelines = pipelines
-        self.transfers = Transfers(max(1, max_transfers), stall_timeout)
+        self.transfers = Transfers(max(1, max_transfers), stall_timeout, clock)
 
     def _admit(self, context: grpc.ServicerContext, caller: Caller) -> str:
         """Admit a federation call; the caller then counts as connected (it must be told when the run ends)."""

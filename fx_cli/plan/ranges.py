@@ -66,6 +66,7 @@ CORE_RANGES: dict[str, dict[str, Range]] = {
         "rounds_to_train": count(1_000_000),
         "join_deadline": seconds(),
         "heartbeat_timeout": seconds(7 * DAY),
+        "rejoin_deadline": seconds(30 * DAY),
         "round_deadline": seconds(),
         "db_store_rounds": count(1_000, low=0),
         "data_size_median_multiple": Range(1, 1e6, what="a factor"),

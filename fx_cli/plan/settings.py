@@ -34,6 +34,9 @@ class AggregatorSettings:
     join_deadline: float = 600.0
     # Seconds without a heartbeat after which a collaborator is considered gone.
     heartbeat_timeout: float = 120.0
+    # Seconds a collaborator silent past heartbeat_timeout (paused, asleep, cut off) may take to come back before
+    # a run that needs it fails; policies that tolerate absentees go on without it meanwhile.
+    rejoin_deadline: float = 600.0
     # Upper bound on one round, in seconds (None: no bound beyond heartbeats).
     round_deadline: Optional[float] = None
     # After the last round, every collaborator validates the final aggregated model (reported as "final").

@@ -1,0 +1,126 @@
+"""Availability: a paused collaborator may come back within its rejoin deadline; time the aggregator itself was
+stopped does not count against its peers; a removed collaborator leaves the round; a full disk is named."""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from fx_cli.aggregator.pauses import ActiveClock
+from fx_cli.aggregator.round import Presence, RoundState
+from fx_cli.aggregator.stragglers import PercentagePolicy, WaitForAllPolicy
+from tests.fault_helpers import flat, in_log, processes, wait_until
+from tests.runtime_helpers import make_workspace
+from tests.test_reliability_peers import MARKED_RUNNER
+
+TASKS = ("validate", "train")
+TIMEOUT = 90.0
+
+
+def _round(policy, rejoin: float | None):  # type: ignore[no-untyped-def]
+    presence = Presence(["a", "b"], join_deadline=10.0, heartbeat_timeout=5.0, started=0.0, rejoin_deadline=rejoin)
+    state = RoundState(0, {c: TASKS for c in ("a", "b")}, policy)
+    for col in ("a", "b"):
+        presence.seen(col, 1.0)
+    for task in TASKS:
+        state.record("a", task)
+    return state, presence
+
+
+@pytest.mark.parametrize("silent_for", [5.5, 20.0, 59.0])
+def test_wait_for_all_waits_for_a_silent_collaborator_until_its_rejoin_deadline(silent_for):
+    state, presence = _round(WaitForAllPolicy(), rejoin=60.0)
+    verdict = state.verdict(presence, 1.0 + silent_for)
+    assert verdict.fail is None and not verdict.end and verdict.wake == 61.0
+    presence.seen("b", 1.0 + silent_for + 0.1)  # it woke up
+    for task in TASKS:
+        state.record("b", task)
+    assert state.verdict(presence, 1.0 + silent_for + 0.2).end
+
+
+def test_past_the_rejoin_deadline_the_run_fails_naming_both_deadlines():
+    state, presence = _round(WaitForAllPolicy(), rejoin=60.0)
+    failed = state.verdict(presence, 61.5)
+    assert failed.fail and "'b' last heard from 60 s ago (heartbeat_timeout 5 s, rejoin_deadline 60 s)" in failed.fail
+
+
+@pytest.mark.parametrize("rejoin", [None, 5.0, 2.0])
+def test_a_rejoin_deadline_not_above_the_heartbeat_timeout_keeps_the_old_behaviour(rejoin):
+    state, presence = _round(WaitForAllPolicy(), rejoin=rejoin)
+    assert state.verdict(presence, 6.5).fail
+
+
+def test_a_policy_that_tolerates_absentees_goes_on_without_the_silent_one():
+    state, presence = _round(PercentagePolicy(0.5), rejoin=600.0)
+    assert state.verdict(presence, 2.0).end
+
+
+@pytest.mark.parametrize("pause", [6.0, 60.0, 3600.0])
+def test_the_active_clock_leaves_out_time_the_process_was_stopped(pause):
+    raw = [100.0]
+    clock = ActiveClock(raw=lambda: raw[0], tick=0.5, threshold=5.0)
+    raw[0] += 0.5
+    assert clock() == 100.5
+    raw[0] += pause  # stopped: no tick for `pause` seconds
+    assert clock() == pytest.approx(100.5 + 0.5)  # one tick's worth of time passed, not the pause
+    raw[0] += 2.0  # ordinary scheduling delay: counted
+    assert clock() == pytest.approx(103.0)
+    assert clock.pauses == 1 and clock.paused == pytest.approx(pause - 0.5)
+
+
+def test_the_active_clock_counts_short_delays():
+    raw = [0.0]
+    clock = ActiveClock(raw=lambda: raw[0], tick=0.5, threshold=5.0)
+    for _ in range(10):
+        raw[0] += 4.0  # a busy machine: late ticks, but not a pause
+        clock()
+    assert clock() == 40.0 and clock.pauses == 0
+
+
+def _marked(root: Path, **sections: dict) -> Path:  # type: ignore[type-arg]
+    return make_workspace(root, ["one", "two"], rounds=2,
+                          prepare=lambda w: (w / "src" / "marked.py").write_text(MARKED_RUNNER),
+                          task_runner={"template": "src.marked.MarkedRunner"}, **sections)
+
+
+@pytest.mark.slow
+def test_a_collaborator_paused_past_the_heartbeat_timeout_rejoins_and_the_run_completes(tmp_path):
+    ws = _marked(tmp_path, aggregator={"heartbeat_timeout": 2, "rejoin_deadline": 60},
+                 network={"reconnect_deadline": 60})
+    with processes(ws) as procs:
+        agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
+        wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
+        two.popen.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            while time.monotonic() - stopped < 6.0:  # three heartbeat timeouts
+                assert agg.popen.poll() is None, agg.output()
+                time.sleep(0.2)
+        finally:
+            two.popen.send_signal(signal.SIGCONT)
+        assert agg.wait(TIMEOUT) == 0, agg.output()
+        assert one.wait(TIMEOUT) == 0 and two.wait(TIMEOUT) == 0, two.output()
+    text = flat(agg.output())
+    assert "participants=2/2" in text and "cannot complete" not in text
+
+
+@pytest.mark.slow
+def test_a_paused_aggregator_does_not_blame_its_peers_for_its_own_pause(tmp_path):
+    ws = _marked(tmp_path, aggregator={"heartbeat_timeout": 2, "rejoin_deadline": 3},
+                 network={"reconnect_deadline": 60})
+    with processes(ws) as procs:
+        agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
+        wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
+        agg.popen.send_signal(signal.SIGSTOP)
+        time.sleep(10.0)  # the pause under test: longer than every peer deadline of the plan
+        agg.popen.send_signal(signal.SIGCONT)
+        assert agg.wait(TIMEOUT) == 0, agg.output()
+        for col in (one, two):
+            assert col.wait(TIMEOUT) == 0, col.output()
+    text = flat(agg.output())
+    assert "the aggregator itself was not running for about" in text
+    assert "last heard from" not in text and "cannot complete" not in text
+    for col in (one, two):
+        assert "has not started (the federation is at round" not in flat(col.output())
