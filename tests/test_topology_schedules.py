@@ -191,3 +191,26 @@ def _travel_from(model: dict[str, np.ndarray], order: list[str]) -> dict[str, np
         runner.set_tensors(model)
         model = {k: np.asarray(v, np.float32) for k, v in runner.train_task(0).tensors.items()}
     return model
+
+
+@pytest.mark.parametrize("assigner", ["cyclic", "round_robin", "sequential"])
+def test_schedules_in_fx_simulate_give_the_models_of_the_real_federation(tmp_path: Path, assigner: str) -> None:
+    from tests.test_simulate import flat, simulate
+
+    settings = {"cyclic": {"template": CYCLIC, "task_groups": GROUP, "order": "random", "seed": 5},
+                "round_robin": ROUND_ROBIN,
+                "sequential": {"template": "fx_cli.topology.schedules.SequentialAssigner", "task_groups": GROUP}}
+    ws = make_workspace(tmp_path / "sim", COLS, rounds=1, shards=SHARDS, assigner=settings[assigner])
+    res = simulate(ws, "--workers", "2")
+    assert res.returncode == 0, flat(res)
+    if assigner == "cyclic":
+        order = [h[0] for h in _hops(ws)]
+        assert sorted(order) == sorted(COLS)
+        _assert_same(load_model(ws / "save" / "last.pbuf"), _travel(ws, order))
+    elif assigner == "round_robin":
+        _assert_resources(ws)
+    else:
+        real = make_workspace(tmp_path / "real", COLS, rounds=1, shards=SHARDS, assigner=settings[assigner])
+        (real / "save" / "init.pbuf").write_bytes((ws / "save" / "init.pbuf").read_bytes())
+        assert run_federation(real, COLS, timeout=TIMEOUT).ok
+        _assert_same(load_model(ws / "save" / "last.pbuf"), load_model(real / "save" / "last.pbuf"))

@@ -141,6 +141,11 @@ class Coordinator:
                 self._emit(Event(EventKind.JOINED, self.model.round, col))
             self.presence.seen(col, self.clock())
 
+    def has_work(self, col: str) -> bool:
+        """Whether ``col`` has tasks it has not finished in the round now collecting."""
+        with self.cond:
+            return self.phase is Phase.COLLECTING and bool(self.round.tasks_for(col)) and not self.round.is_done(col)
+
     def round_size(self) -> int:
         """How many collaborators have tasks in the round now collecting (0 when none is)."""
         with self.cond:

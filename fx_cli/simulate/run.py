@@ -187,6 +187,7 @@ class Dispatcher:
         self.idle = list(range(pool.size))
         self.busy: dict[int, tuple[Turn, dict[str, Ticket]]] = {}
         self.queue: collections.deque[str] = collections.deque()
+        self.deferred: list[str] = []  # asked, told to wait although they have tasks in this round
         self.round: int | None = None
         self.outcome: dict[str, Any] = {}
 
@@ -239,6 +240,7 @@ class Dispatcher:
                 return  # the round is being closed; the next one opens shortly
             self.round = current
             self.queue = collections.deque(self.roster.names)
+            self.deferred = []
             total = self.engine.rounds_to_train
             label = "final model" if current >= total else f"round {current + 1}/{total}"
             self.progress.round_started(label, size)
@@ -250,6 +252,8 @@ class Dispatcher:
             ins = self.coord.next_tasks(col, 0)
             if ins.action is Action.MISSED:
                 self.queue.appendleft(col)  # the notice is delivered; ask again
+            elif ins.action is Action.WAIT and self.coord.has_work(col):
+                self.deferred.append(col)  # a sequential schedule: its turn comes when another one is done
             elif ins.action is Action.RUN:
                 tickets = self._tickets(col, ins.round, ins.tasks, ins.already_received)
                 model = self.coord.model_for(ins.round)
@@ -279,6 +283,8 @@ class Dispatcher:
                           "(or a smaller simulation.settings.worker_memory_mb budget per worker)")
         turn, tickets = self.busy.pop(worker)
         self.idle.append(worker)
+        self.queue.extend(self.deferred)  # a turn ended: those told to wait may go now
+        self.deferred = []
         if report.error:
             raise FxError(f"collaborator '{turn.collaborator}' ({_what(turn)}): {report.error}; the run stopped "
                           "and its state is saved", report.hint or RESUME_HINT)
