@@ -127,3 +127,24 @@ def test_a_busy_port_is_explained_and_grpc_s_own_log_stays_quiet(tmp_path: Path)
     text = flat(res.stderr)
     assert f"cannot listen on localhost:{port}: the port is already in use" in text, text
     assert "GRPC_VERBOSITY" not in text and ".cc:" not in text, text
+
+
+def test_two_workspaces_from_one_template_are_distinct_federations_and_export_keeps_the_salt(
+        tmp_path: Path, monkeypatch, fx) -> None:
+    from fx_cli.plan import load_plan
+
+    plans = []
+    for name in ("a", "b"):
+        ok_in(tmp_path, "workspace", "create", "--prefix", name, "--template", "numpy/synthetic")
+        plans.append(load_plan(tmp_path / name / "plan" / "plan.yaml"))
+    a, b = plans
+    assert a.network.agg_port != b.network.agg_port and a.federation_id != b.federation_id
+    salt = a.config["network"]["settings"]["hash_salt"]
+    assert len(salt) == 16 and salt != b.config["network"]["settings"]["hash_salt"]
+    ok_in(tmp_path / "a", "plan", "initialize", "-a", "localhost")
+    ok_in(tmp_path / "a", "workspace", "export", "--output", str(tmp_path / "a.zip"))
+    ok_in(tmp_path, "workspace", "import", "--archive", str(tmp_path / "a.zip"), "--prefix", "site", "-s")
+    site = load_plan(tmp_path / "site" / "plan" / "plan.yaml")
+    initialized = load_plan(tmp_path / "a" / "plan" / "plan.yaml")
+    assert site.config["network"]["settings"]["hash_salt"] == salt
+    assert site.hash == initialized.hash and site.network.agg_port == initialized.network.agg_port
