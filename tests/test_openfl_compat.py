@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,16 @@ def test_unsupported_openfl_modules_are_refused_on_import_with_the_reason(tmp_pa
             f"import {module}")
     out = run_python(code, tmp_path)
     assert out.returncode != 0 and module in out.stderr and reason in out.stderr, out.stderr
+
+
+def test_the_same_openfl_workspace_runs_unchanged_in_fx_simulate(numpy_federation, tmp_path):
+    real, _ = numpy_federation
+    sim = tmp_path / "sim"
+    shutil.copytree(real, sim, ignore=shutil.ignore_patterns("local_state", "logs", "last.pbuf", "best.pbuf"))
+    res = subprocess.run([sys.executable, "-m", "fx_cli", "simulate", "--workers", "1"], cwd=sim, text=True,
+                         capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = final_model(sim)
+    for name, array in reference_linear_fedavg([1, 2], rounds=3).items():
+        np.testing.assert_allclose(got[name], array, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(got["linear/w"], final_model(real)["linear/w"])  # same as over mTLS

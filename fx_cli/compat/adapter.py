@@ -53,15 +53,30 @@ class OpenFLRunner(TaskRunner):
     metrics_follow_plan = False  # OpenFL runners name their own metrics (``Metric.name``)
 
     def __init__(self, inner: Any, collaborator: str = "collaborator") -> None:
-        super().__init__(getattr(inner, "data_loader", None))
         self.inner = inner
+        super().__init__(getattr(inner, "data_loader", None))
         self.collaborator = collaborator
         self._global: dict[str, np.ndarray] = {}
         self._local: dict[tuple[str, tuple[str, ...]], Any] = {}  # (name, tags) -> latest own output
-        self._round = 0
+        self._kept: dict[str, dict[tuple[str, tuple[str, ...]], Any]] = {}  # other collaborators' holdouts
+        self._initial = dict(inner.get_tensor_dict(with_opt_vars=True))  # a first round's local inputs
+
+    @property
+    def data_loader(self) -> Any:
+        """The OpenFL runner's own loader (``fx simulate`` swaps it per virtual collaborator)."""
+        return getattr(self.inner, "data_loader", None)
+
+    @data_loader.setter
+    def data_loader(self, loader: Any) -> None:
+        self.inner.data_loader = loader
 
     def bind(self, collaborator: str, opt_treatment: str) -> None:
-        self.collaborator = collaborator
+        """Switch to ``collaborator``: ``fx simulate`` runs several through one runner, each with its own holdouts."""
+        if collaborator != self.collaborator:
+            sent = set(self.get_tensors(with_opt_vars=True))
+            self._kept[self.collaborator] = {k: v for k, v in self._local.items() if k[0] not in sent}
+            self._local = self._kept.pop(collaborator, {})
+            self.collaborator = collaborator
         setter = getattr(self.inner, "set_optimizer_treatment", None)
         if callable(setter):
             setter(opt_treatment)
@@ -149,9 +164,8 @@ class OpenFLRunner(TaskRunner):
         for candidate in ((name, wanted + ("next",)), (name, wanted)) if "model" in tags else ((name, wanted),):
             if candidate in self._local:
                 return self._local[candidate]
-        current = self.inner.get_tensor_dict(with_opt_vars=True)
-        if name in current:  # OpenFL's collaborator would also fall back to the runner's own state
-            return current[name]
+        if name in self._initial:  # nothing of this collaborator's yet: the runner's initial value
+            return self._initial[name]
         raise FxError(f"the task runner needs tensor '{name}' ({origin}, tags {list(tags)}) in round {round_num + 1}, "
                       "which neither the global model nor its own earlier results hold", OPENFL_HINT)
 
