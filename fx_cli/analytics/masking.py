@@ -3,8 +3,9 @@
 Each pair of sites (i, j) shares a secret (X25519 key agreement; the public keys travel through the
 aggregator, see ``tabular.py``; each site derives its key from its own secret file and the run's nonce).
 For every released number, site i adds the mask derived from that secret, the run, the query and the
-cell when i < j and subtracts it when i > j; summed over all sites the masks cancel exactly. Numbers are fixed-point integers modulo 2**64
-(2**-24 resolution for sums, magnitudes below 2**38), so one masked value alone is uniformly distributed.
+cell when i < j and subtracts it when i > j; summed over all sites the masks cancel exactly. Numbers
+are fixed-point integers modulo 2**64 (2**-24 resolution for sums, magnitudes below 2**38), so one
+masked value alone is uniformly distributed.
 
 Why this and not Ferdelance's sequential chain: in fx every message goes through the aggregator, so a
 chain relayed by it would show the aggregator each running total, and the difference of two consecutive
