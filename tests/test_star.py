@@ -77,27 +77,36 @@ class Never(Average):
         return False
 
 
-def test_simple_analysis_is_one_iteration_with_kwargs_and_properties(capsys: pytest.CaptureFixture[str]) -> None:
-    t = StarModelTester([[1, 2], [3, 5]], Mean, Average, "s3", analyzer_kwargs={"offset": 1.0})
+BACKENDS = pytest.mark.parametrize("backend", ["engine", "local"])
+
+
+@BACKENDS
+def test_simple_analysis_is_one_iteration_with_kwargs_and_properties(capsys: pytest.CaptureFixture[str],
+                                                                     backend: str) -> None:
+    t = StarModelTester([[1, 2], [3, 5]], Mean, Average, "s3", analyzer_kwargs={"offset": 1.0}, backend=backend)
     assert (t.result, t.iterations, t.converged) == (3.75, 1, True)
     assert t.aggregator.id == "aggregator" and t.aggregator.role == "aggregator"
     assert t.aggregator.latest_result == 3.75
     assert "Final result: 3.75" in capsys.readouterr().out
 
 
-def test_has_converged_sees_last_result_and_a_true_at_the_first_iteration_is_ignored() -> None:
-    t = StarModelTester([[1.0], [3.0]], Mean, Average, "fhir", query="Patient?_count=1", simple_analysis=False)
+@BACKENDS
+def test_has_converged_sees_last_result_and_a_true_at_the_first_iteration_is_ignored(backend: str) -> None:
+    t = StarModelTester([[1.0], [3.0]], Mean, Average, "fhir", query="Patient?_count=1", simple_analysis=False,
+                        backend=backend)
     agg = t.aggregator
     assert isinstance(agg, Average)
     assert agg.seen == [(2.0, None, 0), (2.0, 2.0, 1)] and t.iterations == 2
 
 
-def test_iteration_bound_stops_a_never_converging_analysis_with_a_warning() -> None:
+@BACKENDS
+def test_iteration_bound_stops_a_never_converging_analysis_with_a_warning(backend: str) -> None:
     with pytest.warns(StarIterationBound, match="max_iterations=7"):
-        t = StarModelTester([[1.0], [2.0]], Mean, Never, "s3", simple_analysis=False, max_iterations=7)
+        t = StarModelTester([[1.0], [2.0]], Mean, Never, "s3", simple_analysis=False, max_iterations=7,
+                            backend=backend)
     assert (t.iterations, t.converged) == (7, False)
     with pytest.warns(StarIterationBound, match="max_iterations=100"):
-        assert StarModelTester([[1.0]], Mean, Never, "s3", simple_analysis=False).iterations == 100
+        assert StarModelTester([[1.0]], Mean, Never, "s3", simple_analysis=False, backend=backend).iterations == 100
 
 
 class Forgetful(StarAnalyzer):
@@ -121,6 +130,7 @@ class Incomplete(StarAggregator):
     ({"epsilon": 1.0}, "epsilon and sensitivity go together"),
     ({"data_splits": []}, "non-empty list"),
     ({"max_iterations": 0}, "max_iterations must be"),
+    ({"backend": "ray"}, "backend must be one of"),
 ])
 def test_common_pitfalls_are_clear_errors(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"data_splits": [[1.0]], "analyzer": Mean, "aggregator": Average, "data_type": "s3"}
@@ -154,8 +164,9 @@ class Weird(StarAnalyzer):
 
 
 def test_a_result_that_cannot_travel_is_refused_with_its_type() -> None:
-    with pytest.raises(WireError, match=r"result\['bad'\] is a builtins.set"):
-        StarModelTester([[1]], Weird, Average, "s3")
+    for backend in ("engine", "local"):
+        with pytest.raises(FxError, match=r"result\['bad'\] is a builtins.set, which cannot travel"):
+            StarModelTester([[1]], Weird, Average, "s3", backend=backend)
 
 
 def test_wire_roundtrip_keeps_values_and_arrays_and_refuses_malformed_bytes() -> None:

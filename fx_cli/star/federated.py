@@ -25,7 +25,7 @@ from fx_cli.atomic import atomic_write
 from fx_cli.errors import FxError
 from fx_cli.plan.templates import resolve_class
 from fx_cli.runners.base import TaskResult, TaskRunner
-from fx_cli.star import tensorblob, wire
+from fx_cli.star import engine_run, tensorblob, wire
 from fx_cli.star.flame import AGGREGATOR_ROLE, ANALYZER_ROLE, Flame
 from fx_cli.star.loop import DEFAULT_MAX_ITERATIONS, StarIterationBound, check_bound
 from fx_cli.star.nodes import StarAggregator, StarAnalyzer
@@ -37,8 +37,11 @@ STATE_KEY = "star_state"
 
 
 def node_class(path: str, base: type, where: str) -> type:
-    """A user STAR class from the plan (allow-listed: fx_cli or the workspace's src)."""
-    cls = resolve_class(path, Path.cwd(), where)
+    """A user STAR class from the plan (allow-listed: fx_cli or the workspace's src; or a tester's own)."""
+    if path.startswith(engine_run.PREFIX):
+        cls = engine_run.recall(path, where)
+    else:
+        cls = resolve_class(path, Path.cwd(), where)
     check_node_class(cls, base, where)
     return cls  # type: ignore[no-any-return]
 
@@ -53,6 +56,8 @@ class StarData:
         """The site's data, read when the first task runs."""
         if self.path is None:
             return None
+        if self.path.startswith(engine_run.PREFIX):
+            return engine_run.recall(self.path, "data path")
         path = Path(self.path)
         if path.suffix.lower() == ".csv":
             from fx_cli.analytics.table import read_csv
@@ -115,6 +120,7 @@ class StarRunner(TaskRunner):
             self._loaded = (self.data_loader, self.data_loader.load() if self.data_loader is not None else None)
         node.num_iterations = 0 if aggregate is None else int(aggregate["iteration"])
         result = node.analyze(self._loaded[1], None if aggregate is None else aggregate["result"])
+        wire.encode(result)  # refused here, at the site, naming the type and where in the result it is
         return TaskResult({"iteration": float(node.num_iterations)},
                           {tensorblob.TENSOR: tensorblob.pack({"result": result}, self.capacity)})
 
@@ -195,6 +201,11 @@ class StarAggregation(AggregationFunction):
 
     def finished(self) -> bool:
         return self.done
+
+    @property
+    def node(self) -> StarAggregator | None:
+        """The user's aggregator, once built."""
+        return self._node
 
     def state(self) -> dict[str, np.ndarray]:
         blob = wire.encode(self.saved)

@@ -1,7 +1,9 @@
 """``StarModelTester``: run a STAR analysis on local data splits, one virtual site per split.
 
 Same signature and behaviour as FLAME's tester, so classes written for FLAME run with only the import
-changed: ``from fx_cli.star import StarModelTester, StarAnalyzer, StarAggregator``.
+changed: ``from fx_cli.star import StarModelTester, StarAnalyzer, StarAggregator``. By default the analysis
+runs on fx's round engine (``engine_run.py``: the code of ``fx simulate`` and ``fx aggregator start``);
+``backend='local'`` runs the same iteration semantics as a plain loop (``loop.py``), which is faster.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from fx_cli.star.release import OUTPUT_TYPES, add_laplace, check_privacy, write_
 
 LOG = logging.getLogger("fx.star")
 DATA_TYPES = ("fhir", "s3")
+BACKENDS = ("engine", "local")
 AGGREGATOR_ID = "aggregator"
 
 
@@ -68,15 +71,27 @@ class StarModelTester:
                  output_type: str = "str", analyzer_kwargs: dict[str, Any] | None = None,
                  aggregator_kwargs: dict[str, Any] | None = None, epsilon: float | None = None,
                  sensitivity: float | None = None, result_filepath: str | Path | None = None,
-                 max_iterations: int = DEFAULT_MAX_ITERATIONS) -> None:
+                 max_iterations: int = DEFAULT_MAX_ITERATIONS, backend: str = "engine") -> None:
         self._check(data_splits, analyzer, aggregator, data_type, output_type, epsilon, sensitivity, max_iterations)
+        if backend not in BACKENDS:
+            raise FxError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
+                          "'engine': fx's round engine, as fx simulate runs it; 'local': a plain loop, faster")
         self.query = query
         ids = site_ids(len(data_splits))
+        # Built here in both cases, so the seed's pitfalls are reported before any run starts.
         analyzers = [build_node(analyzer, Flame(sid, ANALYZER_ROLE, ids), analyzer_kwargs) for sid in ids]
         self.aggregator: StarAggregator = build_node(aggregator, Flame(AGGREGATOR_ID, AGGREGATOR_ROLE, ids),
                                                      aggregator_kwargs)
-        sites = [local_site(node, data) for node, data in zip(analyzers, data_splits)]
-        outcome: StarOutcome = run_star(sites, self.aggregator, simple_analysis, max_iterations)
+        if backend == "engine":
+            from fx_cli.star.engine_run import run_on_engine
+
+            ran = run_on_engine(data_splits, analyzer, aggregator, simple_analysis, max_iterations, analyzer_kwargs,
+                                aggregator_kwargs)
+            self.aggregator = ran.aggregator or self.aggregator
+            outcome = StarOutcome(ran.result, ran.iterations, ran.converged)
+        else:
+            sites = [local_site(node, data) for node, data in zip(analyzers, data_splits)]
+            outcome = run_star(sites, self.aggregator, simple_analysis, max_iterations)
         self.iterations, self.converged = outcome.iterations, outcome.converged
         self.privacy_note = ""
         self.result = outcome.result
