@@ -124,3 +124,48 @@ def test_a_paused_aggregator_does_not_blame_its_peers_for_its_own_pause(tmp_path
     assert "last heard from" not in text and "cannot complete" not in text
     for col in (one, two):
         assert "has not started (the federation is at round" not in flat(col.output())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", ["never started", "paused mid-training"])
+def test_removing_a_collaborator_during_a_run_lets_the_round_finish_without_it(tmp_path, state):
+    from fx_cli.pki.fingerprint import fingerprint
+    from fx_cli.pki.store import read_cert
+    from tests.runtime_helpers import fx_in
+
+    names = ["one", "two", "three"] if state == "never started" else ["one", "two"]
+    ws = make_workspace(tmp_path, names, rounds=2,
+                        prepare=lambda w: (w / "src" / "marked.py").write_text(MARKED_RUNNER),
+                        task_runner={"template": "src.marked.MarkedRunner"},
+                        aggregator={"heartbeat_timeout": 60, "join_deadline": 60, "rejoin_deadline": 600},
+                        shards={n: i + 1 for i, n in enumerate(names)})
+    with processes(ws) as procs:
+        agg, one = procs.aggregator(), procs.collaborator("one")
+        two = procs.collaborator("two")
+        victim = "three"
+        if state == "paused mid-training":
+            victim = "two"
+            wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
+            two.popen.send_signal(signal.SIGSTOP)
+        else:
+            wait_until(lambda: in_log(agg, "'two'") or (ws / "training-1").exists(), "'two' to join", procs=[agg])
+        out = fx_in(ws, "collaborator", "remove", "-n", victim)
+        assert "finishes the current round without it" in out
+        if state == "never started":
+            three = procs.collaborator("three")  # too late: refused, and the refusal is logged
+            assert three.wait(TIMEOUT) == 1
+        assert agg.wait(TIMEOUT) == 0, agg.output()
+        assert one.wait(TIMEOUT) == 0, one.output()
+        if state == "paused mid-training":
+            two.popen.send_signal(signal.SIGCONT)
+            assert two.wait(TIMEOUT) != 0  # it is refused once it wakes
+        else:
+            assert two.wait(TIMEOUT) == 0
+    text = flat(agg.output())
+    assert f"'{victim}' removed from plan/cols.yaml during the run; round 1 goes on without '{victim}'" in text
+    assert "cannot complete" not in text
+    assert "Traceback" not in text
+    if state == "never started":
+        fp = fingerprint(read_cert(ws / "cert" / "client" / "col_three.crt"))
+        assert f"refused a call claiming to be 'three' from" in text and fp in text
+        assert "PRIVATE KEY" not in text

@@ -310,6 +310,32 @@ class Coordinator:
                 self.cond.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
             return None
 
+    def remove_collaborators(self, names: frozenset[str]) -> None:
+        """Collaborators taken out of plan/cols.yaml during the run: the round goes on without them.
+
+        A removed collaborator that had finished keeps its results; one that had not is no longer waited for
+        and its partial results are not counted (the saved rows are ignored on a restart as well, since the
+        assignment is filtered by cols.yaml).
+        """
+        with self.cond:
+            gone = sorted(c for c in names if c in self.cols)
+            if not gone:
+                return
+            self.cols = [c for c in self.cols if c not in gone]
+            self.presence.cols = [c for c in self.presence.cols if c not in gone]
+            dropped = []
+            if self.phase is Phase.COLLECTING:
+                for col in gone:
+                    if col in self.round.assigned and not self.round.is_done(col):
+                        del self.round.assigned[col]
+                        self.round.received.pop(col, None)
+                        self.updates = {k: v for k, v in self.updates.items() if k[0] != col}
+                        dropped.append(col)
+            log.warning("%s removed from plan/cols.yaml during the run; %s", ", ".join(repr(c) for c in gone),
+                        f"round {self.round.round + 1} goes on without {', '.join(repr(c) for c in dropped)}"
+                        if dropped else "they get no further tasks")
+            self.cond.notify_all()
+
     def take_bytes(self) -> tuple[int, int]:
         """Bytes received and sent since the last call."""
         with self.cond:

@@ -69,6 +69,7 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
     poll = min(30.0, max(0.5, settings.heartbeat_timeout / 3))
     gate = Gate(cols, plan.hash, tls_identity, settings.single_col_cert_common_name, cols_path, watch)
     coord = engine.coord
+    gate.on_removed = coord.remove_collaborators
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, engine.pipelines,
                         stall_timeout=settings.heartbeat_timeout, max_transfers=net.max_concurrent_transfers,
                         clock=engine.clock)

@@ -83,8 +83,10 @@ class Gate:
         self.tls_identity = tls_identity
         self.single_cert_cn = single_cert_cn
         self.cols_path = cols_path
+        self.on_removed: Callable[[frozenset[str]], None] | None = None  # the engine lets the round go on
         self._lock = threading.Lock()
         self._stamp = self._mtime()
+        self._last_refusal: dict[str, tuple[str | None, str]] = {}
 
     def _mtime(self) -> int | None:
         try:
@@ -94,15 +96,20 @@ class Gate:
 
     def authorized(self) -> frozenset[str]:
         """The collaborators admitted now."""
+        removed: frozenset[str] = frozenset()
         with self._lock:
             stamp = self._mtime()
             if stamp != self._stamp and self.cols_path is not None:
                 self._stamp = stamp
                 try:
-                    self.cols = self.cols & frozenset(read_cols(self.cols_path))
+                    now = self.cols & frozenset(read_cols(self.cols_path))
+                    removed, self.cols = self.cols - now, now
                 except (FxError, OSError) as err:
                     log.warning("kept the authorized collaborators: %s cannot be read (%s)", self.cols_path, err)
-            return self.cols
+            cols = self.cols
+        if removed and self.on_removed is not None:
+            self.on_removed(removed)
+        return cols
 
     def admit(self, context: grpc.ServicerContext, caller: Caller, check_plan: bool = True) -> str:
         """The caller's name, or the call is aborted (UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION)."""
@@ -124,9 +131,17 @@ class Gate:
         return caller.name
 
     def refused(self, context: grpc.ServicerContext, claimed: str, err: BaseException) -> None:
-        """Tell the watch that a call was refused (it has been aborted with the reason)."""
+        """Log who was refused, with which certificate and why (once per change), and tell the watch."""
+        peer, reason = peer_of(context), refusal_reason(context, err)
+        key = (peer.cert_fingerprint, reason)
+        with self._lock:
+            repeated = self._last_refusal.get(claimed) == key
+            self._last_refusal[claimed] = key
+        if not repeated:
+            log.warning("refused a call claiming to be '%s' from %s (certificate %s): %s", claimed[:64], peer.address,
+                        peer.cert_fingerprint or "none", reason)
         if self.watch is not None:
-            self.watch.refused(claimed, peer_of(context), refusal_reason(context, err))
+            self.watch.refused(claimed, peer, reason)
 
     def joined(self, context: grpc.ServicerContext, name: str) -> None:
         if self.watch is not None:

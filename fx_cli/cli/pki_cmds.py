@@ -255,7 +255,8 @@ def collaborator_remove(name: str) -> None:
     if not remove_col(cols_path(layout), name):
         raise FxError(f"collaborator {name!r} is not in plan/cols.yaml; nothing to remove",
                       "check the name with `cat plan/cols.yaml`")
-    _ok(f"removed {name} from plan/cols.yaml; restart the aggregator if it is running so it reloads the list")
+    _ok(f"removed {name} from plan/cols.yaml; a running aggregator refuses it from its next call and finishes the "
+        "current round without it")
     _say("note: fx keeps no revocation list; its certificate stays valid but is refused because the name is gone")
 
 
