@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from fx_cli.aggregator.metrics import RoundReport
 from fx_cli.aggregator.outcomes import Event, EventKind
@@ -44,6 +44,12 @@ class OpsWatch:
         self.audit.record("join_refused", collaborator=claimed, peer=peer.address,
                           cert_fingerprint=peer.cert_fingerprint, reason=reason, earlier_repeats=repeats)
         self.board.publish({"type": "audit", "kind": "join_refused", "collaborator": claimed})
+
+    def capabilities(self, name: str, caps: Any) -> None:
+        fields = {k: getattr(caps, k) for k in ("train_samples", "valid_samples", "cpu_count", "memory_bytes", "gpu",
+                                                "fx_version")}
+        self.audit.record("capabilities", collaborator=name, **fields)
+        self.board.capabilities(name, fields)
 
     # --- engine Observer ------------------------------------------------------------------------
 

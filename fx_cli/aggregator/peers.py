@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, cast
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, cast
 
 if TYPE_CHECKING:
     import grpc
@@ -24,6 +24,9 @@ class GateWatch(Protocol):
 
     def refused(self, claimed: str, peer: Peer, reason: str) -> None:
         """A call claiming to be ``claimed`` was refused for ``reason``."""
+
+    def capabilities(self, name: str, caps: Any) -> None:
+        """``name`` reported its capabilities (``transport.serde.Capabilities``) and is eligible."""
 
 
 def peer_of(context: "grpc.ServicerContext") -> Peer:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from fx_cli.aggregator.engine import Engine, EngineOptions, RunResult, open_engine
 from fx_cli.aggregator.inputs import aggregator_inputs
+from fx_cli.aggregator.eligibility import Eligibility
 from fx_cli.aggregator.metrics import RoundReport
 from fx_cli.aggregator.outcomes import Observer
 from fx_cli.aggregator.peers import GateWatch
@@ -72,7 +73,7 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
     gate.on_removed = coord.remove_collaborators
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, engine.pipelines,
                         stall_timeout=settings.heartbeat_timeout, max_transfers=net.max_concurrent_transfers,
-                        clock=engine.clock)
+                        clock=engine.clock, eligibility=Eligibility.from_settings(settings.eligibility))
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
                max_workers=2 * len(cols) + 8) as port:

@@ -20,7 +20,8 @@ import grpc
 
 from fx_cli.aggregator import outcomes
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
-from fx_cli.aggregator.intake import UpdateIntake, check_result
+from fx_cli.aggregator.eligibility import Eligibility, discard_spill, refusal_of
+from fx_cli.aggregator.intake import Spilled, UpdateIntake, check_result
 from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.aggregator.peers import GateWatch, peer_of, refusal_reason
 from fx_cli.aggregator.transfers import SlotLost, Transfers
@@ -29,7 +30,7 @@ from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
 from fx_cli.transport.chunks import StreamError
-from fx_cli.transport.serde import (Action, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
+from fx_cli.transport.serde import (Action, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
                                     JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
                                     UploadMeta, UploadReply)
 
@@ -164,7 +165,9 @@ class Servicer:
 
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
                  chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0,
-                 max_transfers: int = MAX_TRANSFERS, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_transfers: int = MAX_TRANSFERS, clock: Callable[[], float] = time.monotonic,
+                 eligibility: Eligibility | None = None) -> None:
+        self.eligibility = eligibility
         self.coord = coordinator
         self.gate = gate
         self.plan_config = plan_config
@@ -202,11 +205,27 @@ class Servicer:
             except Exception as err:
                 self.gate.refused(context, name, err)
                 raise
-        self.gate.joined(context, name)
+        if request.capabilities is not None:
+            self._capabilities(context, name, request.capabilities)
+        else:
+            self.gate.joined(context, name)
         self.coord.seen(name)
         done, finished = self.coord.progress()
         log.info("collaborator '%s' joined", name)
         return JoinReply(self.federation_id, done, self.coord.rounds_to_train, finished)
+
+    def _capabilities(self, context: grpc.ServicerContext, name: str, caps: Capabilities) -> None:
+        """A collaborator's report of itself (second Join): eligible, or refused naming the rule."""
+        problem = self.eligibility.check_join(caps.train_samples, caps.fx_version) if self.eligibility else ""
+        if problem:
+            log.warning("refused '%s': %s", name, problem)
+            try:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"collaborator '{name}' {problem}")
+            except Exception as err:
+                self.gate.refused(context, name, err)
+                raise
+        if self.gate.watch is not None:
+            self.gate.watch.capabilities(name, caps)
 
     def get_tasks(self, request: TasksRequest, context: grpc.ServicerContext) -> TaskReply:
         name = self._admit(context, request.caller)
@@ -269,6 +288,7 @@ class Servicer:
                     spilled = intake.receive(self.transfers.moving(lease, frames))
             else:
                 spilled = intake.receive(frames)
+            self._check_eligible(ticket, header.data_size, spilled)
             receipt = self.coord.accept(ticket, header.data_size, header.metrics, spilled)
         except StreamError as err:
             refused = Refused(Refusal.INVALID, f"update from '{ticket.collaborator}' rejected: {err}")
@@ -286,6 +306,15 @@ class Servicer:
                  ticket.collaborator, header.data_size,
                  f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")
         return upload_reply(receipt)
+
+    def _check_eligible(self, ticket: Ticket, data_size: int, spilled: Spilled) -> None:
+        """Apply the eligibility rules to a received training result (its spill is dropped when refused)."""
+        problem = refusal_of(self.eligibility, ticket.model, data_size, spilled)
+        if problem:
+            discard_spill(spilled)
+            refused = Refused(Refusal.INVALID, f"the '{ticket.task}' result of '{ticket.collaborator}': {problem}")
+            self.coord.refused(ticket.collaborator, ticket.round, ticket.task, refused)
+            raise refused
 
     def heartbeat(self, request: HeartbeatRequest, context: grpc.ServicerContext) -> HeartbeatReply:
         name = self._admit(context, request.caller)

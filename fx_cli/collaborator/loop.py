@@ -63,6 +63,12 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
             return CollaboratorResult(already_finished=True)
         # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
         runner = build_runner(plan, data_path)
+        from fx_cli.collaborator.capabilities import capabilities_of
+
+        caps = capabilities_of(runner)
+        client.join(caps)  # the aggregator checks its eligibility rules against what we report
+        log.info("reported %d training / %d validation samples, %d CPUs, GPU %s", caps.train_samples,
+                 caps.valid_samples, caps.cpu_count, "yes" if caps.gpu else "no")
         executor = TaskExecutor(runner, plan.tasks, plan.collaborator.opt_treatment, name, local_privacy(plan.config))
         return CollaboratorLoop(plan, name, client, executor).run()
 

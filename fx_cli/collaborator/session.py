@@ -18,7 +18,7 @@ from fx_cli.transport.chunks import StreamError, chunk_bytes, read_tensors, tens
 from fx_cli.transport.client import RetryPolicy, Retrier, code_of, open_channel, rpc_failure
 from fx_cli.transport.codec import decode
 from fx_cli.transport.methods import FederationStub
-from fx_cli.transport.serde import (Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
+from fx_cli.transport.serde import (Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
                                     JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
                                     TasksRequest, TensorMeta, UploadMeta, UploadReply)
 
@@ -81,8 +81,8 @@ class AggregatorClient:
                                "aggregator runs again") from None
             raise rpc_failure(err, self.target, self.name, what, self.workspace) from None
 
-    def join(self) -> JoinReply:
-        request = JoinRequest(self.caller, self.plan_json)
+    def join(self, capabilities: Capabilities | None = None) -> JoinReply:
+        request = JoinRequest(self.caller, self.plan_json, capabilities=capabilities)
         return self._call("join", lambda: self.stub.join(request, timeout=SHORT_TIMEOUT))
 
     def get_tasks(self) -> TaskReply:

@@ -120,6 +120,10 @@ def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return FxError(f"the aggregator at {target} refused this collaborator's identity: {details}",
                        "run the collaborator with the name its certificate was issued for (`fx pki check` shows it)")
+    if "not eligible: rule " in details:
+        return FxError(f"the aggregator at {target} refused this collaborator: {details}",
+                       "the federation's eligibility rules (aggregator.settings.eligibility) exclude it for the rule "
+                       "named above; ask the aggregator operator, or fix what the rule checks (data, fx version)")
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return FxError(f"the aggregator at {target} does not authorize this collaborator: {details}",
                        "ask the aggregator operator to certify this collaborator (that adds it to plan/cols.yaml)")

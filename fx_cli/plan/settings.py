@@ -58,6 +58,9 @@ class AggregatorSettings:
     audit_log: bool = True
     # {metric, mode: max|min, min_delta, patience, target}: end the run early (fx_cli/aggregator/stopping.py).
     early_stopping: Optional[dict[str, Any]] = None
+    # {min_samples, fx_versions: ">=0.1,<2", max_update_norm, max_data_size}: who may take part
+    # (fx_cli/aggregator/eligibility.py); checked at join and on every training result.
+    eligibility: Optional[dict[str, Any]] = None
 
 
 @dataclass(frozen=True)

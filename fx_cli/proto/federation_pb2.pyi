@@ -16,14 +16,28 @@ class Caller(_message.Message):
     def __init__(self, name: _Optional[str] = ..., plan_hash: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("caller", "plan_json", "protocol")
+    __slots__ = ("caller", "plan_json", "protocol", "has_capabilities", "train_samples", "valid_samples", "cpu_count", "memory_bytes", "gpu", "fx_version")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HAS_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    VALID_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    FX_VERSION_FIELD_NUMBER: _ClassVar[int]
     caller: Caller
     plan_json: bytes
     protocol: int
-    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., plan_json: _Optional[bytes] = ..., protocol: _Optional[int] = ...) -> None: ...
+    has_capabilities: bool
+    train_samples: int
+    valid_samples: int
+    cpu_count: int
+    memory_bytes: int
+    gpu: bool
+    fx_version: str
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., plan_json: _Optional[bytes] = ..., protocol: _Optional[int] = ..., has_capabilities: _Optional[bool] = ..., train_samples: _Optional[int] = ..., valid_samples: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpu: _Optional[bool] = ..., fx_version: _Optional[str] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
     __slots__ = ("federation_id", "protocol", "round", "rounds_to_train", "finished")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from fx_cli.aggregator.eligibility import Eligibility, discard_spill, refusal_of
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.engine import Engine, EngineOptions, RunResult, open_engine
 from fx_cli.aggregator.metrics import RoundReport
@@ -190,6 +191,7 @@ class Dispatcher:
         self.deferred: list[str] = []  # asked, told to wait although they have tasks in this round
         self.round: int | None = None
         self.outcome: dict[str, Any] = {}
+        self.rules = Eligibility.from_settings(engine.plan.aggregator.eligibility)
 
     def run(self, on_round: Callable[[RoundReport], None]) -> list[RoundReport]:
         thread = threading.Thread(target=self._drive, args=(on_round,), name="fx-engine", daemon=True)
@@ -296,6 +298,14 @@ class Dispatcher:
                 raise FxError(f"the '{done.task}' result of '{turn.collaborator}' ({_what(turn)}) was refused: "
                               f"{done.refused}", "fix the task runner so that it returns the global model's tensors "
                                                  "(finite values, same names and shapes)")
+            problem = refusal_of(self.rules, ticket.model, done.data_size, done.spilled)
+            if problem:  # aggregator.settings.eligibility, as over the network
+                discard_spill(done.spilled)
+                self.coord.refused(turn.collaborator, turn.round, done.task, Refused(Refusal.INVALID, problem))
+                raise FxError(f"the '{done.task}' result of '{turn.collaborator}' ({_what(turn)}) was refused: "
+                              f"{problem}; the run stopped and its state is saved",
+                              "a simulated collaborator never leaves, so the round could not complete without it: "
+                              "change aggregator.settings.eligibility or the data, then " + RESUME_HINT)
             try:
                 receipt: Receipt = self.coord.accept(ticket, done.data_size, done.metrics, done.spilled)
             except Refused as err:

@@ -26,6 +26,7 @@ class LiveBoard:
     phase_note: str = ""
     started: float = field(default_factory=time.time)
     presence: dict[str, Presence] = field(default_factory=dict)
+    caps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _readers: list[queue.Queue[dict[str, Any] | None]] = field(default_factory=list, repr=False)
 
@@ -42,6 +43,15 @@ class LiveBoard:
                 entry.task = task
         if task is not None:
             self.publish({"type": "client", "name": name, "task": task})
+
+    def capabilities(self, name: str, caps: dict[str, Any]) -> None:
+        with self._lock:
+            self.caps[name] = dict(caps)
+        self.publish({"type": "client", "name": name})
+
+    def capabilities_of(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return dict(self.caps[name]) if name in self.caps else None
 
     def connected(self, name: str, now: float) -> bool | None:
         """True/False while running; None when this process has not heard from ``name``."""

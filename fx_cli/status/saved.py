@@ -34,6 +34,7 @@ class ClientLog:
     last_metrics: dict[str, float] = field(default_factory=dict)
     refusals: int = 0
     last_refusal: str = ""
+    capabilities: dict[str, Any] | None = None
 
 
 @dataclass
@@ -113,6 +114,8 @@ def read_client_log(audit_path: Path) -> dict[str, ClientLog]:
                 client.bytes_in += int(data.get("nbytes", 0))
                 client.last_metrics.update({f"{data.get('task')}/{k}": float(v)
                                             for k, v in dict(data.get("metrics", {})).items()})
+            elif kind == "capabilities":
+                client.capabilities = {k: v for k, v in data.items() if k != "collaborator"}
             elif kind.endswith("_refused"):
                 client.refusals += 1
                 client.last_refusal = str(data.get("reason", ""))

@@ -114,6 +114,8 @@ def clients_doc(facts: Facts, saved: Saved, live: LiveBoard | None, now: float |
             "bytes_in": (log.bytes_in if log else 0) + sum(r.nbytes for r in got if not log),
             "last_metrics": last_metrics,
             "refusals": log.refusals if log else 0, "last_refusal": log.last_refusal if log else "",
+            "capabilities": (live.capabilities_of(name) if live is not None else None) or
+                            (log.capabilities if log else None),
         })
     return out
 

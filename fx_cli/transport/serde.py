@@ -35,10 +35,23 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a collaborator reports about itself at join (unverified: the aggregator treats it as a claim)."""
+
+    train_samples: int
+    valid_samples: int
+    cpu_count: int
+    memory_bytes: int
+    gpu: bool
+    fx_version: str
+
+
+@dataclass(frozen=True)
 class JoinRequest:
     caller: Caller
     plan_json: bytes
     protocol: int = PROTOCOL
+    capabilities: Capabilities | None = None
 
 
 @dataclass(frozen=True)
@@ -160,12 +173,20 @@ def _caller_pb(c: Caller) -> pb.Caller:
 # --- unary requests -------------------------------------------------------------------------
 
 def join_request_to_bytes(r: JoinRequest) -> bytes:
-    return pb.JoinRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json, protocol=r.protocol).SerializeToString()
+    m = pb.JoinRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json, protocol=r.protocol)
+    c = r.capabilities
+    if c is not None:
+        m.has_capabilities = True
+        m.train_samples, m.valid_samples, m.cpu_count = c.train_samples, c.valid_samples, c.cpu_count
+        m.memory_bytes, m.gpu, m.fx_version = c.memory_bytes, c.gpu, c.fx_version
+    return m.SerializeToString()
 
 
 def join_request_from_bytes(b: bytes) -> JoinRequest:
     m = pb.JoinRequest.FromString(b)
-    return JoinRequest(_caller(m.caller), m.plan_json, m.protocol)
+    caps = Capabilities(m.train_samples, m.valid_samples, m.cpu_count, m.memory_bytes, m.gpu,
+                        m.fx_version[:64]) if m.has_capabilities else None
+    return JoinRequest(_caller(m.caller), m.plan_json, m.protocol, caps)
 
 
 def join_reply_to_bytes(r: JoinReply) -> bytes:
