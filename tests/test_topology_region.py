@@ -9,13 +9,16 @@ an independent two-level computation written here with the synthetic runner.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from fx_cli.cli.main import cli
 from fx_cli.runners.synthetic import SyntheticData, SyntheticRunner
 from tests.runtime_helpers import make_workspace, processes
 from tests.topology_helpers import add_region, load_model, two_regions
@@ -155,3 +158,24 @@ def test_a_region_killed_mid_round_and_restarted_gives_the_same_model(tmp_path: 
     got = load_model(top / "save" / "last.pbuf")
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], **FLOAT32_ROUNDING)
+
+
+def test_fx_plan_region_and_ping_from_a_region_to_its_parent(tmp_path: Path) -> None:
+    from tests.fault_helpers import wait_until
+    from tests.runtime_helpers import fx_in
+
+    top = make_workspace(tmp_path / "top", ["region-a"], rounds=1, shards=SHARDS, certify=["region-a", "a1"])
+    region = add_region(top, tmp_path, "region-a", ["a1"], local_rounds=2)
+    plan = (region / "plan" / "plan.yaml").read_text()
+    assert "upstream:" in plan and "local_rounds: 2" in plan
+    assert (region / "plan" / "upstream.yaml").read_text() == (top / "plan" / "plan.yaml").read_text()
+    with processes(top) as procs:
+        aggregator = procs.aggregator()
+        wait_until(lambda: "listening on" in aggregator.output(), "the top aggregator to listen")
+        out = fx_in(region, "collaborator", "ping", "-n", "region-a", "-p", "plan/upstream.yaml")
+        aggregator.popen.kill()
+    assert "plan" in out and "match" in out, out
+    # Running it again for the same region is refused, with what to do instead.
+    with contextlib.chdir(region):
+        res = CliRunner().invoke(cli, ["plan", "region", "-n", "region-a", "-a", "localhost"])
+    assert res.exit_code != 0 and "already region 'region-a'" in res.output

@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from fx_cli.plan.participants import write_cols
-from tests.runtime_helpers import edit_plan, free_port, make_workspace
+from tests.runtime_helpers import edit_plan, free_port, fx_in, make_workspace
 
 
 def add_region(parent: Path, root: Path, name: str, children: list[str], local_rounds: int,
                **sections: dict[str, Any]) -> Path:
-    """A region workspace under ``root/name`` whose parent is the workspace ``parent``."""
+    """A region workspace under ``root/name`` whose parent is the workspace ``parent``, made by `fx plan region`.
+
+    (A copy stands for the parent's imported archive; it also carries the test CA's certificates.)
+    """
     ws = root / name / "ws"
     shutil.copytree(parent, ws, ignore=shutil.ignore_patterns("local_state", "logs"))
-    (ws / "plan" / "upstream.yaml").write_text((parent / "plan" / "plan.yaml").read_text())
-    plan = yaml.safe_load((ws / "plan" / "plan.yaml").read_text())
-    plan.pop("upstream", None)  # a region's own upstream is its parent, not its parent's parent
-    (ws / "plan" / "plan.yaml").write_text(yaml.safe_dump(plan))
-    edit_plan(ws, network={"agg_port": free_port()},
-              upstream={"plan": "plan/upstream.yaml", "name": name, "local_rounds": local_rounds}, **sections)
+    fx_in(ws, "plan", "region", "-n", name, "-a", "localhost", "--local-rounds", str(local_rounds),
+          "--port", str(free_port()))
+    if sections:
+        edit_plan(ws, **sections)
     write_cols(ws / "plan" / "cols.yaml", children)
     return ws
 

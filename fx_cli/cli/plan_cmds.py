@@ -71,3 +71,30 @@ def freeze(plan_path: Path) -> None:
 
     path, new = run(load_plan(plan_path))
     ok(f"froze plan to {path}" if new else f"plan already frozen as {path}")
+
+
+@click.command("region")
+@click.option("-n", "--name", "name", required=True,
+              help="This region's collaborator name at its parent (its client certificate, the parent's cols.yaml).")
+@click.option("-a", "--aggregator-address", "--aggregator_address", "agg_addr", required=True,
+              help="The address this region's aggregator serves its sites at (its server certificate's FQDN).")
+@click.option("--local-rounds", "local_rounds", default=1, show_default=True, type=int,
+              help="Rounds with this region's sites for each round of the parent.")
+@click.option("--port", "port", default="auto", show_default=True,
+              help="Port of this region's aggregator ('auto': derived from the region's plan).")
+def region(name: str, agg_addr: str, local_rounds: int, port: str) -> None:
+    """Make this workspace (imported from the parent's archive) a middle aggregator's for region NAME."""
+    from fx_cli.topology.create import UPSTREAM_PLAN, make_region
+
+    made = make_region(Path.cwd(), name, agg_addr, local_rounds, int(port) if port.isdigit() else port)
+    ok(f"this workspace is now region '{made.name}' (plan {made.plan_hash[:12]}), serving at "
+       f"{made.agg_addr}:{made.agg_port}; its parent's plan {made.parent_hash[:12]} is {UPSTREAM_PLAN}")
+    console().print(
+        "next, on this host:\n"
+        f"  fx aggregator generate-cert-request --fqdn {made.agg_addr}   # the region's server certificate\n"
+        f"  fx collaborator generate-cert-request -n {made.name}          # its client certificate at the parent\n"
+        "  carry both request packages to the federation's CA, and the signed packages back "
+        "(fx aggregator certify / fx collaborator certify --import)\n"
+        f"  fx collaborator ping -n {made.name} -p {UPSTREAM_PLAN}        # checks the link to the parent\n"
+        "  fx workspace export   # the archive this region's sites import; they are added to plan/cols.yaml\n"
+        "  fx aggregator start   # serves the sites and answers the parent")

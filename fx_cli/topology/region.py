@@ -71,9 +71,8 @@ def run_region(plan: Plan, cols: list[str], run: "AggregatorRun", on_round: Call
                 return engine
             link.on_error = engine.abort
             reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready)
-            result = engine.result(reports, not_told)
-        link.join(_farewell(parent))
-    return result
+            link.join(_farewell(parent))  # its last answers are read from the saved state: before it closes
+            return engine.result(reports, not_told)
 
 
 def _farewell(parent: Plan) -> float:
