@@ -17,7 +17,8 @@ def audit(ws: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def refused_run(tmp_path: Path, rule: dict, refused: str, kind: str) -> tuple[str, dict, list[dict]]:  # type: ignore[type-arg]
+def refused_run(tmp_path: Path, rule: dict, refused: str, kind: str,  # type: ignore[type-arg]
+                reported: tuple[str, ...] = ()) -> tuple[str, dict, list[dict]]:  # type: ignore[type-arg]
     """Start a 2-site federation under ``rule``; ``refused`` must exit 1; returns its output and the audit record."""
     ws = make_workspace(tmp_path, ["one", "two"], rounds=2, aggregator={"eligibility": rule})
     with processes(ws) as procs:
@@ -26,13 +27,17 @@ def refused_run(tmp_path: Path, rule: dict, refused: str, kind: str) -> tuple[st
         assert sites[refused].wait(120) == 1, sites[refused].output()
         wait_until(lambda: any(r["kind"] == kind and r["data"]["collaborator"] == refused for r in audit(ws)),
                    f"a {kind} record for '{refused}'", procs=[agg])
+        for name in reported:
+            wait_until(lambda: any(r["kind"] == "capabilities" and r["data"]["collaborator"] == name
+                                   for r in audit(ws)), f"the capabilities of '{name}'", procs=[agg])
         records = audit(ws)
     record = next(r["data"] for r in records if r["kind"] == kind and r["data"]["collaborator"] == refused)
     return flat(sites[refused].output()), record, records
 
 
 def test_min_samples_refuses_at_join(tmp_path: Path) -> None:
-    out, record, records = refused_run(tmp_path, {"min_samples": 150}, "one", "join_refused")  # one: 100, two: 200
+    out, record, records = refused_run(tmp_path, {"min_samples": 150}, "one", "join_refused",
+                                       reported=("two",))  # one: 100, two: 200
     assert "not eligible: rule min_samples: 100 training samples, at least 150 required" in out
     assert "rule min_samples" in record["reason"] and len(record["cert_fingerprint"]) == 95
     caps = next(r["data"] for r in records if r["kind"] == "capabilities" and r["data"]["collaborator"] == "two")
