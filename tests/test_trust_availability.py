@@ -169,3 +169,21 @@ def test_removing_a_collaborator_during_a_run_lets_the_round_finish_without_it(t
         fp = fingerprint(read_cert(ws / "cert" / "client" / "col_three.crt"))
         assert f"refused a call claiming to be 'three' from" in text and fp in text
         assert "PRIVATE KEY" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", ["enospc", "eio"])
+def test_a_disk_that_stays_full_is_named_as_the_cause(tmp_path, action):
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=1, aggregator={"heartbeat_timeout": 2},
+                        network={"reconnect_deadline": 4})
+    every_upload = ",".join(f"aggregator:mid_upload#{n}={action}" for n in range(1, 400))
+    with processes(ws) as procs:
+        agg = procs.aggregator(fault=every_upload)
+        cols = [procs.collaborator(n) for n in ("one", "two")]
+        assert agg.wait(TIMEOUT) == 1, agg.output()
+        for col in cols:
+            assert col.wait(TIMEOUT) == 1
+    text = flat(agg.output())
+    reason = "No space left on device" if action == "enospc" else "Input/output error"
+    assert f"the aggregator could not store collaborators' results ({reason}" in text, text
+    assert "free disk space" in text and "Traceback" not in text

@@ -82,6 +82,7 @@ class Coordinator:
         self.cond = threading.Condition()
         self.missed: dict[str, int] = dict(saved.missed)  # 'you missed round N' notices still to deliver
         self.abort_reason = ""
+        self.storage_problem: tuple[float, str] | None = None  # (first seen, error) of results it could not store
         self.bytes_in = 0
         self.bytes_out = 0
         self._open(model, saved if saved.round == model.round else None)
@@ -305,10 +306,26 @@ class Coordinator:
             while self.phase is Phase.COLLECTING:
                 tolerate = self.assigner.may_close_without(self.round.round, self.round.pending())
                 verdict = self.round.verdict(self.presence, self.clock(), tolerate)
+                if verdict.fail and self.storage_problem is not None:
+                    verdict = Verdict(fail=f"{self.storage_note()}: {verdict.fail}")
                 if verdict.end or verdict.fail:
                     return verdict
                 self.cond.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
             return None
+
+    def storage_failed(self, error: str) -> None:
+        """A result could not be stored (disk full, I/O error): named if the run then cannot complete."""
+        with self.cond:
+            if self.storage_problem is None:
+                self.storage_problem = (self.clock(), error)
+
+    def storage_note(self) -> str | None:
+        """Why results went missing on this side, when storing them failed."""
+        if self.storage_problem is None:
+            return None
+        since, error = self.storage_problem
+        return (f"the aggregator could not store collaborators' results ({error}) since {self.clock() - since:.0f} s "
+                "ago, so they kept retrying and gave up")
 
     def remove_collaborators(self, names: frozenset[str]) -> None:
         """Collaborators taken out of plan/cols.yaml during the run: the round goes on without them.

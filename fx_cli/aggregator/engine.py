@@ -41,6 +41,8 @@ from fx_cli.plan.loader import require_initialized
 from fx_cli.privacy.run import start_privacy
 
 log = logging.getLogger("fx.aggregator")
+STORAGE_HINT = ("free disk space (or fix the disk) under local_state/ on the aggregator, then start it again: the "
+                "results already stored are kept and the collaborators are asked for the others")
 STRAGGLER_HINT = ("start the missing collaborators, remove them from plan/cols.yaml, or use a straggler policy that "
                   "tolerates absentees (PercentagePolicy, CutoffTimePolicy); deadlines: "
                   "aggregator.settings.join_deadline, heartbeat_timeout, round_deadline")
@@ -185,7 +187,7 @@ class Engine:
             if verdict is None:
                 return reports
             if verdict.fail:
-                raise FxError(verdict.fail, STRAGGLER_HINT)
+                raise FxError(verdict.fail, STORAGE_HINT if coord.storage_problem else STRAGGLER_HINT)
             closed = coord.close_round()
             if closed.note:
                 log.warning(closed.note)

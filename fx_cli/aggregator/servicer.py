@@ -296,6 +296,7 @@ class Servicer:
             raise refused from None
         except OSError as err:  # disk full or similar: the sender retries UNAVAILABLE within its deadline
             log.error("cannot store the '%s' result of '%s': %s", ticket.task, ticket.collaborator, err)
+            self.coord.storage_failed(f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else ""))
             raise Refused(Refusal.STORAGE, f"the aggregator cannot store updates right now "
                                            f"({err.strerror or err}); retrying") from None
         except grpc.RpcError:
