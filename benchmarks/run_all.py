@@ -11,6 +11,7 @@ BENCHMARKS = [
     ("federation speed and memory", ["bench_federation.py"]),
     ("aggregator memory over 20 rounds", ["bench_leak.py"]),
     ("secure aggregation overhead and the DP accountant", ["bench_privacy.py"]),
+    ("bytes across the top level of a hierarchy", ["bench_topology.py"]),
 ]
 
 
