@@ -33,11 +33,11 @@ class ModelFileError(FxError):
 class NotAWorkspace(FxError):
     """A command that needs a workspace was run in a folder that is not one."""
 
-    def __init__(self, folder: str, missing: str = "plan/plan.yaml") -> None:
+    def __init__(self, folder: str, missing: str = "plan/plan.yaml", plan_option: bool = True) -> None:
         super().__init__(f"{folder} is not an fx workspace: it has no {missing}",
                          "cd into a workspace folder (one made by `fx workspace create --prefix NAME` or "
-                         "`fx workspace import --archive ZIP`) and run the command again, or name the plan "
-                         "with -p WORKSPACE/plan/plan.yaml")
+                         "`fx workspace import --archive ZIP`) and run the command again"
+                         + (", or name the plan with -p WORKSPACE/plan/plan.yaml" if plan_option else ""))
 
 
 class Interrupted(FxError):

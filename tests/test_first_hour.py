@@ -148,3 +148,20 @@ def test_two_workspaces_from_one_template_are_distinct_federations_and_export_ke
     initialized = load_plan(tmp_path / "a" / "plan" / "plan.yaml")
     assert site.config["network"]["settings"]["hash_salt"] == salt
     assert site.hash == initialized.hash and site.network.agg_port == initialized.network.agg_port
+
+
+def test_swapped_certificate_packages_are_named_with_the_command_that_takes_each(tmp_path: Path) -> None:
+    fed = seed_federation(tmp_path, names=("one",))
+    request = fed.cols["one"] / "col_one_to_agg_cert_request.zip"
+    signed = fed.agg / "agg_to_col_one_signed_cert.zip"
+    res = fx_in(fed.cols["one"], "collaborator", "certify", "--import", str(request))
+    assert res.exit_code == 1
+    text = flat(res.stderr)
+    assert "is the certificate request package of 'one', not a signed certificate" in text
+    assert "fx collaborator certify --request-pkg col_one_to_agg_cert_request.zip" in text
+    assert "fresh archive" not in text
+    res = fx_in(fed.agg, "collaborator", "certify", "--request-pkg", str(signed), "-s")
+    assert res.exit_code == 1
+    text = flat(res.stderr)
+    assert "is the signed certificate package of 'one', not a certificate request" in text
+    assert "fx collaborator certify --import agg_to_col_one_signed_cert.zip" in text

@@ -243,8 +243,8 @@ def test_collaborator_remove_takes_it_out_of_cols_yaml(tmp_path):
 
 def test_pki_commands_outside_a_workspace_say_where_to_run_them(tmp_path):
     res = fx_in(tmp_path, "workspace", "certify")
-    assert res.exit_code == 1 and "is not an fx workspace (no plan/plan.yaml)" in res.stderr
-    assert "cd into the workspace folder" in res.stderr
+    assert res.exit_code == 1 and "is not an fx workspace: it has no plan/plan.yaml" in res.stderr
+    assert "cd into a workspace folder" in res.stderr
 
 
 def test_fingerprints_are_printed_verbatim_never_as_emoji(capsys):

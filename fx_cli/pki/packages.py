@@ -53,8 +53,35 @@ def _single(path: Path, data: dict[str, bytes], pattern: re.Pattern[str], what: 
     return matches[0]
 
 
+def _wrong_package(path: Path, wanted: str) -> FxError | None:
+    """An error naming what ``path`` is when it is another kind of fx package than ``wanted``."""
+    try:
+        with open_zip(path) as zf:  # member names only: nothing is extracted or decompressed
+            names = zf.namelist()
+    except (FxError, OSError, ValueError):
+        return None  # the reader reports it
+    request = next((m.group(1) for n in names if (m := REQUEST_MEMBER.match(n))), None)
+    signed = next((m.group(1) for n in names if (m := CERT_MEMBER.match(n))), None)
+    if wanted == "signed" and request and not signed:
+        return FxError(f"{path} is the certificate request package of '{request}', not a signed certificate",
+                       f"the request is signed on the aggregator (CA) host with `fx collaborator certify "
+                       f"--request-pkg {path.name}`; bring back the agg_to_col_{request}_signed_cert.zip it "
+                       f"writes and import that here with `fx collaborator certify --import`")
+    if wanted == "request" and signed and not request:
+        return FxError(f"{path} is the signed certificate package of '{signed}', not a certificate request",
+                       f"it is installed at the collaborator's site with `fx collaborator certify --import "
+                       f"{path.name}`; here, sign the site's col_{signed}_to_agg_cert_request.zip with --request-pkg")
+    if "plan/plan.yaml" in names:
+        return FxError(f"{path} is a workspace archive, not a certificate package",
+                       f"import it with `fx workspace import --archive {path.name}`")
+    return None
+
+
 def read_request_package(path: Path) -> tuple[str, x509.CertificateSigningRequest]:
     """The collaborator name and request in ``col_<name>_to_agg_cert_request.zip``."""
+    wrong = _wrong_package(path, "request")
+    if wrong is not None:
+        raise wrong
     data = _read_checked(path, REQUEST_MEMBER, set())
     name, content = _single(path, data, REQUEST_MEMBER, "member named col_<name>.csr")
     return name, parse_csr(content, f"{path}: col_{name}.csr")
@@ -62,6 +89,9 @@ def read_request_package(path: Path) -> tuple[str, x509.CertificateSigningReques
 
 def read_signed_package(path: Path) -> SignedPackage:
     """Certificate and chain from ``agg_to_col_<name>_signed_cert.zip``."""
+    wrong = _wrong_package(path, "signed")
+    if wrong is not None:
+        raise wrong
     data = _read_checked(path, CERT_MEMBER, {CHAIN_MEMBER})
     name, cert_pem = _single(path, data, CERT_MEMBER, "member named client/col_<name>.crt")
     if CHAIN_MEMBER not in data:

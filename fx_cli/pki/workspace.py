@@ -11,7 +11,7 @@ def current_layout(workspace: Path | None = None) -> Layout:
     """The certificate layout of ``workspace`` (default: the current folder), which must hold a plan."""
     root = (workspace or Path.cwd()).resolve()
     if not (root / "plan" / "plan.yaml").is_file():
-        raise NotAWorkspace(str(root))
+        raise NotAWorkspace(str(root), plan_option=False)
     return Layout(root)
 
 
