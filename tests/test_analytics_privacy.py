@@ -13,6 +13,7 @@ from fx_cli.analytics.limits import SiteLimits, load_limits
 from fx_cli.analytics.local import run_local
 from fx_cli.analytics.masking import Masker, public_bytes, site_key, to_fixed
 from fx_cli.analytics.spec import parse_query
+from fx_cli.analytics.tabular import TabularAnalyzer
 from fx_cli.analytics.table import from_columns
 from fx_cli.errors import FxError
 from tests.analytics_helpers import diabetes_columns, split_rows
@@ -134,3 +135,39 @@ def test_a_masked_total_with_a_refusing_site_fails_instead_of_being_wrong(tmp_pa
     res = run_local(TABLES, [{"estimator": "sum", "column": "bmi", "masked": True, "name": "m"}], tmp_path,
                     limits=limits)["m"]
     assert "value" not in res and "needs every site" in res["error"]
+
+
+class Liar(TabularAnalyzer):
+    """A site that sends garbage for some queries and claims to be another site."""
+
+    def analysis_method(self, data: Any, aggregator_results: Any) -> dict[str, Any]:
+        out = super().analysis_method(data, aggregator_results)
+        out["site"] = "site-1"
+        out["releases"]["mean"] = {"refused": None, "cells": [[None, None, [1e9]]]}  # wrong length
+        out["releases"]["hist"] = {"refused": None, "cells": [[None, 99, [5.0]]]}  # no such bin
+        if aggregator_results is not None:
+            out["quantiles"]["q"] = {"refused": None, "answers": {"": [[-1, 0, 0, 0, 0, 0]]}}
+        return out
+
+
+def test_a_lying_site_is_named_left_out_and_never_crashes_the_aggregation(tmp_path: Path) -> None:
+    from fx_cli.analytics.tabular import TabularAggregator
+    from fx_cli.star.flame import Flame
+    from fx_cli.star.loop import run_star
+    from fx_cli.star.tester import local_site
+
+    queries = [{"estimator": "mean", "column": "bmi", "name": "mean"},
+               {"estimator": "histogram", "column": "age", "range": [19, 79], "bins": 4, "name": "hist"},
+               {"estimator": "quantiles", "column": "bmi", "name": "q"}]
+    ids = sorted(TABLES)
+    sites = []
+    for sid in ids:
+        cls = Liar if sid == "site-3" else TabularAnalyzer
+        guard = SiteGuard(sid, SiteLimits(), Ledger(tmp_path / sid / "l.db"), "r")
+        sites.append(local_site(cls(Flame(sid, "default", ids), queries, guard), TABLES[sid]))
+    agg = TabularAggregator(Flame("aggregator", "aggregator", ids), queries)
+    res = run_star(sites, agg, simple_analysis=False).result["results"]
+    honest = np.concatenate([TABLES[s].column("bmi") for s in ("site-1", "site-2")])
+    assert res["mean"]["sites"] == ["site-1", "site-2"] and res["mean"]["value"] == pytest.approx(honest.mean())
+    assert "malformed release" in res["mean"]["refused"]["site-3"] and "bin 99" in res["hist"]["refused"]["site-3"]
+    assert "site-3" in res["q"]["error"]

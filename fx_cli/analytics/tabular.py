@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fx_cli.analytics import checks
 from fx_cli.analytics.combine import combine
 from fx_cli.analytics.guard import Refused, SiteGuard, check_allowed
 from fx_cli.analytics.masking import Masker, public_bytes, site_key
@@ -81,21 +82,34 @@ class TabularAggregator(StarAggregator):
         if not first and not self.results and not self.mask:
             self._restore(self.latest_result)  # a restarted aggregator: pick up from the saved aggregate
         answering = self.mask.get("want") == "answers"
+        sites = self._sites(analysis_results)
+        results = [r if isinstance(r, dict) else {} for r in analysis_results]
         for spec in self.specs:
             if spec.estimator == "quantiles":
-                self._quantiles(spec, analysis_results, first)
+                self._quantiles(spec, sites, results, first)
             elif (first and not spec.masked) or (spec.masked and answering):
-                self.results[spec.name] = combine(spec, [r["releases"][spec.name] for r in analysis_results])
-        self._next_mask_step(analysis_results, first)
+                releases = [checks.release(spec, site, _part(r, "releases", spec.name))
+                            for site, r in zip(sites, results)]
+                missing = sorted(set(sites) - set(self.mask.get("keys", {}))) if spec.masked else []
+                self.results[spec.name] = combine(spec, releases) if not missing else {
+                    "estimator": spec.estimator, "masked": True, "refused": {},
+                    "error": "a masked total needs a public key from every site; none from " + ", ".join(missing)}
+        self._next_mask_step(sites, results, first)
         probes = {name: p for name, s in self.searches.items() if (p := s.probes())}
         return {"results": dict(self.results), "probes": probes, "notes": dict(self.quantile_notes),
                 "searches": {name: s.state for name, s in self.searches.items()}, "mask": dict(self.mask)}
 
-    def _next_mask_step(self, analysis_results: list[dict[str, Any]], first: bool) -> None:
+    def _sites(self, analysis_results: list[Any]) -> list[str]:
+        """Who sent each result: the authenticated names the engine gives, in order (never a self-reported one)."""
+        ids = self.flame.get_participant_ids()
+        return ids if len(ids) == len(analysis_results) else [f"site-{i + 1}" for i in range(len(analysis_results))]
+
+    def _next_mask_step(self, sites: list[str], results: list[dict[str, Any]], first: bool) -> None:
         if first and any(s.masked for s in self.specs):
             self.mask = {"want": "keys", "nonce": secrets.token_hex(16)}
         elif self.mask.get("want") == "keys":
-            keys = {r["site"]: r["public_key"] for r in analysis_results if "public_key" in r}
+            keys = {site: key for site, r in zip(sites, results) if (key := checks.public_key(r.get("public_key")))
+                    is not None}
             self.mask = {"want": "answers", "nonce": self.mask["nonce"], "keys": keys}
         elif self.mask.get("want") == "answers":
             self.mask = {"want": None, "nonce": self.mask["nonce"]}
@@ -107,15 +121,26 @@ class TabularAggregator(StarAggregator):
         for name, state in aggregate.get("searches", {}).items():
             self.searches[name].state = state
 
-    def _quantiles(self, spec: QuerySpec, analysis_results: list[dict[str, Any]], first: bool) -> None:
+    def _quantiles(self, spec: QuerySpec, sites: list[str], results: list[dict[str, Any]], first: bool) -> None:
         search = self.searches[spec.name]
-        if not first and not search.probes():
+        probes = None if first else search.probes()
+        if not first and not probes:
             return
-        parts = [(r["site"], r["quantiles"].get(spec.name)) for r in analysis_results]
+        parts = [(site, checks.quantile_answer(site, _part(r, "quantiles", spec.name), probes))
+                 for site, r in zip(sites, results)]
         if first:
             self.quantile_notes[spec.name] = {
                 "refused": {s: a["refused"] for s, a in parts if a and a.get("refused")},
-                "suppressed": {s: a["suppressed"] for s, a in parts if a and a.get("suppressed")}}
+                "suppressed": {s: a["suppressed"] for s, a in parts if a and a.get("suppressed")},
+                "answering": [s for s, a in parts if a and not a.get("refused")]}
+        else:
+            gone = [s for s, a in parts if s in self.quantile_notes[spec.name]["answering"] and
+                    (a is None or a.get("refused"))]
+            if gone:  # counts without that site would give a wrong quantile: stop the search instead
+                search.state = {}
+                self.results[spec.name] = {"estimator": "quantiles", "column": spec.column, "by": spec.by,
+                                           "error": "stopped answering the search: " + ", ".join(gone)}
+                return
         search.update([a["answers"] for _, a in parts if a and not a.get("refused")], first)
         self.results[spec.name] = {"estimator": "quantiles", "column": spec.column, "by": spec.by,
                                    "q": list(spec.q), **self.quantile_notes[spec.name], **self._quantile_values(spec)}
@@ -133,6 +158,11 @@ class TabularAggregator(StarAggregator):
     def has_converged(self, result: Any, last_result: Any) -> bool:
         """Done when no quantile search is open and no masked query is waiting."""
         return not result["probes"] and not result["mask"].get("want")
+
+
+def _part(result: dict[str, Any], section: str, name: str) -> Any:
+    inner = result.get(section)
+    return inner.get(name) if isinstance(inner, dict) else None
 
 
 def iterative(specs: list[QuerySpec]) -> bool:

@@ -162,13 +162,26 @@ class StarAggregation(AggregationFunction):
             return base
         results = []
         for c in contributions:
-            payload = tensorblob.unpack(c.load())
+            try:
+                payload = tensorblob.unpack(c.load())
+            except FxError as exc:
+                raise FxError(f"the analysis result of '{c.collaborator}' is unusable: {exc.message}",
+                              "that site sent a malformed payload; check its fx version and its analyzer") from None
             if payload is None:
                 raise FxError(f"collaborator '{c.collaborator}' sent no analysis result in iteration "
                               f"{self.saved['num_iterations'] + 1}")
             results.append(payload["result"])
         node = self._aggregator([c.collaborator for c in contributions])
-        result, converged = node.aggregate(results, self.simple_analysis)
+        node.flame.participant_ids = [c.collaborator for c in contributions]  # who sent each result, in order
+        try:
+            result, converged = node.aggregate(results, self.simple_analysis)
+        except FxError:
+            raise
+        except Exception as exc:  # the user's code: name it, keep the traceback in the log
+            LOG.exception("the aggregator failed")
+            raise FxError(f"{type(node).__name__}.aggregation_method or has_converged raised "
+                          f"{type(exc).__name__}: {exc}", "fix the aggregator in src/; the saved run resumes at "
+                          "this iteration when the aggregator starts again") from None
         bound = not converged and node.num_iterations >= self.max_iterations
         if bound:
             message = (f"has_converged did not return True within max_iterations={self.max_iterations}; "
