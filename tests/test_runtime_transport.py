@@ -43,8 +43,8 @@ def test_tensors_of_every_shape_and_dtype_survive_a_chunked_stream() -> None:
               "big": rng.standard_normal((70, 50)).astype(np.float32), "ints": np.arange(10, dtype=np.int64),
               "half": rng.standard_normal(33).astype(np.float16), "flags": np.array([True, False])}
     frames = frames_of(arrays)
-    assert sum(isinstance(f, bytes) for f in frames) > 4  # 'big' alone is 14000 bytes: 4 chunks
-    assert all(len(f) <= CHUNK for f in frames if isinstance(f, bytes))
+    assert sum(serde.is_data(f) for f in frames) > 4  # 'big' alone is 14000 bytes: 4 chunks
+    assert all(memoryview(f).nbytes <= CHUNK for f in frames if serde.is_data(f))  # type: ignore[arg-type]
     back = rebuild(frames)
     for name, array in arrays.items():
         assert back[name].dtype == array.dtype and back[name].shape == array.shape
@@ -221,3 +221,66 @@ def test_garbage_messages_are_invalid_argument_not_internal_errors(tmp_path: Pat
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert err.value.details() == f"malformed {what} message"
         channel.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16383, 16384, 70000])
+def test_hand_built_chunk_messages_equal_protobufs_own_and_parse_without_copying(size: int) -> None:
+    from fx_cli.proto import federation_pb2 as pb
+
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    for to_bytes, from_bytes, message in ((serde.download_frame_to_bytes, serde.download_frame_from_bytes,
+                                           pb.DownloadChunk),
+                                          (serde.upload_frame_to_bytes, serde.upload_frame_from_bytes,
+                                           pb.UploadChunk)):
+        wire = to_bytes(memoryview(data))
+        assert wire == message(data=data).SerializeToString()
+        back = from_bytes(wire)
+        assert isinstance(back, memoryview) and back == data and back.obj is wire
+
+
+def test_a_chunk_message_with_more_than_its_data_is_parsed_by_protobuf() -> None:
+    from fx_cli.proto import federation_pb2 as pb
+
+    # data, then a tensor header: protobuf's oneof keeps the last field, and so must we
+    wire = pb.DownloadChunk(data=b"abc").SerializeToString() + pb.DownloadChunk(
+        tensor=pb.TensorHeader(name="w", dtype="<f4", nbytes=4)).SerializeToString()
+    frame = serde.download_frame_from_bytes(wire)
+    assert isinstance(frame, TensorMeta) and frame.name == "w"
+    # a length that runs past the end is not taken as a payload: protobuf refuses the message
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(DecodeError):
+        serde.upload_frame_from_bytes(b"\x1a\x05abc")
+
+
+def test_a_download_is_written_straight_into_the_arrays_offered_when_they_fit(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    tensors = {"big": rng.standard_normal(700_000).astype(np.float32), "odd": np.ones(5, np.float32),
+               "other": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    model = write_round_model(tmp_path / "m.pbuf", tensors.items(), 0)
+    chunk = chunk_bytes(0.25)
+    offered = {"big": np.zeros(700_000, np.float32),  # fits: filled in place
+               "odd": np.zeros(4, np.float32),  # wrong shape: a new array
+               "other": np.zeros((2, 3), np.float32)[:, ::-1]}  # not contiguous: a new array
+    with serve(generic_handler(ModelOnly(model, chunk)), "localhost:0", None, chunk=chunk) as port:
+        channel = open_channel(f"localhost:{port}", None, chunk)
+        frames = iter(FederationStub(channel).download_model(DownloadRequest(Caller("one", "h"), 0)))
+        assert isinstance(next(frames), ModelMeta)
+        back = {m.name: codec.decode(m, p) for m, p in read_tensors(frames, model.nbytes, offered)}
+        channel.close()
+    assert np.shares_memory(back["big"], offered["big"])
+    assert not np.shares_memory(back["odd"], offered["odd"]) and not offered["odd"].any()
+    assert not np.shares_memory(back["other"], offered["other"])
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(back[name], array)
+
+
+def test_a_damaged_chunk_is_caught_even_when_assembled_in_an_offered_array() -> None:
+    array = np.arange(5000, dtype=np.float32)
+    meta, payload = codec.encode("w", array)
+    frames = list(tensor_frames(meta, payload, CHUNK)) + [trailer_of([meta])]
+    damaged = bytearray(frames[2])  # type: ignore[arg-type]
+    damaged[7] ^= 1
+    frames[2] = bytes(damaged)
+    with pytest.raises(StreamError, match="CRC32 mismatch"):
+        list(read_tensors(iter(frames), 1 << 20, {"w": np.empty(5000, np.float32)}))

@@ -65,7 +65,7 @@ class _Finite:
         self.name = name
         self.carry = b""
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         buf = self.carry + data if self.carry else data
         usable = len(buf) - len(buf) % DTYPE.itemsize
         self.carry = bytes(buf[usable:])
@@ -155,7 +155,7 @@ class UpdateIntake:
         finite = _Finite(meta.name)
         self.digest.update(meta.name.encode() + b"\0")
         frame = next(frames, None)
-        while isinstance(frame, bytes):
+        while isinstance(frame, (bytes, memoryview)):
             check.add(frame)
             self.digest.update(frame)
             if direct:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,8 @@ class RoundReport:
     # Summed data size of the counted results per task (a middle aggregator reports these to its parent).
     data_sizes: dict[str, int] = field(default_factory=dict)
     stopped: str = ""  # why the run stops after this round (early stopping), '' when it goes on
+    # CPU seconds this process has used so far (all threads): consecutive records give the CPU cost of a round.
+    cpu_seconds: float = field(default_factory=time.process_time)
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -47,6 +50,7 @@ class RoundReport:
                 "expected": self.expected, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
                 "peak_rss_mib": round(peak / 2**20, 1), "data_sizes": self.data_sizes,
+                "cpu_s": round(self.cpu_seconds, 4),
                 **({"privacy": self.privacy} if self.privacy else {}),
                 **({"stopped": self.stopped} if self.stopped else {})}
 

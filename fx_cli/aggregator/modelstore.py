@@ -7,6 +7,8 @@ file without loading the model.
 """
 from __future__ import annotations
 
+import mmap
+import os
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -65,20 +67,31 @@ class RoundModel:
                 yield e.name, _read_at(fh, e)
 
     def frames(self, chunk: int) -> Iterator[Frame]:
-        """The download stream: model header, each tensor's header and chunks read from disk, trailer."""
+        """The download stream: model header, each tensor's header and chunks, trailer.
+
+        Chunks are views of the file mapped read-only: the message serializer copies each one once, from
+        the page cache into the message (a ``read`` would copy it twice). Pages already sent are dropped
+        from the mapping as it goes, so the process holds about one chunk of it, not the model.
+        """
         yield ModelMeta(self.round, len(self.entries), self.nbytes)
         with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            end = max((e.offset + e.nbytes for e in self.entries), default=0)
+            if end > size:
+                raise OSError(f"{self.path} is shorter than its index ({size:,} bytes, needs {end:,})")
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        view = memoryview(mapped) if mapped is not None else memoryview(b"")
+        done = 0  # pages below this offset are no longer needed
+        try:
             for e in self.entries:
                 yield e.meta()
-                fh.seek(e.offset)
-                left = e.nbytes
-                while left:
-                    data = fh.read(min(chunk, left))
-                    if not data:
-                        raise OSError(f"{self.path} is shorter than its index (tensor '{e.name}')")
-                    left -= len(data)
-                    yield data
-        yield Trailer(len(self.entries), self.nbytes)
+                for start in range(e.offset, e.offset + e.nbytes, chunk):
+                    yield view[start:min(start + chunk, e.offset + e.nbytes)]
+                    done = _drop_pages(mapped, done, start)
+            yield Trailer(len(self.entries), self.nbytes)
+        finally:
+            view.release()
+            _unmap(mapped)
 
     def to_json(self) -> dict[str, Any]:
         return {"round": self.round, "path": str(self.path),
@@ -113,6 +126,24 @@ def model_problem(model: RoundModel, path: Path | None = None) -> str | None:
     except ModelFileError as err:
         return err.message
     return None
+
+
+def _drop_pages(mapped: mmap.mmap | None, done: int, upto: int) -> int:
+    """Let go of the mapped pages in [done, upto) (whole pages only): the page cache keeps them, our RSS not."""
+    upto -= upto % mmap.PAGESIZE
+    if mapped is not None and upto > done and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED, done, upto - done)
+        return upto
+    return done
+
+
+def _unmap(mapped: mmap.mmap | None) -> None:
+    """Unmap now, or (while a chunk view is still referenced somewhere) when the last view goes."""
+    if mapped is not None:
+        try:
+            mapped.close()
+        except BufferError:
+            pass
 
 
 def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:

@@ -39,3 +39,14 @@ def read(fh: Readable) -> int | None:
         shift += 7
         if shift > 63:
             raise ValueError("varint longer than 10 bytes")
+
+
+def decode_at(data: bytes, pos: int) -> tuple[int, int]:
+    """``(value, position after it)`` of the varint at ``data[pos]``; ``(-1, pos)`` when none is complete there."""
+    shift = result = 0
+    for i in range(pos, min(len(data), pos + 10)):
+        result |= (data[i] & 0x7F) << shift
+        if not data[i] & 0x80:
+            return result, i + 1
+        shift += 7
+    return -1, pos

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from fx_cli.transport.serde import Frame, TensorMeta, Trailer
+from fx_cli.transport.serde import Frame, TensorMeta, Trailer, is_data
 
 MIN_CHUNK = 4096
 MAX_DIMS = 32
@@ -49,7 +49,7 @@ def tensor_frames(meta: TensorMeta, payload: memoryview, chunk: int) -> Iterator
     """The header, then ``payload`` in chunks of at most ``chunk`` bytes."""
     yield meta
     for start in range(0, payload.nbytes, chunk):
-        yield payload[start:start + chunk].tobytes()
+        yield payload[start:start + chunk]  # a view: the message serializer copies it once
 
 
 def trailer_of(metas: Iterable[TensorMeta]) -> Trailer:
@@ -81,11 +81,12 @@ class PayloadCheck:
         self.received = 0
         self.crc = 0
 
-    def add(self, data: bytes) -> None:
-        if self.received + len(data) > self.meta.nbytes:
+    def add(self, data: bytes | memoryview) -> None:
+        size = memoryview(data).nbytes
+        if self.received + size > self.meta.nbytes:
             raise StreamError(f"tensor '{self.meta.name}': more payload than the {self.meta.nbytes:,} bytes announced")
         self.crc = zlib.crc32(data, self.crc)
-        self.received += len(data)
+        self.received += size
 
     def finish(self) -> None:
         if self.received != self.meta.nbytes:
@@ -97,13 +98,16 @@ class PayloadCheck:
 
 
 class TensorAssembler(PayloadCheck):
-    """Rebuilds one tensor's payload in a buffer allocated once from the header."""
+    """Rebuilds one tensor's payload in a buffer allocated once from the header, or in ``into`` when it fits."""
 
-    def __init__(self, meta: TensorMeta) -> None:
+    def __init__(self, meta: TensorMeta, into: np.ndarray | None = None) -> None:
         super().__init__(meta)
-        self.buffer = np.empty(meta.nbytes, dtype=np.uint8)
+        fits = (into is not None and meta.pipeline == "none" and into.dtype.str == meta.dtype
+                and tuple(into.shape) == tuple(meta.shape) and into.flags.c_contiguous and into.flags.writeable
+                and into.nbytes == meta.nbytes)
+        self.buffer = into.reshape(-1).view(np.uint8) if fits and into is not None else np.empty(meta.nbytes, np.uint8)
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | memoryview) -> None:
         start = self.received
         super().add(data)
         self.buffer[start:self.received] = np.frombuffer(data, dtype=np.uint8)
@@ -119,12 +123,18 @@ def raw_array(meta: TensorMeta, payload: np.ndarray) -> np.ndarray:
     return payload.view(np.dtype(meta.dtype)).reshape(meta.shape)
 
 
-def read_tensors(frames: Iterator[Frame | None], max_bytes: int) -> Iterator[tuple[TensorMeta, np.ndarray]]:
-    """``(header, payload bytes)`` per tensor of a frame stream, up to and including a checked trailer."""
+def read_tensors(frames: Iterator[Frame | None], max_bytes: int,
+                 into: Mapping[str, np.ndarray] | None = None) -> Iterator[tuple[TensorMeta, np.ndarray]]:
+    """``(header, payload bytes)`` per tensor of a frame stream, up to and including a checked trailer.
+
+    A raw tensor whose name, dtype and shape match an array of ``into`` is assembled in that array.
+    """
+    into = into or {}
     current: TensorAssembler | None = None
     seen: list[TensorMeta] = []
     for frame in frames:
-        if isinstance(frame, bytes):
+        if is_data(frame):
+            assert isinstance(frame, (bytes, memoryview))
             if current is None:
                 raise StreamError("payload bytes arrived before any tensor header")
             current.add(frame)
@@ -137,7 +147,7 @@ def read_tensors(frames: Iterator[Frame | None], max_bytes: int) -> Iterator[tup
             if any(m.name == frame.name for m in seen):
                 raise StreamError(f"tensor '{frame.name}' appears twice in one stream")
             seen.append(frame)
-            current = TensorAssembler(frame)
+            current = TensorAssembler(frame, into.get(frame.name))
         elif isinstance(frame, Trailer):
             expected = trailer_of(seen)
             if frame != expected:

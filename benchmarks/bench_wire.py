@@ -1,0 +1,374 @@
+"""Wire benchmark: every federation figure as a ratio to the loopback TLS limit measured in the same run.
+
+Absolute times drift on a shared machine, so this first measures what plain
+gRPC over mutual TLS carries on loopback here and now (a server process and a
+client process, the federation's own certificates from its CA, messages of the
+plan's chunk size, one stream down and one up), then runs real federations
+(numpy/synthetic, aggregator and collaborators as processes) and prints:
+
+* seconds per steady round / wire time of that round's bytes (5e7 x 2, 5e7 x 8; target <= 1.5);
+* aggregator bytes moved per CPU-second (1e7 x 8; target >= 3 x 170 MB/s), also as a fraction of the
+  bytes the TLS probe moved per CPU-second of its server process;
+* collaborator peak RSS / model size at 5e7 (target <= 2);
+* aggregator peak RSS / model size at 5e7 (target <= 1.5) and its growth from 2 to 8 collaborators;
+* aggregator CPU per collaborator per round at 1e5 parameters with 32 collaborators (target <= 10 ms);
+* with ``--huge``: one tensor larger than 4 GiB through a federation of one collaborator.
+
+Peak RSS and CPU come from the kernel (``wait4`` rusage of each process); per-round CPU from the
+``cpu_s`` field of ``logs/aggregator_metrics.jsonl``. Steady rounds are rounds 2.. (round 1 includes
+start-up and connection set-up; the final model's evaluation is not a training round).
+
+Usage: python -m benchmarks.bench_wire [--cases wire,big2,big8,cpu,many] [--huge] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+MB = 1e6
+TARGET_ROUND_X = 1.5
+BASELINE_BYTES_PER_CPU = 170 * MB  # aggregator at 1e7 x 8 before issue 15
+TARGET_CPU_X = 3.0
+TARGET_COL_RSS_X = 2.0
+TARGET_AGG_RSS_X = 1.5
+TARGET_MS_PER_COL = 10.0
+PROBE_BYTES = 256 * 2**20
+
+
+def _env() -> dict[str, str]:
+    here = str(Path(__file__).resolve().parent.parent)
+    return dict(os.environ, FQDN="localhost", PYTHONUNBUFFERED="1",
+                PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fx_in(ws: Path, *args: str) -> None:
+    """``fx ARGS`` in this process (32 collaborators' certificates in seconds, not a minute of start-ups)."""
+    from click.testing import CliRunner
+
+    from fx_cli.cli.main import cli
+
+    with contextlib.chdir(ws):
+        res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if res.exit_code != 0:
+        raise SystemExit(f"fx {' '.join(args)} failed ({res.exit_code}):\n{res.output}")
+
+
+def make_workspace(root: Path, n: int, params: int, rounds: int, tensors: int = 8) -> Path:
+    """A certified numpy/synthetic workspace with ``n`` collaborators and a ``params``-value model."""
+    os.environ.setdefault("FQDN", "localhost")
+    ws = root / f"ws_{n}_{params}_{tensors}"
+    fx_in(root, "workspace", "create", "--prefix", str(ws), "--template", "numpy/synthetic")
+    plan_path = ws / "plan" / "plan.yaml"
+    plan = yaml.safe_load(plan_path.read_text())
+    plan["network"]["settings"].update(agg_addr="localhost", agg_port=free_port(), use_tls=True,
+                                       client_reconnect_interval=0.1)
+    plan["aggregator"]["settings"].update(rounds_to_train=rounds, join_deadline=600, heartbeat_timeout=600)
+    plan["task_runner"]["settings"].update(num_params=params, num_tensors=tensors)
+    plan_path.write_text(yaml.safe_dump(plan))
+    names = [f"col-{i}" for i in range(1, n + 1)]
+    (ws / "plan" / "data.yaml").write_text("".join(f"{c},{i}\n" for i, c in enumerate(names, 1)))
+    fx_in(ws, "plan", "initialize", "-a", "localhost")
+    fx_in(ws, "workspace", "certify")
+    fx_in(ws, "aggregator", "generate-cert-request", "--fqdn", "localhost")
+    fx_in(ws, "aggregator", "certify", "--fqdn", "localhost", "-s")
+    for c in names:
+        fx_in(ws, "collaborator", "generate-cert-request", "-n", c, "-s", "-x")
+        fx_in(ws, "collaborator", "certify", "-n", c, "-s")
+    from fx_cli.plan.participants import write_cols
+
+    write_cols(ws / "plan" / "cols.yaml", names)
+    return ws
+
+
+# --- processes with the kernel's accounting ---------------------------------------------------
+
+@dataclass
+class Usage:
+    code: int
+    cpu: float  # user + system seconds
+    maxrss: int  # bytes
+
+
+def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=_env(), stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+
+
+def reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> list[Usage]:
+    """Wait for every process (killing all after ``timeout``); exit code, CPU and peak RSS of each."""
+    usage: dict[int, Usage] = {}
+
+    def wait(p: subprocess.Popen[bytes]) -> None:
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        usage[p.pid] = Usage(p.returncode, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024)
+
+    threads = [threading.Thread(target=wait, args=(p,), daemon=True) for p in procs]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+        for t in threads:
+            t.join()
+    return [usage[p.pid] for p in procs]
+
+
+# --- the loopback TLS limit --------------------------------------------------------------------
+
+def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
+    import grpc
+
+    from fx_cli.pki.tls import server_credentials
+    from fx_cli.transport.server import serve
+
+    payload = os.urandom(chunk)
+
+    def down(request: bytes, context: Any) -> Iterator[bytes]:
+        for _ in range(int.from_bytes(request, "little") // chunk):
+            yield payload
+
+    def up(requests: Iterator[bytes], context: Any) -> bytes:
+        return sum(len(r) for r in requests).to_bytes(8, "little")
+
+    handler = grpc.method_handlers_generic_handler("probe.Wire", {
+        "Down": grpc.unary_stream_rpc_method_handler(down), "Up": grpc.stream_unary_rpc_method_handler(up)})
+    with serve(handler, "localhost:0", server_credentials(ws, "localhost"), chunk=chunk) as port:
+        port_file.write_text(str(port))
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) -> None:
+    from fx_cli.pki.tls import client_credentials
+    from fx_cli.transport.client import open_channel
+
+    channel = open_channel(f"localhost:{port}", client_credentials(ws, "col-1"), chunk)
+    down = channel.unary_stream("/probe.Wire/Down")
+    upload = channel.stream_unary("/probe.Wire/Up")
+    payload = os.urandom(chunk)
+    result: dict[str, list[float]] = {"down": [], "up": []}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        got = sum(len(m) for m in down(nbytes.to_bytes(8, "little")))
+        result["down"].append(got / (time.perf_counter() - t))
+        t = time.perf_counter()
+        sent = int.from_bytes(upload(iter([payload] * (nbytes // chunk))), "little")
+        result["up"].append(sent / (time.perf_counter() - t))
+    print(json.dumps(result))
+
+
+@dataclass
+class Wire:
+    down: float  # bytes/s, aggregator -> collaborator
+    up: float
+    server_bytes_per_cpu: float
+
+    def seconds(self, bytes_out: int, bytes_in: int) -> float:
+        return bytes_out / self.down + bytes_in / self.up
+
+
+def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int = 3) -> Wire:
+    port_file = ws / "probe.port"
+    me = str(Path(__file__).resolve())
+    server = subprocess.Popen([sys.executable, me, "--probe-server", str(ws), str(chunk), str(port_file)],
+                              env=_env(), stdin=subprocess.PIPE)
+    try:
+        while not port_file.exists() or not port_file.read_text():
+            if server.poll() is not None:
+                raise SystemExit("the TLS probe server failed to start")
+            time.sleep(0.05)
+        out = subprocess.run([sys.executable, me, "--probe-client", str(ws), str(chunk), port_file.read_text(),
+                              str(nbytes), str(repeats)], env=_env(), check=True, capture_output=True, text=True)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+    usage = reap([server], 60)[0]
+    rates = json.loads(out.stdout)
+    moved = 2 * nbytes * repeats
+    return Wire(max(rates["down"]), max(rates["up"]), moved / max(usage.cpu, 1e-9))
+
+
+# --- one federation ----------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    name: str
+    collaborators: int
+    params: int
+    rounds: list[dict[str, Any]]
+    aggregator: Usage
+    collaborator_peak: int
+    wall: float
+    model_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_bytes = self.params * 4
+
+    def steady(self) -> list[tuple[dict[str, Any], float]]:
+        """(record, CPU seconds of the aggregator for that round) of rounds 2.. (not the final evaluation)."""
+        training = [r for r in self.rounds if not r["final"]]
+        return [(r, r["cpu_s"] - prev["cpu_s"]) for prev, r in zip(training, training[1:])]
+
+
+def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors: int = 8,
+               timeout: float = 3600) -> Run:
+    ws = make_workspace(root, n, params, rounds, tensors)
+    logs = ws / "logs"
+    logs.mkdir(exist_ok=True)
+    procs = [start(["-m", "fx_cli", "aggregator", "start"], ws, logs / "bench-aggregator.log")]
+    procs += [start(["-m", "fx_cli", "collaborator", "start", "-n", f"col-{i}"], ws, logs / f"bench-col-{i}.log")
+              for i in range(1, n + 1)]
+    started = time.monotonic()
+    usage = reap(procs, timeout)
+    wall = time.monotonic() - started
+    if any(u.code for u in usage):
+        raise SystemExit(f"{name}: run failed (exit codes {[u.code for u in usage]}); see {logs}")
+    records = [json.loads(x) for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()]
+    return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def report_round_speed(run: Run, wire: Wire) -> None:
+    steady = run.steady()
+    secs = sum(r["seconds"] for r, _ in steady) / len(steady)
+    out = sum(r["bytes_out"] for r, _ in steady) / len(steady)
+    inn = sum(r["bytes_in"] for r, _ in steady) / len(steady)
+    limit = wire.seconds(int(out), int(inn))
+    x = secs / limit
+    print(f"{run.name}: {secs:.2f} s per steady round for {(out + inn) / MB:,.0f} MB; wire time {limit:.2f} s "
+          f"-> {x:.2f} x the wire (target <= {TARGET_ROUND_X})  [{verdict(x <= TARGET_ROUND_X)}]")
+
+
+def report_memory(run: Run) -> None:
+    col = run.collaborator_peak / run.model_bytes
+    agg = run.aggregator.maxrss / run.model_bytes
+    print(f"{run.name}: collaborator peak RSS {mib(run.collaborator_peak)} = {col:.2f} x model "
+          f"({mib(run.model_bytes)}; target <= {TARGET_COL_RSS_X})  [{verdict(col <= TARGET_COL_RSS_X)}]")
+    print(f"{run.name}: aggregator peak RSS {mib(run.aggregator.maxrss)} = {agg:.2f} x model "
+          f"(target <= {TARGET_AGG_RSS_X})  [{verdict(agg <= TARGET_AGG_RSS_X)}]")
+
+
+def report_cpu(run: Run, wire: Wire) -> None:
+    steady = run.steady()
+    moved = sum(r["bytes_in"] + r["bytes_out"] for r, _ in steady)
+    cpu = sum(c for _, c in steady)
+    rate = moved / cpu
+    whole = sum(r["bytes_in"] + r["bytes_out"] for r in run.rounds) / run.aggregator.cpu
+    print(f"{run.name}: whole run, start-up included: {whole / MB:,.0f} MB per aggregator CPU-second")
+    x = rate / BASELINE_BYTES_PER_CPU
+    print(f"{run.name}: aggregator moved {rate / MB:,.0f} MB per CPU-second = {x:.2f} x the 170 MB/s baseline "
+          f"(target >= {TARGET_CPU_X}) and {rate / wire.server_bytes_per_cpu:.2f} x what the bare TLS server "
+          f"moves per CPU-second ({wire.server_bytes_per_cpu / MB:,.0f} MB)  [{verdict(x >= TARGET_CPU_X)}]")
+
+
+def report_per_collaborator(run: Run) -> None:
+    steady = run.steady()
+    ms = 1000 * sum(c for _, c in steady) / len(steady) / run.collaborators
+    secs = sum(r["seconds"] for r, _ in steady) / len(steady)
+    print(f"{run.name}: aggregator CPU {ms:.1f} ms per collaborator per round ({secs:.2f} s per round; "
+          f"target <= {TARGET_MS_PER_COL} ms)  [{verdict(ms <= TARGET_MS_PER_COL)}]")
+
+
+CASES = {
+    "big2": ("5e7 x 2", 2, 50_000_000, 3),
+    "big8": ("5e7 x 8", 8, 50_000_000, 3),
+    "cpu": ("1e7 x 8", 8, 10_000_000, 4),
+    "many": ("1e5 x 32", 32, 100_000, 6),
+    "tiny": ("1e5 x 2", 2, 100_000, 3),  # a smoke test of the benchmark itself
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="big2,big8,cpu,many", help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--huge", action="store_true", help="also one tensor of 1.1e9 float32 (4.4 GB), 1 collaborator")
+    parser.add_argument("--huge-params", type=int, default=1_100_000_000)
+    parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="fx-wire-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        probe_ws = make_workspace(root, 1, 1000, 1)
+        wire = measure_wire(probe_ws, 4 << 20)
+        print(f"loopback mutual-TLS gRPC limit: {wire.down / MB:,.0f} MB/s down, {wire.up / MB:,.0f} MB/s up; "
+              f"bare server {wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second", flush=True)
+        runs: dict[str, Run] = {}
+        for key in [c for c in args.cases.split(",") if c]:
+            label, n, params, rounds = CASES[key]
+            print(f"running {label} ({rounds} rounds) ...", flush=True)
+            runs[key] = federation(root, label, n, params, rounds)
+            print(f"  {runs[key].wall:.1f} s wall; rounds (s): "
+                  + ", ".join(f"{r['seconds']:.2f}" for r in runs[key].rounds if not r["final"]), flush=True)
+            shutil.rmtree(root / f"ws_{n}_{params}_8", ignore_errors=True)
+        if args.huge:
+            print(f"running one tensor of {args.huge_params:.2e} float32 ({args.huge_params * 4 / 2**30:.2f} GiB), "
+                  "1 collaborator, 1 round ...", flush=True)
+            runs["huge"] = federation(root, "1 tensor > 4 GiB", 1, args.huge_params, 1, tensors=1)
+            shutil.rmtree(root / f"ws_1_{args.huge_params}_1", ignore_errors=True)
+        print()
+        for key in ("big2", "big8"):
+            if key in runs:
+                report_round_speed(runs[key], wire)
+        for key in ("big2", "big8"):
+            if key in runs:
+                report_memory(runs[key])
+        if "big2" in runs and "big8" in runs:
+            growth = runs["big8"].aggregator.maxrss / runs["big2"].aggregator.maxrss
+            print(f"aggregator peak RSS 8 vs 2 collaborators at 5e7: {growth:.2f} x  "
+                  f"[{'FLAT' if growth <= 1.1 else 'GROWS'}]")
+        if "cpu" in runs:
+            report_cpu(runs["cpu"], wire)
+        if "many" in runs:
+            report_per_collaborator(runs["many"])
+        if "huge" in runs:
+            h = runs["huge"]
+            print(f"one tensor of {h.model_bytes / 2**30:.2f} GiB through a federation: OK in {h.wall:.0f} s; "
+                  f"aggregator peak {h.aggregator.maxrss / h.model_bytes:.2f} x, collaborator "
+                  f"{h.collaborator_peak / h.model_bytes:.2f} x model")
+        print("\n(one shared machine: every time is relative to the TLS limit measured above, in this run)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--probe-server":
+        _probe_server(Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--probe-client":
+        _probe_client(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    else:
+        main()
