@@ -157,3 +157,33 @@ def test_tls_failures_are_not_retried_and_say_what_is_wrong(tmp_path: Path) -> N
                 run_collaborator(CollaboratorRun("one", copy / "plan" / "plan.yaml", copy / "plan" / "data.yaml"))
             assert time.monotonic() - started < 60, "a TLS failure must not be retried until the deadline"
         run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
+
+
+def test_the_global_model_is_released_after_its_last_load_so_only_the_runner_holds_a_model() -> None:
+    from fx_cli.collaborator.tasks import GlobalModel
+
+    runner = Recorder()
+    executor = TaskExecutor(runner, TASKS, "CONTINUE_LOCAL")
+    model = GlobalModel({"w": np.full(3, 10.0, np.float32)})
+    executor.run("aggregated_model_validation", 0, model)
+    assert model["w"][0] == 10.0  # still held: training loads it again
+    train = executor.run("train", 0, model, release_global=True)
+    with pytest.raises(RuntimeError, match="released"):
+        model["w"]
+    assert list(model) == ["w"] and len(model) == 1  # the names remain for checking the update
+    np.testing.assert_array_equal(train.tensors["w"], np.full(3, 12.0))
+
+
+def test_the_synthetic_runner_trains_in_its_own_arrays_and_takes_them_back_without_a_copy() -> None:
+    from fx_cli.runners.synthetic import SyntheticData, SyntheticRunner
+
+    runner = SyntheticRunner(SyntheticData("2"), num_params=10, num_tensors=2, learning_rate=0.5)
+    own = runner.tensor_buffers()
+    reference = {k: v + np.float32(0.5) * (np.float32(0.3 + 0.01 * i) - v) for i, (k, v) in enumerate(own.items())}
+    runner.set_tensors(own)  # its own arrays back: nothing to copy
+    out = runner.train_task(0)
+    for name, array in out.tensors.items():
+        assert array is own[name]  # trained in place
+        np.testing.assert_array_equal(array, reference[name])  # bit-identical to w + lr * (target - w)
+    runner.set_tensors({k: np.zeros_like(v) for k, v in own.items()})
+    assert all(a is own[k] and not a.any() for k, a in runner.get_tensors().items())  # copied into its arrays

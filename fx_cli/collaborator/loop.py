@@ -9,11 +9,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from fx_cli.aggregator.inputs import gather
+from fx_cli.aggregator.memory import limit_malloc_arenas
 from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
 from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
 from fx_cli.privacy.local import local_privacy
-from fx_cli.collaborator.tasks import TaskExecutor, TaskOutput, applies_local, encode_update, is_training
+from fx_cli.collaborator.tasks import (GlobalModel, TaskExecutor, TaskOutput, applies_local, is_training,
+                                      iter_update)
 from fx_cli.errors import PlanError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import Plan, load_plan
@@ -53,6 +55,7 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
     from fx_cli.runners.build import build_runner
 
     name = check_collaborator_name(run.name)
+    limit_malloc_arenas()  # chunk buffers from gRPC's threads go back to the OS, not into per-thread heaps
     plan, data_path = gather(lambda: load_plan(run.plan_path), lambda: _data_path(run.data_path, name))
     with AggregatorClient(plan, name, client_credentials_for(plan, name)) as client:
         joined = client.join()
@@ -112,22 +115,28 @@ class CollaboratorLoop:
 
     def _round(self, reply: TaskReply) -> None:
         r = reply.round
+        received = set(reply.already_received)
+        needs_local = any(t not in received and applies_local(self.executor.spec(t)) for t in reply.tasks)
+        todo = [t for t in reply.tasks
+                if t not in received or (is_training(self.executor.spec(t)) and needs_local)]
+        loads = [i for i, t in enumerate(todo) if self.executor.loads_global(t)]
+        trained = next((i for i, t in enumerate(todo) if is_training(self.executor.spec(t))), len(todo))
+        # The global model outlives its loads into the runner only for deltas, local privacy (both subtract it
+        # from the update) or a global task after training; otherwise it is downloaded straight into the
+        # runner's own arrays when the runner offers them.
+        keep = (self.settings.use_delta_updates or self.executor.privacy is not None
+                or any(i > trained for i in loads))
         try:
-            model = self.client.download(r)
+            model = GlobalModel(self.client.download(r, {} if keep else self.executor.runner.tensor_buffers()))
         except RoundGone as gone:
             log.warning("round %d is over before its model arrived (%s)", r + 1, gone)
             return
-        received = set(reply.already_received)
-        needs_local = any(t not in received and applies_local(self.executor.spec(t)) for t in reply.tasks)
         final = r >= reply.rounds_to_train
         what = "final model" if final else f"round {r + 1}/{reply.rounds_to_train}"
         log.info("%s: running %s", what, ", ".join(reply.tasks))
-        for task in reply.tasks:
-            spec = self.executor.spec(task)
-            if task in received and not (is_training(spec) and needs_local):
-                continue
+        for i, task in enumerate(todo):
             with Heartbeat(self.client, self.settings.heartbeat_interval, r, task) as beat:
-                out = self.executor.run(task, r, model)
+                out = self.executor.run(task, r, model, release_global=not keep and bool(loads) and i == loads[-1])
             if beat.fatal is not None:
                 raise beat.fatal
             self._log(r, out, final)
@@ -145,8 +154,11 @@ class CollaboratorLoop:
 
     def _send(self, r: int, out: TaskOutput, model: Mapping[str, np.ndarray]) -> bool:
         """Upload one task's result; False when the round ended before it arrived."""
-        tensors = encode_update(out, model, self.pipeline, self.settings.use_delta_updates)
-        meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(tensors))
+        delta = self.settings.use_delta_updates
+        # One tensor encoded at a time, as it is sent: a delta or a compressed copy never exists for the whole
+        # model at once.
+        tensors = lambda: iter_update(out, model, self.pipeline, delta)  # noqa: E731
+        meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(out.tensors))
         reply = self.client.upload(meta, tensors)
         if reply.outcome is Outcome.LATE:
             log.warning("round %d: '%s' result not counted: %s", r + 1, out.task, reply.message)

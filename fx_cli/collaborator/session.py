@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import grpc
 import numpy as np
@@ -97,56 +97,73 @@ class AggregatorClient:
         request = PingRequest(self.caller, self.plan_json)
         return self._call("a ping", lambda: self.stub.ping(request, timeout=SHORT_TIMEOUT), retry=False)
 
-    def download(self, round_num: int) -> dict[str, np.ndarray]:
-        """The global model that is the input of ``round_num``; ``RoundGone`` when that round is over."""
+    def download(self, round_num: int, into: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The global model that is the input of ``round_num``; ``RoundGone`` when that round is over.
+
+        A tensor whose name, dtype and shape match an array of ``into`` is written straight into that array
+        (see ``TaskRunner.tensor_buffers``); the others get new arrays.
+        """
         request = DownloadRequest(self.caller, round_num)
         try:
-            return self._call(f"the round {round_num + 1} model", lambda: self._download(request))
+            return self._call(f"the round {round_num + 1} model", lambda: self._download(request, into or {}))
         except StreamError as err:
             raise FxError(f"the model of round {round_num + 1} from {self.target} is damaged: {err}",
                           "restart the collaborator; if it persists, check the network path to the aggregator") from None
 
-    def _download(self, request: DownloadRequest) -> dict[str, np.ndarray]:
+    def _download(self, request: DownloadRequest, into: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             frames: Iterator[Frame | None] = iter(self.stub.download_model(request))
             head = next(frames, None)
             if not isinstance(head, ModelMeta) or head.round != request.round:
                 raise StreamError(f"expected the model header of round {request.round + 1}, got {head!r:.80}")
             limit = max(head.payload_bytes, 1)
-            return {meta.name: decode(meta, payload) for meta, payload in read_tensors(frames, limit)}
+            return {meta.name: decode(meta, payload) for meta, payload in read_tensors(frames, limit, into)}
         except grpc.RpcError as err:
             if code_of(err) == grpc.StatusCode.OUT_OF_RANGE:
                 raise RoundGone(str(err.details())) from None
             raise
 
-    def upload(self, meta: UploadMeta, tensors: list[tuple[TensorMeta, memoryview]]) -> UploadReply:
+    def upload(self, meta: UploadMeta, tensors: Callable[[], Iterable[tuple[TensorMeta, memoryview]]]) -> UploadReply:
         """Stream a task result; a result the server already holds counts as delivered.
 
+        ``tensors()`` yields each tensor's header and payload as it is sent (called again on a retry).
         With tensors, only the header goes out until the server's initial metadata says a transfer
         slot is ours, so an upload waiting in the aggregator's queue holds no buffers there.
         """
         def attempt() -> UploadReply:
             go = threading.Event()
+            failed: list[BaseException] = []
 
             def frames() -> Iterator[Frame]:
                 yield meta
-                if tensors:
+                if meta.tensor_count:
                     go.wait()
-                for tmeta, payload in tensors:
-                    yield from tensor_frames(tmeta, payload, self.chunk)
-                yield trailer_of(m for m, _ in tensors)
+                sent: list[TensorMeta] = []
+                try:
+                    for tmeta, payload in tensors():
+                        sent.append(tmeta)
+                        yield from tensor_frames(tmeta, payload, self.chunk)
+                except Exception as err:  # encoding failed: end the stream without a trailer, raise it here
+                    failed.append(err)
+                    return
+                yield trailer_of(sent)
 
             call = self.stub.upload_results.future(frames())
             try:
-                if tensors:
+                if meta.tensor_count:
                     call.initial_metadata()  # returns when the server says go, or the call ended
             finally:
                 go.set()
             try:
-                return call.result()
+                reply = call.result()
             except grpc.RpcError as err:
+                if failed:
+                    raise failed[0] from None
                 if code_of(err) == grpc.StatusCode.ALREADY_EXISTS:
                     log.info("the aggregator already had the '%s' result of round %d", meta.task, meta.round + 1)
                     return UploadReply(Outcome.ACCEPTED, 0, "already received")
                 raise
+            if failed:
+                raise failed[0]
+            return reply
         return self._call(f"the '{meta.task}' result", attempt)

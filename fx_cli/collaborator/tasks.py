@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -25,6 +25,31 @@ class TaskOutput:
     tensors: dict[str, np.ndarray]  # the model update (empty for validation)
     data_size: int
     seconds: float
+
+
+class GlobalModel(Mapping[str, np.ndarray]):
+    """The round's global model; once released (after its last load into the runner) only its names remain.
+
+    Releasing lets the runner's copy be the only one in memory while it trains.
+    """
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        self.names = tuple(tensors)
+        self._tensors: dict[str, np.ndarray] | None = tensors
+
+    def release(self) -> None:
+        self._tensors = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._tensors is None:
+            raise RuntimeError("the global model was released after its last use in this round")
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def is_training(spec: TaskSpec) -> bool:
@@ -52,14 +77,26 @@ class TaskExecutor:
                           "use the same plan/plan.yaml as the aggregator")
         return self.tasks[task]
 
-    def run(self, task: str, round_num: int, global_model: Mapping[str, np.ndarray]) -> TaskOutput:
-        """Run ``task`` for round ``round_num`` (0-based) starting from ``global_model`` where the task says so."""
+    def loads_global(self, task: str) -> bool:
+        """Whether ``task`` starts from the global model (training always does)."""
+        spec = self.spec(task)
+        return is_training(spec) or spec.kwargs.get("apply") != "local"
+
+    def run(self, task: str, round_num: int, global_model: Mapping[str, np.ndarray],
+            release_global: bool = False) -> TaskOutput:
+        """Run ``task`` for round ``round_num`` (0-based) starting from ``global_model`` where the task says so.
+
+        ``release_global``: this is the round's last task that loads the global model; a ``GlobalModel``
+        is released once loaded, before the runner works.
+        """
         spec = self.spec(task)
         kwargs = dict(spec.kwargs)
         apply = kwargs.pop("apply", None)
         training = is_training(spec)
         if training or apply != "local":
             self._load_global(global_model, training)
+            if release_global and isinstance(global_model, GlobalModel):
+                global_model.release()
         function = getattr(self.runner, spec.function, None)
         if not callable(function):
             raise FxError(f"tasks.{task}.function: the task runner {type(self.runner).__name__} has no method "
@@ -111,14 +148,18 @@ class TaskExecutor:
 def encode_update(out: TaskOutput, model: Mapping[str, np.ndarray], pipeline: Any,
                   delta: bool) -> list[tuple[TensorMeta, memoryview]]:
     """A task's tensors as they are sent: float32 (or float32 deltas from ``model``), through ``pipeline``."""
+    return list(iter_update(out, model, pipeline, delta))
+
+
+def iter_update(out: TaskOutput, model: Mapping[str, np.ndarray], pipeline: Any,
+                delta: bool) -> Iterator[tuple[TensorMeta, memoryview]]:
+    """``encode_update`` one tensor at a time."""
     from fx_cli.transport import codec
 
-    tensors: list[tuple[TensorMeta, memoryview]] = []
     for name, array in out.tensors.items():
         # The global model is float32; so is every update, whatever the runner computed in.
         values = np.subtract(array, model[name], dtype=np.float32) if delta else np.asarray(array, np.float32)
-        tensors.append(codec.encode(name, values, pipeline, delta=delta))
-    return tensors
+        yield codec.encode(name, values, pipeline, delta=delta)
 
 
 def _metrics(result: TaskResult, wanted: Any, task: str) -> dict[str, float]:

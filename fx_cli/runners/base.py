@@ -49,6 +49,16 @@ class TaskRunner(ABC):
     def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
         """Evaluate the current model on the validation split; return metrics."""
 
+    def tensor_buffers(self) -> dict[str, np.ndarray]:
+        """Arrays the collaborator may write the next global model into, in place, before ``set_tensors``.
+
+        Optional. A runner whose model lives in numpy arrays returns them (C-contiguous, writable, the
+        dtype and shape of the model's tensors); the download then streams straight into the model and a
+        collaborator holds one model, not two. ``set_tensors`` must accept its own arrays back. Default:
+        none, and the global model is downloaded into new arrays.
+        """
+        return {}
+
     def train_data_size(self) -> int:
         return int(getattr(self.data_loader, "train_size", lambda: 0)())
 

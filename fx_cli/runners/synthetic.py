@@ -17,6 +17,9 @@ from fx_cli.runners.base import TaskResult, TaskRunner
 from fx_cli.simulate.partition import Partition
 
 
+SLICE = 1 << 20  # elements per slice of the loss computation
+
+
 class SyntheticData:
     """Shard ``k`` has ``samples_per_shard * k`` training and half as many validation samples.
 
@@ -109,18 +112,28 @@ class SyntheticRunner(TaskRunner):
             if array.shape != self.weights[name].shape:
                 raise FxError(f"tensor '{name}': shape {array.shape} does not fit the model's {self.weights[name].shape}",
                               "the model file was made for another plan; check num_params/num_tensors")
-            self.weights[name] = np.asarray(array, dtype=np.float32)
+        for name, array in tensors.items():
+            own = self.weights[name]
+            if not (isinstance(array, np.ndarray) and array.ctypes.data == own.ctypes.data):
+                np.copyto(own, array, casting="unsafe")  # into the model's own arrays: no second model in memory
+
+    def tensor_buffers(self) -> dict[str, np.ndarray]:
+        return dict(self.weights)
 
     def _loss(self) -> float:
-        total = sum(float(np.square(w - self._target(i), dtype=np.float64).sum())
-                    for i, w in enumerate(self.weights.values()))
+        total = 0.0
+        for i, w in enumerate(self.weights.values()):
+            for start in range(0, w.size, SLICE):  # float64 a slice at a time, not a float64 copy of the model
+                total += float(np.square(w[start:start + SLICE] - self._target(i), dtype=np.float64).sum())
         return total / sum(w.size for w in self.weights.values())
 
     def train_task(self, round_num: int, epochs: int = 1, **kwargs: Any) -> TaskResult:
         lr = np.float32(self.learning_rate)
         for _ in range(int(epochs)):
-            self.weights = {name: w + lr * (self._target(i) - w)
-                            for i, (name, w) in enumerate(self.weights.items())}
+            for i, w in enumerate(self.weights.values()):
+                step = self._target(i) - w  # the same float32 operations as w + lr * (target - w), in place
+                step *= lr
+                w += step
         return TaskResult({"loss": self._loss()}, dict(self.weights))
 
     def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
