@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 import numpy as np
@@ -23,6 +23,7 @@ from fx_cli.transport.serde import (Capabilities, Caller, DownloadRequest, Frame
                                     TasksRequest, TensorMeta, UploadMeta, UploadReply)
 
 log = logging.getLogger("fx.collaborator")
+Encoded = tuple[TensorMeta, memoryview]  # a tensor's wire header and payload
 T = TypeVar("T")
 # The server answers a long-poll within ~30 s; allow for a slow network on top.
 POLL_TIMEOUT = 75.0
@@ -123,13 +124,16 @@ class AggregatorClient:
                 raise RoundGone(str(err.details())) from None
             raise
 
-    def upload(self, meta: UploadMeta, tensors: Callable[[], Iterable[tuple[TensorMeta, memoryview]]]) -> UploadReply:
+    def upload(self, meta: UploadMeta, tensors: Sequence[Encoded] | Callable[[], Iterable[Encoded]]) -> UploadReply:
         """Stream a task result; a result the server already holds counts as delivered.
 
-        ``tensors()`` yields each tensor's header and payload as it is sent (called again on a retry).
+        ``tensors``: each tensor's header and payload, or a function yielding them one at a time as they
+        are sent (called again on a retry), so that only one encoded tensor exists at a time.
         With tensors, only the header goes out until the server's initial metadata says a transfer
         slot is ours, so an upload waiting in the aggregator's queue holds no buffers there.
         """
+        source = tensors if callable(tensors) else (lambda: tensors)
+
         def attempt() -> UploadReply:
             go = threading.Event()
             failed: list[BaseException] = []
@@ -140,7 +144,7 @@ class AggregatorClient:
                     go.wait()
                 sent: list[TensorMeta] = []
                 try:
-                    for tmeta, payload in tensors():
+                    for tmeta, payload in source():
                         sent.append(tmeta)
                         yield from tensor_frames(tmeta, payload, self.chunk)
                 except Exception as err:  # encoding failed: end the stream without a trailer, raise it here
