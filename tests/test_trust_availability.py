@@ -187,3 +187,38 @@ def test_a_disk_that_stays_full_is_named_as_the_cause(tmp_path, action):
     reason = "No space left on device" if action == "enospc" else "Input/output error"
     assert f"the aggregator could not store collaborators' results ({reason}" in text, text
     assert "free disk space" in text and "Traceback" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aggregator_tls", [True, False])
+def test_a_use_tls_mismatch_is_named_within_seconds_not_after_the_reconnect_deadline(tmp_path, aggregator_tls):
+    import shutil
+
+    import yaml
+
+    from tests.runtime_helpers import fx_in
+
+    ws = make_workspace(tmp_path, ["one"], rounds=1, tls=aggregator_tls, network={"reconnect_deadline": 300})
+    site = tmp_path / "site"
+    shutil.copytree(ws, site)
+    path = site / "plan" / "plan.yaml"
+    plan = yaml.safe_load(path.read_text())
+    plan["network"]["settings"]["use_tls"] = not aggregator_tls
+    path.write_text(yaml.safe_dump(plan))
+    if not aggregator_tls:  # the site needs its own certificate to try TLS at all
+        fx_in(site, "workspace", "certify")
+        fx_in(site, "collaborator", "generate-cert-request", "-n", "one", "-s", "-x")
+        fx_in(site, "collaborator", "certify", "-n", "one", "-s")
+    with processes(ws) as procs:
+        agg = procs.aggregator()
+        wait_until(lambda: in_log(agg, "listening on"), "the aggregator to listen", procs=[agg])
+        started = time.monotonic()
+        col = procs.start("one", "collaborator", "start", "-n", "one", cwd=site)
+        assert col.wait(120) == 1
+        took = time.monotonic() - started
+        agg.popen.terminate()
+    text = flat(col.output())
+    expected = "expects TLS" if aggregator_tls else "does not use TLS"
+    assert expected in text and "differ in network.settings.use_tls" in text, text
+    assert "rejected this collaborator's certificate" not in text.split("error:")[-1]
+    assert took < 120  # well within the 300 s reconnect deadline (bounded loosely: the machine is shared)

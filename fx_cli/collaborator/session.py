@@ -36,6 +36,12 @@ def _local_rejection(target: str, workspace: Path, name: str, cert_folder: str, 
     return local_rejection(target, workspace, name, cert_folder)
 
 
+def _tls_expected(target: str, err: grpc.RpcError) -> FxError | None:
+    from fx_cli.pki.tlsprobe import mismatch
+
+    return mismatch(target, ours=False)
+
+
 class RoundGone(Exception):
     """The round whose model was asked for has ended (the aggregator moved on)."""
 
@@ -58,6 +64,8 @@ class AggregatorClient:
         suspect = None
         if credentials is not None and net.require_client_auth:
             suspect = functools.partial(_local_rejection, self.target, plan.workspace, name, net.cert_folder)
+        elif credentials is None:  # connections closed during set-up: does the aggregator expect TLS?
+            suspect = functools.partial(_tls_expected, self.target)
         self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target,
                                suspect=suspect)
         self.channel = open_channel(self.target, credentials, self.chunk)

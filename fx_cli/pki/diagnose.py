@@ -53,6 +53,11 @@ def is_tls_failure(err: grpc.RpcError) -> bool:
 def local_rejection(target: str, workspace: Path, collaborator: str | None,
                     cert_folder: str = "cert") -> FxError | None:
     """For connections that keep closing during set-up: an error when this host's own certificate explains it."""
+    from fx_cli.pki.tlsprobe import mismatch
+
+    plain_server = mismatch(target, ours=True)
+    if plain_server is not None:
+        return plain_server
     local = local_client_problem(Layout(workspace, cert_folder), collaborator)
     return _handshake_rejected(target, local, collaborator) if local else None
 
@@ -131,6 +136,11 @@ def explain_rpc_error(err: grpc.RpcError, target: str, *, workspace: Path | None
     if found:
         return found
     if any(marker in details.lower() for marker in REJECTED_MARKERS):
+        from fx_cli.pki.tlsprobe import mismatch
+
+        plain_server = mismatch(target, ours=True)  # a failed handshake may mean the server speaks no TLS
+        if plain_server is not None:
+            return plain_server
         local = local_client_problem(layout, collaborator) if workspace else None
         return _handshake_rejected(target, local, collaborator)
     if code == grpc.StatusCode.UNAVAILABLE:
