@@ -221,7 +221,13 @@ class Weird(StarAnalyzer):
 
 
 class Never(StarAggregator):
+    def __init__(self, flame):
+        super().__init__(flame)
+        self.history = []
+        self.lock = object()
+
     def aggregation_method(self, analysis_results):
+        self.history.append(len(self.history))
         return sum(analysis_results) / len(analysis_results)
 
     def has_converged(self, result, last_result):
@@ -258,6 +264,8 @@ def test_star_runner_refuses_a_result_that_cannot_travel_and_the_aggregation_sta
     with pytest.warns(StarIterationBound, match="max_iterations=2"):
         second = restarted.aggregate(tensorblob.TENSOR, first, [contribution], 1)
     assert tensorblob.unpack(second)["done"] and restarted.finished()
+    assert restarted.node is not None and restarted.node.history == [0, 1]  # type: ignore[attr-defined]
+    assert "lock" not in restarted.saved["attrs"]
     import json
 
     doc = json.loads((tmp_path / "out.json").read_text())

@@ -68,6 +68,8 @@ class TabularAnalyzer(StarAnalyzer):
 class TabularAggregator(StarAggregator):
     """Adds the sites' releases, runs the quantile searches and the mask key exchange."""
 
+    saved_attributes: tuple[str, ...] = ()  # everything it needs after a restart is in its aggregate
+
     def __init__(self, flame: Flame, queries: list[dict[str, Any]]) -> None:
         super().__init__(flame)
         self.specs = parse_queries(queries)

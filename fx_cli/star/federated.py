@@ -5,7 +5,8 @@
   ``star/payload`` tensor (``tensorblob``). A result that cannot travel is refused at the site naming its type.
 - ``StarAggregation`` (the task's ``aggregation_type``) runs the user's aggregator over the sites' results in
   collaborator-name order and packs the aggregate as the next round's model. Its iteration count, latest
-  result and done flag are saved with each round (``state``), so a killed aggregator resumes where it was;
+  result, done flag and the aggregator's own attributes that can travel (JSON values, arrays) are saved
+  with each round (``state``), so a killed aggregator resumes where it was;
   ``finished()`` ends the run once ``has_converged`` says so or ``max_iterations`` is reached.
 
 User classes are named by class path (``src.analysis.MyAnalyzer``) and resolved through fx's allow-list.
@@ -34,6 +35,7 @@ from fx_cli.star.tester import build_node, check_node_class
 
 LOG = logging.getLogger("fx.star")
 STATE_KEY = "star_state"
+NODE_FIELDS = frozenset({"flame", "num_iterations", "latest_result", "_fx_star_initialised"})
 
 
 def node_class(path: str, base: type, where: str) -> type:
@@ -147,14 +149,35 @@ class StarAggregation(AggregationFunction):
         self.done = False
         self.saved: dict[str, Any] = {"num_iterations": 0, "latest_result": None, "done": False}
         self._node: StarAggregator | None = None
+        self._unsaved: set[str] = set()
 
     def _aggregator(self, sites: list[str]) -> StarAggregator:
         if self._node is None:
             cls = node_class(self.aggregator_path, StarAggregator, "aggregation_type.settings.aggregator")
             self._node = build_node(cls, Flame("aggregator", AGGREGATOR_ROLE, sites), self.aggregator_kwargs)
+            for name, value in (self.saved.get("attrs") or {}).items():
+                setattr(self._node, name, value)  # a restarted aggregator gets its attributes back
         node = self._node
         node.num_iterations, node.latest_result = self.saved["num_iterations"], self.saved["latest_result"]
         return node
+
+    def _attributes(self, node: StarAggregator) -> dict[str, Any]:
+        """The aggregator's own attributes that can be saved (JSON-compatible values and arrays)."""
+        kept: dict[str, Any] = {}
+        wanted = getattr(node, "saved_attributes", None)
+        for name, value in vars(node).items():
+            if name in NODE_FIELDS or (wanted is not None and name not in wanted):
+                continue
+            try:
+                wire.encode(value)
+            except FxError:
+                if name not in self._unsaved:
+                    self._unsaved.add(name)
+                    LOG.warning("%s.%s (a %s) is not saved with the round: after a restart it is as __init__ "
+                                "sets it", type(node).__name__, name, type(value).__name__)
+                continue
+            kept[name] = value
+        return kept
 
     def aggregate(self, tensor_name: str, base: np.ndarray, contributions: Sequence[Contribution],
                   round_num: int) -> np.ndarray:
@@ -190,7 +213,7 @@ class StarAggregation(AggregationFunction):
             warnings.warn(message, StarIterationBound, stacklevel=2)
         self.done = converged or bound
         self.saved = {"num_iterations": node.num_iterations, "latest_result": result, "done": self.done,
-                      "converged": converged}
+                      "converged": converged, "attrs": self._attributes(node)}
         packed = tensorblob.pack({"iteration": node.num_iterations, "result": result, "done": self.done},
                                  self.capacity)
         if self.done:

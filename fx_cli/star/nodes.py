@@ -74,6 +74,9 @@ class StarAggregator(_StarNode):
     """Runs at the aggregator: subclass it and implement ``aggregation_method`` and ``has_converged``."""
 
     expected_role = AGGREGATOR_ROLE
+    # Attributes saved with each round across real sites, so a restarted aggregator has them back;
+    # None: every attribute that can travel (JSON-compatible values, numpy arrays).
+    saved_attributes: tuple[str, ...] | None = None
 
     def aggregate(self, analysis_results: list[Any], simple_analysis: bool = True) -> tuple[Any, bool]:
         """One iteration's aggregation; returns the result and whether to stop."""
