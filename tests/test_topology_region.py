@@ -179,3 +179,23 @@ def test_fx_plan_region_and_ping_from_a_region_to_its_parent(tmp_path: Path) -> 
     with contextlib.chdir(region):
         res = CliRunner().invoke(cli, ["plan", "region", "-n", "region-a", "-a", "localhost"])
     assert res.exit_code != 0 and "already region 'region-a'" in res.output
+
+
+def test_fx_simulate_with_a_topology_gives_the_real_hierarchy_model(tmp_path: Path) -> None:
+    from tests.fault_helpers import assert_bit_identical
+    from tests.test_simulate import flat, simulate
+
+    top, regions, sites = two_regions(tmp_path / "tree", rounds=2, local_rounds=2)
+    sim = tmp_path / "sim"
+    shutil.copytree(top, sim)
+    _run_hierarchy(top, regions, sites)
+    (sim / "topology.yaml").write_text("local_rounds: 2\nregions:\n  region-a: [a1, a2]\n  region-b: [b1, b2]\n")
+    res = simulate(sim, "--topology", "topology.yaml", "--workers", "2")
+    assert res.returncode == 0, flat(res)
+    assert_bit_identical(load_model(sim / "save" / "last.pbuf"), load_model(top / "save" / "last.pbuf"))
+    region_lines = (sim / "logs" / "regions" / "region-a_metrics.jsonl").read_text().splitlines()
+    assert len([line for line in region_lines if '"final": false' in line]) == 4  # 2 top rounds x 2 local rounds
+    # A topology that names a site without data is refused before anything runs.
+    (sim / "bad.yaml").write_text("regions:\n  region-a: [a1, nowhere]\n")
+    res = simulate(sim, "--topology", "bad.yaml")
+    assert res.returncode != 0 and "site 'nowhere' has no line in plan/data.yaml" in flat(res)

@@ -71,6 +71,8 @@ class EngineOptions:
     observers: Sequence[Observer] = ()
     # Where a round's input model comes from when not from the previous round (a middle aggregator's parent).
     source: "ModelSource | None" = None
+    # Where the per-round metrics go (None: logs/aggregator_metrics.jsonl; a simulated region has its own file).
+    metrics_path: Path | None = None
 
 
 class ModelSource(Protocol):
@@ -116,7 +118,8 @@ class Engine:
         load_agg_state(parts.functions, snap.agg_state)
         self.best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
                                 settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
-        self.sink = MetricsSink(None if evaluation else plan.workspace / "logs" / "aggregator_metrics.jsonl",
+        self.sink = MetricsSink(None if evaluation else options.metrics_path or plan.workspace / "logs" /
+                                "aggregator_metrics.jsonl",
                                 plan.workspace / "logs" / "aggregator_tensorboard" if settings.write_logs else None)
         # After the last round every collaborator validates the final model (not in evaluation mode: nothing changed).
         final_tasks = () if evaluation or not settings.final_evaluation else tuple(

@@ -61,14 +61,19 @@ class RichProgress:
 @click.option("--address", default=None,
               help="Ray cluster to join (e.g. 10.0.0.5:6379, as `ray start --head` prints) [default: a local "
                    "Ray instance].")
+@click.option("--topology", "topology", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A YAML file of regions and their sites (regions: {NAME: [SITE, ...]}, local_rounds: N): "
+                   "simulate a hierarchical federation with a middle aggregator per region.")
 def simulate(plan_path: Path, data_path: Path, collaborators: int | None, partition: str | None, seed: int,
-             workers: int | None, rounds: int | None, backend: str, address: str | None) -> None:
+             workers: int | None, rounds: int | None, backend: str, address: str | None,
+             topology: Path | None) -> None:
     """Run the plan with N virtual collaborators here: same round engine, aggregation and saved state as
     `fx aggregator start`, no certificates and no sockets. Interrupted (even kill -9), it resumes when run again.
     """
     from fx_cli.simulate.run import SimulationRun, run_simulation
 
-    run = SimulationRun(plan_path, data_path, collaborators, partition, seed, workers, rounds, backend, address)
+    run = SimulationRun(plan_path, data_path, collaborators, partition, seed, workers, rounds, backend, address,
+                        topology)
     with RichProgress() as progress:
         result = run_simulation(run, on_round=lambda report: progress.bar.console.print(report.line()),
                                 progress=progress)

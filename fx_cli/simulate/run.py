@@ -44,6 +44,7 @@ class SimulationRun:
     rounds: int | None = None  # overrides aggregator.settings.rounds_to_train for this run
     backend: str = "process"  # process | ray
     address: str | None = None  # Ray cluster address (--backend ray)
+    topology: Path | None = None  # regions and their sites (fx_cli/topology/simulated.py)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] =
                     plan.aggregator.rounds_to_train)
     log.info("simulating %d collaborators (%s) with %d %s worker(s)", len(roster.names), roster.source,
              checked.workers, run.backend)
+    if run.topology is not None:
+        return _simulate_tree(run, checked, on_round)
     pool = make_pool(run, checked)
     try:
         wake = threading.Event()
@@ -168,6 +171,23 @@ def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] =
             return engine.result(reports)
     finally:
         pool.close()
+
+
+def _simulate_tree(run: SimulationRun, checked: Checked, on_round: Callable[[RoundReport], None]) -> RunResult:
+    """A hierarchical federation: the top engine here, each region an engine with its own worker pool."""
+    from fx_cli.topology.simulated import read_topology, simulate_tree
+
+    assert run.topology is not None
+    if run.backend != "process":
+        raise FxError("--topology runs with the process backend only", "leave out --backend ray")
+    if run.collaborators is not None or run.partition is not None:
+        raise FxError("--topology takes its sites from plan/data.yaml; --collaborators and --partition do not apply",
+                      "list each site of the topology file in plan/data.yaml")
+    topology = read_topology(run.topology, checked.roster.names)
+    setup = WorkerSetup(str(run.plan_path.resolve()))
+    log.info("simulating %d regions over %d sites", len(topology.regions), len(topology.sites))
+    return simulate_tree(checked.plan, topology, checked.roster.data_paths, checked.workers,
+                         lambda n: ProcessPool(setup, n), run.rounds, on_round)
 
 
 def _wake_on(event: Event, wake: threading.Event) -> None:
