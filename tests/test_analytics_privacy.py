@@ -78,6 +78,11 @@ def test_budget_is_kept_across_runs_and_a_query_over_it_is_refused_with_what_is_
     assert set(second["refused"]) == set(TABLES) and second["error"] == "no site answered"
     assert "left at this site: epsilon=0.4 of 1" in second["refused"]["site-1"]
     assert Ledger(tmp_path / "site-1" / "ledger.db").spent()[0] == pytest.approx(0.6)
+    # The same name asking something else is a new query, charged (and here refused), not the stored answer.
+    changed = [{**query[0], "filters": [["age", ">", 30]], "noise": {"mechanism": "laplace", "epsilon": 0.3}}]
+    other = run_local(TABLES, changed, tmp_path, run="run-1", limits=limits)["c"]
+    assert not other["refused"] and other["value"] != first["value"]
+    assert Ledger(tmp_path / "site-1" / "ledger.db").spent()[0] == pytest.approx(0.9)
 
 
 def test_site_limits_file_refuses_what_it_forbids(tmp_path: Path) -> None:

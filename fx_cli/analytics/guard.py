@@ -6,6 +6,7 @@ transaction (a repeat gets the stored release); masks, if asked, are added last.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ def check_allowed(spec: QuerySpec, limits: SiteLimits) -> None:
                       f"{limits.max_delta_per_query:g}", "ask for a smaller delta")
 
 
+def release_key(run: str, spec: QuerySpec) -> str:
+    """Ledger key of a query: the run, its name and a digest of everything it asks (same query, same release)."""
+    digest = hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{run}/{spec.name}/{digest}"
+
+
 def noise_scale(spec: QuerySpec, noise: Noise) -> float:
     """Laplace scale (L1 sensitivity / ε) or Gaussian σ (analytic, L2 sensitivity) for one row's cell."""
     sens = sensitivities(spec)
@@ -80,7 +87,7 @@ class SiteGuard:
 
     def _release(self, spec: QuerySpec, table: Table, limits: SiteLimits) -> dict[str, Any]:
         check_allowed(spec, limits)
-        key = f"{self.run}/{spec.name}"
+        key = release_key(self.run, spec)
         if spec.noise is not None and (stored := self.ledger.stored(key)) is not None:
             stored_body: dict[str, Any] = wire.decode(stored)
             return stored_body
