@@ -74,8 +74,11 @@ class RandomGroupedAssigner(Assigner):
             raise FxError(f"assigner.settings.task_groups: percentages add up to {total:g}, not 1.0",
                           "make the group percentages sum to 1.0")
         self.seed = seed
+        self._last: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     def _split(self, round_num: int) -> dict[str, dict[str, Any]]:
+        if self._last is not None and self._last[0] == round_num:
+            return self._last[1]  # asked once per collaborator: shuffle once per round
         cols = sorted(self.authorized_cols)
         random.Random(self.seed * 1_000_003 + round_num).shuffle(cols)
         sizes = [int(float(g.get("percentage", 0)) * len(cols)) for g in self.task_groups]
@@ -87,6 +90,7 @@ class RandomGroupedAssigner(Assigner):
             for c in cols[start:start + size]:
                 out[c] = group
             start += size
+        self._last = (round_num, out)
         return out
 
     def group_of(self, collaborator: str, round_num: int) -> dict[str, Any] | None:

@@ -69,6 +69,9 @@ class EngineOptions:
     # (join_deadline, heartbeat_timeout) in seconds; None: the plan's. The simulator's collaborators never vanish.
     liveness: tuple[float, float] | None = None
     observers: Sequence[Observer] = ()
+    # False: saved state survives the death of the process (kill -9, out of memory), not a power cut; no fsync per
+    # received update (the simulator, which writes thousands of them a second).
+    power_safe: bool = True
     # Where a round's input model comes from when not from the previous round (a middle aggregator's parent).
     source: "ModelSource | None" = None
     # Where the per-round metrics go (None: logs/aggregator_metrics.jsonl; a simulated region has its own file).
@@ -265,7 +268,7 @@ def open_engine(plan: Plan, cols: list[str], options: EngineOptions = EngineOpti
     with contextlib.nullcontext() if ephemeral else state_lock(db_path):
         layout = scratch_layout(db_path.parent) if ephemeral else StateLayout.of_database(db_path)
         try:
-            store = Store(None if ephemeral else db_path)
+            store = Store(None if ephemeral else db_path, power_safe=options.power_safe)
             try:
                 opened = _opened(plan, cols, options, store, layout, evaluation)
                 try:

@@ -62,6 +62,11 @@ class Presence:
     def lost(self, col: str, now: float) -> bool:
         return now >= self.lost_at(col)
 
+    @property
+    def everlasting(self) -> bool:
+        """Nobody is ever gone (infinite deadlines, as for the simulator's virtual collaborators)."""
+        return math.isinf(self.join_deadline) and math.isinf(self.heartbeat_timeout)
+
     def describe(self, col: str, now: float) -> str:
         if col not in self.last_seen:
             return f"'{col}' never connected (join_deadline {self.join_deadline:g} s)"
@@ -85,6 +90,10 @@ class RoundState:
     def __post_init__(self) -> None:
         self.assigned = {c: tuple(t) for c, t in self.assigned.items() if t}
         self.received = {c: set(self.received.get(c, ())) for c in self.assigned}
+        # Who has delivered every task, kept up to date by record() (verdicts run after every accepted result);
+        # recomputed when ``received`` was changed behind record()'s back.
+        self._finished: set[str] = set()
+        self._counted = -1
 
     @property
     def expected(self) -> int:
@@ -96,11 +105,19 @@ class RoundState:
     def is_done(self, col: str) -> bool:
         return col in self.assigned and set(self.assigned[col]) <= self.received[col]
 
+    def _done_set(self) -> set[str]:
+        total = sum(map(len, self.received.values()))
+        if total != self._counted:
+            self._finished = {c for c in self.assigned if self.is_done(c)}
+            self._counted = total
+        return self._finished
+
     def done(self) -> list[str]:
-        return sorted(c for c in self.assigned if self.is_done(c))
+        return sorted(self._done_set())
 
     def pending(self) -> list[str]:
-        return sorted(c for c in self.assigned if not self.is_done(c))
+        finished = self._done_set()
+        return sorted(c for c in self.assigned if c not in finished)
 
     def dispatch(self, now: float) -> None:
         """A collaborator got its tasks: the first dispatch starts the policy's clock."""
@@ -109,7 +126,12 @@ class RoundState:
             self.policy.start_round(now)
 
     def record(self, col: str, task: str) -> None:
-        self.received[col].add(task)
+        finished = self._done_set()
+        if task not in self.received[col]:
+            self.received[col].add(task)
+            self._counted += 1
+        if self.is_done(col):
+            finished.add(col)
 
     def verdict(self, presence: Presence, now: float, tolerate_missing: bool = False) -> Verdict:
         """End the round, fail the run (the policy can never be met), or when to look again.
@@ -117,17 +139,25 @@ class RoundState:
         ``tolerate_missing`` (a schedule that goes on without those who miss, e.g. a cyclic hop): instead of
         failing, the round ends once everyone still alive is done.
         """
-        done = len(self.done())
+        done = len(self._done_set())
         if self.policy.can_end(done, self.expected, now):
             return Verdict(end=True)
         overdue = self.round_deadline is not None and self.started is not None \
             and now >= self.started + self.round_deadline
-        pending = self.pending()
-        alive = [] if overdue else [c for c in pending if not presence.gone(c, now)]
-        # Silent past heartbeat_timeout but within the rejoin deadline: a run that needs them waits for them.
-        rejoining = [] if overdue or tolerate_missing else [c for c in pending
-                                                            if c not in alive and not presence.lost(c, now)]
-        if not self.policy.can_end(done + len(alive) + len(rejoining), self.expected, FAR_FUTURE):
+        pending: list[str] | None
+        rejoining: list[str] = []
+        if presence.everlasting and not overdue:
+            pending, alive, alive_count = None, [], self.expected - done  # nobody is ever gone: no pass over them
+        else:
+            pending = self.pending()
+            alive = [] if overdue else [c for c in pending if not presence.gone(c, now)]
+            # Silent past heartbeat_timeout but within the rejoin deadline: a run that needs them waits for them.
+            rejoining = [] if overdue or tolerate_missing else [c for c in pending
+                                                                if c not in alive and not presence.lost(c, now)]
+            alive_count = len(alive)
+        if not self.policy.can_end(done + alive_count + len(rejoining), self.expected, FAR_FUTURE):
+            if pending is None:
+                pending = alive = self.pending()
             if not tolerate_missing:
                 return Verdict(fail=self._failure(presence, now, pending, alive + rejoining, overdue))
             if not alive:

@@ -83,8 +83,10 @@ def _writes(method: Callable[..., T]) -> Callable[..., T]:
 class Store:
     """The SQLite database; every method is one transaction and is thread-safe."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, power_safe: bool = True) -> None:
+        """``power_safe=False``: commits survive the death of this process but not a power cut (no fsync each)."""
         self.path = path
+        self.synchronous = "FULL" if power_safe else "NORMAL"
         self.lock = threading.Lock()
         target = ":memory:" if path is None else str(path)
         if path is not None:
@@ -104,7 +106,7 @@ class Store:
         if result is None or result[0] != "ok":
             raise sqlite3.DatabaseError(str(result[0] if result else "no answer to quick_check"))
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"PRAGMA synchronous={self.synchronous}")
         self.db.executescript(_TABLES)
         schema = self._meta().get("schema")
         if schema is not None and schema != str(SCHEMA):

@@ -7,6 +7,7 @@ which makes it the runner for fast tests and benchmarks at any model size.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import numpy as np
@@ -54,8 +55,11 @@ class SyntheticData:
         return max(self.train_size() // 2, 1)
 
 
+@functools.lru_cache(maxsize=4)
 def _virtual_labels(partition: Partition, samples_per_shard: int) -> np.ndarray:
-    return np.arange(samples_per_shard * partition.count) % 10
+    labels = np.arange(samples_per_shard * partition.count) % 10
+    labels.flags.writeable = False
+    return labels
 
 
 def _shard_index(data_path: str | None) -> int:

@@ -22,6 +22,7 @@ own constructor, exactly as ``fx collaborator start`` does. Everything is seeded
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from fx_cli.errors import FxError
 SPLIT_HOOK = "simulation_split"
 SCHEMES = ("iid", "dirichlet", "shards")
 _PREFIX = "partition:"
+_SPLITS: dict[tuple["Partition", int, int], list[np.ndarray]] = {}
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,18 @@ class Partition:
         return owner
 
     def indices(self, labels: np.ndarray, index: int) -> np.ndarray:
-        """The rows of collaborator ``index``."""
-        return np.flatnonzero(self.assignment(labels) == index)
+        """The rows of collaborator ``index`` (the split is computed once per process and data set)."""
+        labels = np.ascontiguousarray(labels).reshape(-1)
+        key = (self, len(labels), zlib.crc32(labels.data.cast("B")))
+        rows = _SPLITS.get(key)
+        if rows is None:
+            owner = self.assignment(labels)
+            order = np.argsort(owner, kind="stable")
+            bounds = np.searchsorted(owner[order], np.arange(self.count + 1))
+            rows = [order[bounds[i]:bounds[i + 1]] for i in range(self.count)]
+            _SPLITS.clear()  # one data set at a time: a worker runs one plan
+            _SPLITS[key] = rows
+        return rows[index]
 
     def check(self, labels: np.ndarray, what: str) -> list[int]:
         """Samples per collaborator; ``FxError`` naming the numbers when any collaborator would get none."""

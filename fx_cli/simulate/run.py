@@ -162,7 +162,7 @@ def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] =
     pool = make_pool(run, checked)
     try:
         wake = threading.Event()
-        options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf),
+        options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf), power_safe=False,
                                 observers=[lambda event: _wake_on(event, wake)])
         with open_engine(plan, roster.names, options) as engine:
             if isinstance(engine, RunResult):

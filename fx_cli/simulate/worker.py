@@ -11,6 +11,7 @@ is read from and written back to ``local_state/optimizer/<name>.npz``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zipfile
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fx_cli.aggregator.intake import Spilled, UpdateIntake, check_result
-from fx_cli.aggregator.metrics import append_jsonl
+from fx_cli.aggregator.metrics import json_safe
 from fx_cli.aggregator.modelstore import RoundModel
 from fx_cli.aggregator.outcomes import Refused
 from fx_cli.atomic import atomic_write
@@ -98,6 +99,11 @@ class Worker:
         self.loader_cls = resolve_class(self.plan.template("data_loader"), self.plan.workspace,
                                         "data_loader.template")
         self.privacy = local_privacy(self.plan.config)
+        settings = self.plan.collaborator
+        self.opt_treatment, self.delta = settings.opt_treatment, settings.use_delta_updates
+        self.loader_settings = self.plan.settings("data_loader")
+        self.logs = self.plan.workspace / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
         self.pipeline = resolve_pipeline(self.plan.config.get("compression_pipeline", {}).get("template"),
                                          self.plan.settings("compression_pipeline"), self.plan.workspace)
         self.pipelines = {self.pipeline.name}
@@ -119,25 +125,27 @@ class Worker:
         return self._model
 
     def _run(self, turn: Turn) -> list[TaskDone]:
-        self.runner.data_loader = self.loader_cls(data_path=turn.data_path, **self.plan.settings("data_loader"))
-        local_opt = self.plan.collaborator.opt_treatment == "CONTINUE_LOCAL"
+        self.runner.data_loader = self.loader_cls(data_path=turn.data_path, **self.loader_settings)
+        local_opt = self.opt_treatment == "CONTINUE_LOCAL"
         if local_opt:
             self._load_optimizer(turn.collaborator, Path(turn.opt_state))
         model = self._global(turn.model)
         received = set(turn.already_received)
-        executor = TaskExecutor(self.runner, self.plan.tasks, self.plan.collaborator.opt_treatment,
-                                turn.collaborator, self.privacy)
+        executor = TaskExecutor(self.runner, self.plan.tasks, self.opt_treatment, turn.collaborator, self.privacy)
         needs_local = any(t not in received and applies_local(executor.spec(t)) for t in turn.tasks)
         final = turn.round >= turn.rounds_to_train
         done: list[TaskDone] = []
+        lines: list[dict[str, Any]] = []
         for task in turn.tasks:
             spec = executor.spec(task)
             if task in received and not (is_training(spec) and needs_local):
                 continue
             out = executor.run(task, turn.round, model)
-            self._log(turn, out, final)
+            lines.append({"round": turn.round + 1, "final": final, "task": out.task, "metrics": out.metrics,
+                          "data_size": out.data_size, "seconds": round(out.seconds, 4)})
             if task in turn.targets:
                 done.append(self._deliver(turn, out, model))
+        append_jsonl_lines(self.logs / f"{turn.collaborator}_metrics.jsonl", lines)
         if local_opt:
             self._save_optimizer(Path(turn.opt_state))
         self.runner.data_loader = None  # nothing of this collaborator stays until its next turn
@@ -147,12 +155,14 @@ class Worker:
         """The result through the aggregator's intake, as an upload of it would go."""
         try:
             check_result(out.task, out.data_size, out.metrics)
-            tensors = encode_update(out, model, self.pipeline, self.plan.collaborator.use_delta_updates)
+            tensors = encode_update(out, model, self.pipeline, self.delta)
             frames: list[Frame | None] = []
             for meta, payload in tensors:
                 frames.extend(tensor_frames(meta, payload, CHUNK))
             frames.append(trailer_of(m for m, _ in tensors))
-            intake = UpdateIntake(turn.model, Path(turn.targets[out.task]), self.pipelines, len(tensors))
+            # Like the engine's state (EngineOptions.power_safe=False): safe against kill -9, not power loss.
+            intake = UpdateIntake(turn.model, Path(turn.targets[out.task]), self.pipelines, len(tensors),
+                                  power_safe=False)
             spilled = intake.receive(iter(frames))
         except Refused as err:
             return TaskDone(out.task, out.data_size, out.metrics, refused=err.message)
@@ -160,11 +170,6 @@ class Worker:
             return TaskDone(out.task, out.data_size, out.metrics,
                             refused=f"update from '{turn.collaborator}' rejected: {err}")
         return TaskDone(out.task, out.data_size, out.metrics, spilled)
-
-    def _log(self, turn: Turn, out: TaskOutput, final: bool) -> None:
-        path = self.plan.workspace / "logs" / f"{turn.collaborator}_metrics.jsonl"
-        append_jsonl(path, {"round": turn.round + 1, "final": final, "task": out.task, "metrics": out.metrics,
-                            "data_size": out.data_size, "seconds": round(out.seconds, 4)})
 
     # --- local optimizer state (opt_treatment: CONTINUE_LOCAL) ---------------------------------
 
@@ -189,3 +194,10 @@ class Worker:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as fh:
             np.savez(fh, allow_pickle=False, **state)
+
+
+def append_jsonl_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """The turn's lines of ``logs/<name>_metrics.jsonl`` (as the collaborator writes them), in one append."""
+    if records:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records))
