@@ -34,7 +34,7 @@ def make_analytics_workspace(root: Path, template: str, data: dict[str, str], **
     root.mkdir(parents=True, exist_ok=True)
     fx_in(root, "workspace", "create", "--prefix", str(ws), "--template", template)
     network = {"agg_addr": "localhost", "agg_port": free_port(), "use_tls": True, "client_reconnect_interval": 0.1,
-               "reconnect_deadline": 30}
+               "reconnect_deadline": 120}
     edit_plan(ws, network=network, aggregator={"join_deadline": 60, "heartbeat_timeout": 60},
               collaborator={"heartbeat_interval": 0.5}, **sections)
     (ws / "plan" / "data.yaml").write_text("".join(f"{n},{p}\n" for n, p in data.items()))
