@@ -1,7 +1,7 @@
 """Privacy costs: secure aggregation against plain FedAvg, and the DP accountant per round.
 
 Secure aggregation runs all four stages of the protocol (``fx_cli/secagg``) in this process with real
-certificates, X25519, ChaCha20 masks and Shamir shares; the protocol is not yet on the wire, so the
+certificates, X25519, ChaCha20 masks and Shamir shares, without gRPC, so the
 figures are compute time (collaborators' stages run one after another here; in a federation they run in
 parallel, so the round pays the slowest collaborator, shown as "client max") and the bytes each message
 would carry. Plain FedAvg is the weighted mean of the same float32 updates, 4 bytes per value each way.

@@ -25,7 +25,10 @@ POINTS = (
     "aggregator:saving_model",  # between the steps of saving a round (model file, commit, best/last copies)
     "aggregator:committing",  # inside the SQLite transaction that moves the round forward, before COMMIT
     "aggregator:writing_file",  # inside an atomic file write, after the data, before fsync and rename
+    "aggregator:secagg_unmasking",  # secure aggregation: every masked update is in, no unmask share yet
     "collaborator:mid_train",  # a training task is running
+    "collaborator:secagg_advertised",  # secure aggregation: keys advertised, none shared yet
+    "collaborator:secagg_shared",  # secure aggregation: key shares sent, the masked update not yet
     "region:after_parent_model",  # a middle aggregator saved its parent's model, before its engine recorded it
     "region:before_upload",  # a middle aggregator is about to send a result of its parent's round
 )

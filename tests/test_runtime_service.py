@@ -127,7 +127,10 @@ def test_without_persist_checkpoint_no_state_is_kept_but_models_are_saved(tmp_pa
     assert record["rss_mib"] > 0 and record["peak_rss_mib"] >= record["rss_mib"]
 
 
-def test_secure_aggregation_is_refused_not_ignored(tmp_path: Path) -> None:
+def test_secure_aggregation_without_mutual_tls_or_threshold_is_refused_not_ignored(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, ["one"], rounds=1, tls=False, aggregator={"secure_aggregation": True})
-    with pytest.raises(FxError, match="secure_aggregation: true is not supported"):
+    with pytest.raises(FxError, match="secure aggregation needs mutual TLS"):
+        run_aggregator(AggregatorRun(ws / "plan" / "plan.yaml", ws / "plan" / "cols.yaml"))
+    ws = make_workspace(tmp_path / "tls", ["one", "two"], rounds=1, aggregator={"secure_aggregation": True})
+    with pytest.raises(FxError, match="threshold must be set, from 2 to the 2 collaborators"):
         run_aggregator(AggregatorRun(ws / "plan" / "plan.yaml", ws / "plan" / "cols.yaml"))

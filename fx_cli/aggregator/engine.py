@@ -39,6 +39,7 @@ from fx_cli.faults import fault
 from fx_cli.plan import Plan
 from fx_cli.plan.loader import require_initialized
 from fx_cli.privacy.run import start_privacy
+from fx_cli.secagg.rounds import secagg_rounds
 
 log = logging.getLogger("fx.aggregator")
 STORAGE_HINT = ("free disk space (or fix the disk) under local_state/ on the aggregator, then start it again: the "
@@ -118,6 +119,16 @@ class Engine:
             plan.config, _trainers(plan, parts, cols, rounds), cols, store.history(), layout.noise_key, rounds,
             model.round)
         self.rounds_to_train = rounds
+        self.secagg = None if evaluation else secagg_rounds(
+            plan.config, plan.network, settings.heartbeat_timeout, cols,
+            lambda r: [c for c in cols if any(plan.tasks[t].function == "train_task" for t in
+                                              parts.assigner.tasks_for(c, r) if t in plan.tasks)])
+        if self.secagg is not None and snap.updates:
+            log.warning("secure aggregation: round %d is redone (its masked updates do not survive a restart)",
+                        model.round + 1)
+            for rec in snap.updates:
+                store.drop_update(rec)
+            snap = store.load()
         load_agg_state(parts.functions, snap.agg_state)
         self.best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
                                 settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
@@ -130,7 +141,7 @@ class Engine:
         self.closer = RoundCloser(store=store, functions=parts.functions, tasks=plan.tasks,
                                   task_order=parts.task_order, layout=layout, exports=self.exports, best=self.best,
                                   sink=self.sink, rounds_to_train=rounds, final_evaluation=bool(final_tasks),
-                                  privacy=self.privacy, claims=claim_policy(settings, self._claim_adjusted),
+                                  privacy=self.privacy, secagg=self.secagg, claims=claim_policy(settings, self._claim_adjusted),
                                   stopping=None if evaluation else EarlyStopping.from_settings(
                                       settings.early_stopping, global_validation_tasks(plan, parts.task_order),
                                       settings.best_metric, settings.best_metric_higher_is_better))
@@ -151,7 +162,8 @@ class Engine:
         self.coord = Coordinator(cols=cols, rounds_to_train=rounds, assigner=parts.assigner, policy=parts.policy,
                                  presence=presence, store=store, model=model, saved=snap, layout=layout,
                                  round_deadline=settings.round_deadline, final_tasks=final_tasks,
-                                 observer=self._notify, update_tasks=training_tasks(plan), clock=self.clock)
+                                 observer=self._notify, clock=self.clock,
+                                 update_tasks=frozenset() if self.secagg else training_tasks(plan))
         self.resumed_updates = len(snap.updates)
         self.stop_reason = next((str(r["stopped"]) for r in store.history() if r.get("stopped")), "")
         if sourced is None:
@@ -257,10 +269,6 @@ def open_engine(plan: Plan, cols: list[str], options: EngineOptions = EngineOpti
     folder, deleted at the end. Otherwise the state database is locked against a second aggregator.
     """
     settings = plan.aggregator
-    if settings.secure_aggregation:
-        raise FxError("aggregator.settings.secure_aggregation: true is not supported by the round engine yet (the "
-                      "protocol exists in fx_cli/secagg, its RPCs do not)",
-                      "set it to false in plan/plan.yaml; updates are protected in transit by mutual TLS")
     evaluation = options.task_group == "evaluation"
     ephemeral = evaluation or not settings.persist_checkpoint
     limit_malloc_arenas()

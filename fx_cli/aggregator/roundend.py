@@ -32,6 +32,7 @@ from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.loader import TaskSpec
 from fx_cli.privacy.run import RunPrivacy
+from fx_cli.secagg.rounds import SecAggRounds, secagg_model
 
 log = logging.getLogger("fx.aggregator")
 
@@ -92,7 +93,8 @@ class RoundCloser:
                  task_order: Sequence[str], layout: StateLayout, exports: Exports | None,
                  best: BestTracker, sink: MetricsSink, rounds_to_train: int, final_evaluation: bool,
                  privacy: RunPrivacy | None = None, claims: ClaimPolicy = ClaimPolicy(),
-                 stopping: EarlyStopping | None = None) -> None:
+                 stopping: EarlyStopping | None = None, secagg: SecAggRounds | None = None) -> None:
+        self.secagg = secagg  # secure aggregation: the round's model comes from the unmasked sum
         self.store = store
         self.stopping = stopping
         self.early_stop = ""  # why the run stops after the round just closed (early stopping)
@@ -116,7 +118,9 @@ class RoundCloser:
         r = closed.round
         target = self.layout.model(r + 1)
         updates = model_updates(closed.records, self.task_order)
-        if updates and self.privacy is not None and self.privacy.central:
+        if self.secagg is not None:
+            model = secagg_model(self.secagg, closed.model, target)
+        elif updates and self.privacy is not None and self.privacy.central:
             model = self.privacy.next_model(closed.model, updates, target, closed.expected)
         elif updates:
             _, function = choose_function(updates, self.functions, self.task_order)

@@ -29,6 +29,7 @@ from fx_cli.errors import FxError
 from fx_cli.faults import fault
 from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
+from fx_cli.secagg.rounds import SecAggRounds
 from fx_cli.transport.chunks import StreamError
 from fx_cli.transport.serde import (Action, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
                                     JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
@@ -166,7 +167,8 @@ class Servicer:
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
                  chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0,
                  max_transfers: int = MAX_TRANSFERS, clock: Callable[[], float] = time.monotonic,
-                 eligibility: Eligibility | None = None) -> None:
+                 eligibility: Eligibility | None = None, secagg: SecAggRounds | None = None) -> None:
+        self.secagg_rounds = secagg
         self.eligibility = eligibility
         self.coord = coordinator
         self.gate = gate
@@ -259,6 +261,9 @@ class Servicer:
         if not isinstance(header, UploadMeta):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with its header (round, task)")
         name = self._admit(context, header.caller)
+        if self.secagg_rounds is not None and header.tensor_count:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{name}' sent its '{header.task}' result with plain "
+                          "tensors; with secure aggregation only masked updates are accepted (SecAggUploadMasked)")
         try:
             try:
                 check_result(header.task, header.data_size, header.metrics)
@@ -324,6 +329,13 @@ class Servicer:
         except Refused as err:
             refuse(context, err)
         return HeartbeatReply(alive.round_open, alive.round)
+
+    def secagg(self, stage: str, request: Any, context: grpc.ServicerContext) -> Any:
+        """The secure-aggregation stages (``secagg_calls.py``)."""
+        from fx_cli.aggregator.secagg_calls import answer
+
+        wait = self.secagg_rounds.stage_timeout * 2 if self.secagg_rounds else 0.0
+        return answer(stage, request, context, self.secagg_rounds, self.coord, self._admit, wait)
 
     def ping(self, request: PingRequest, context: grpc.ServicerContext) -> PingReply:
         name = self.gate.admit(context, request.caller, check_plan=False)

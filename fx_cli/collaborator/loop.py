@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
@@ -12,17 +12,20 @@ from fx_cli.aggregator.inputs import gather
 from fx_cli.aggregator.memory import limit_malloc_arenas
 from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
+from fx_cli.collaborator.secagg_stages import SecAggStages, secagg_params
 from fx_cli.collaborator.session import AggregatorClient, RoundGone, RunEnded
 from fx_cli.privacy.local import local_privacy
 from fx_cli.collaborator.tasks import (GlobalModel, TaskExecutor, TaskOutput, applies_local, is_training,
                                       iter_update)
-from fx_cli.errors import PlanError
+from fx_cli.errors import FxError, PlanError
+from fx_cli.secagg.keys import SecAggError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import Plan, load_plan
 from fx_cli.plan.participants import read_data
 from fx_cli.transport.serde import Action, Outcome, TaskReply, UploadMeta
 
 log = logging.getLogger("fx.collaborator")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class CollaboratorLoop:
                                          plan.settings("compression_pipeline"), plan.workspace)
         self.metrics_path = plan.workspace / "logs" / f"{name}_metrics.jsonl"
         self.result = CollaboratorResult()
+        params = secagg_params(plan)
+        self.secagg = SecAggStages(plan, name, client, params) if params is not None else None
 
     def run(self) -> CollaboratorResult:
         while True:
@@ -121,10 +126,10 @@ class CollaboratorLoop:
                 if t not in received or (is_training(self.executor.spec(t)) and needs_local)]
         loads = [i for i, t in enumerate(todo) if self.executor.loads_global(t)]
         trained = next((i for i, t in enumerate(todo) if is_training(self.executor.spec(t))), len(todo))
-        # The global model outlives its loads into the runner only for deltas, local privacy (both subtract it
-        # from the update) or a global task after training; otherwise it is downloaded straight into the
-        # runner's own arrays when the runner offers them.
-        keep = (self.settings.use_delta_updates or self.executor.privacy is not None
+        # The global model outlives its loads into the runner only for deltas, local privacy, secure aggregation
+        # (all subtract it from the update) or a global task after training; otherwise it is downloaded straight
+        # into the runner's own arrays when the runner offers them.
+        keep = (self.settings.use_delta_updates or self.executor.privacy is not None or self.secagg is not None
                 or any(i > trained for i in loads))
         try:
             model = GlobalModel(self.client.download(r, {} if keep else self.executor.runner.tensor_buffers()))
@@ -135,6 +140,10 @@ class CollaboratorLoop:
         what = "final model" if final else f"round {r + 1}/{reply.rounds_to_train}"
         log.info("%s: running %s", what, ", ".join(reply.tasks))
         for i, task in enumerate(todo):
+            masked = self.secagg is not None and is_training(self.executor.spec(task)) and not final \
+                and task not in received
+            if masked and self.secagg is not None and not self._secagg(self.secagg.before_training, r):
+                return
             with Heartbeat(self.client, self.settings.heartbeat_interval, r, task) as beat:
                 out = self.executor.run(task, r, model, release_global=not keep and bool(loads) and i == loads[-1])
             if beat.fatal is not None:
@@ -142,11 +151,29 @@ class CollaboratorLoop:
             self._log(r, out, final)
             if task in received:
                 continue
+            if masked and self.secagg is not None:
+                sent = self._secagg(lambda r: self.secagg.send_masked(r, out, model) if self.secagg else out, r)
+                if not sent:
+                    return
+                out = sent
             if beat.round_closed or not self._send(r, out, model):
                 self._missed(r)
                 return
+        if self.secagg is not None and not final and not self._secagg(self.secagg.unmask, r):
+            return
         if not final:
             self.result.rounds.append(r + 1)
+
+    def _secagg(self, stage: Callable[[int], T], r: int) -> T | None:
+        """A secure-aggregation stage; None when the aggregator could not complete it (it redoes the round)."""
+        try:
+            return stage(r)
+        except (SecAggError, RunEnded):
+            raise  # a peer's key that does not verify, or the end of the run: stop here
+        except FxError as err:
+            log.warning("round %d: secure aggregation stopped (%s); the aggregator redoes the round", r + 1,
+                        err.message)
+            return None
 
     def _missed(self, r: int) -> None:
         if r + 1 not in self.result.missed:

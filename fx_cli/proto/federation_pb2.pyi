@@ -250,3 +250,69 @@ class PingResponse(_message.Message):
     rounds_to_train: int
     finished: bool
     def __init__(self, federation_id: _Optional[str] = ..., plan_hash: _Optional[str] = ..., plan_matches: _Optional[bool] = ..., differing_keys: _Optional[_Iterable[str]] = ..., round: _Optional[int] = ..., rounds_to_train: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+
+class SecAggSealed(_message.Message):
+    __slots__ = ("peer", "data")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    data: bytes
+    def __init__(self, peer: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SecAggAdvert(_message.Message):
+    __slots__ = ("name", "c_public", "s_public", "signature", "cert_pem")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    C_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    S_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    c_public: bytes
+    s_public: bytes
+    signature: bytes
+    cert_pem: bytes
+    def __init__(self, name: _Optional[str] = ..., c_public: _Optional[bytes] = ..., s_public: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., cert_pem: _Optional[bytes] = ...) -> None: ...
+
+class SecAggRevealed(_message.Message):
+    __slots__ = ("peer", "seed", "x", "share")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    seed: bool
+    x: int
+    share: bytes
+    def __init__(self, peer: _Optional[str] = ..., seed: _Optional[bool] = ..., x: _Optional[int] = ..., share: _Optional[bytes] = ...) -> None: ...
+
+class SecAggRequest(_message.Message):
+    __slots__ = ("caller", "round", "advert", "sealed", "masked", "masked_values", "modulus_bits", "revealed")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    ADVERT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
+    MASKED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    MODULUS_BITS_FIELD_NUMBER: _ClassVar[int]
+    REVEALED_FIELD_NUMBER: _ClassVar[int]
+    caller: Caller
+    round: int
+    advert: SecAggAdvert
+    sealed: _containers.RepeatedCompositeFieldContainer[SecAggSealed]
+    masked: bytes
+    masked_values: int
+    modulus_bits: int
+    revealed: _containers.RepeatedCompositeFieldContainer[SecAggRevealed]
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ..., advert: _Optional[_Union[SecAggAdvert, _Mapping]] = ..., sealed: _Optional[_Iterable[_Union[SecAggSealed, _Mapping]]] = ..., masked: _Optional[bytes] = ..., masked_values: _Optional[int] = ..., modulus_bits: _Optional[int] = ..., revealed: _Optional[_Iterable[_Union[SecAggRevealed, _Mapping]]] = ...) -> None: ...
+
+class SecAggReply(_message.Message):
+    __slots__ = ("adverts", "sealed", "survivors", "message")
+    ADVERTS_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    adverts: _containers.RepeatedCompositeFieldContainer[SecAggAdvert]
+    sealed: _containers.RepeatedCompositeFieldContainer[SecAggSealed]
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    message: str
+    def __init__(self, adverts: _Optional[_Iterable[_Union[SecAggAdvert, _Mapping]]] = ..., sealed: _Optional[_Iterable[_Union[SecAggSealed, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ...) -> None: ...

@@ -29,6 +29,7 @@ class FederationServicer(Protocol):
     def upload_results(self, frames: Iterator[serde.Frame | None], context: Any) -> serde.UploadReply: ...
     def heartbeat(self, request: serde.HeartbeatRequest, context: Any) -> serde.HeartbeatReply: ...
     def ping(self, request: serde.PingRequest, context: Any) -> serde.PingReply: ...
+    def secagg(self, stage: str, request: Any, context: Any) -> Any: ...
 
 
 def _parsed(parse: Callable[[bytes], Any], raw: bytes, context: Any, what: str) -> Any:
@@ -66,7 +67,30 @@ def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler[Any,
             response_serializer=serde.heartbeat_reply_to_bytes),
         "Ping": grpc.unary_unary_rpc_method_handler(
             _unary(s.ping, serde.ping_request_from_bytes, "Ping"), response_serializer=serde.ping_reply_to_bytes),
+        **_secagg_handlers(s),
     })
+
+
+SECAGG_UNARY = ("SecAggAdvertise", "SecAggShareKeys", "SecAggUnmask", "SecAggReveal")
+SECAGG_STREAM = "SecAggUploadMasked"
+
+
+def _secagg_handlers(s: FederationServicer) -> dict[str, Any]:
+    """The secure-aggregation stages (``fx_cli/secagg``), all answered by ``s.secagg(stage, request, context)``."""
+    from fx_cli.transport import secagg_serde as ss
+
+    def stage_of(stage: str) -> Callable[[Any, Any], Any]:
+        return lambda request, context: s.secagg(stage, request, context)
+
+    handlers: dict[str, Any] = {
+        stage: grpc.unary_unary_rpc_method_handler(
+            _unary(stage_of(stage), ss.call_from_bytes, stage), response_serializer=ss.answer_to_bytes)
+        for stage in SECAGG_UNARY}
+    handlers[SECAGG_STREAM] = grpc.stream_unary_rpc_method_handler(
+        lambda raws, ctx: s.secagg(SECAGG_STREAM, (_parsed(ss.call_from_bytes, raw, ctx, SECAGG_STREAM)
+                                                   for raw in raws), ctx),
+        response_serializer=ss.answer_to_bytes)
+    return handlers
 
 
 class FederationStub:
@@ -91,3 +115,10 @@ class FederationStub:
         self.ping: grpc.UnaryUnaryMultiCallable[serde.PingRequest, serde.PingReply] = channel.unary_unary(
             path("Ping"), request_serializer=serde.ping_request_to_bytes,
             response_deserializer=serde.ping_reply_from_bytes)
+        from fx_cli.transport import secagg_serde as ss
+
+        self.secagg: dict[str, Any] = {stage: channel.unary_unary(
+            path(stage), request_serializer=ss.call_to_bytes, response_deserializer=ss.answer_from_bytes)
+            for stage in SECAGG_UNARY}
+        self.secagg[SECAGG_STREAM] = channel.stream_unary(
+            path(SECAGG_STREAM), request_serializer=ss.call_to_bytes, response_deserializer=ss.answer_from_bytes)
