@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,9 +19,15 @@ def copy_openfl_files(kind: str, ws: Path) -> None:
     shutil.copy(OPENFL_WS / f"{kind}_plan.yaml", ws / "plan" / "plan.yaml")
 
 
-def openfl_workspace(root: Path, cols: list[str], kind: str = "numpy", rounds: int = 3, **sections: Any) -> Path:
+def openfl_workspace(root: Path, cols: list[str], kind: str = "numpy", rounds: int = 3,
+                     after_copy: Callable[[Path], Any] | None = None, **sections: Any) -> Path:
     """An OpenFL workspace (plan with OpenFL class paths, OpenFL-API classes in src/), initialised and certified."""
-    return make_workspace(root, cols, rounds=rounds, prepare=lambda ws: copy_openfl_files(kind, ws), **sections)
+    def prepare(ws: Path) -> None:
+        copy_openfl_files(kind, ws)
+        if after_copy is not None:
+            after_copy(ws)
+
+    return make_workspace(root, cols, rounds=rounds, prepare=prepare, **sections)
 
 
 def shard_arrays(shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -34,9 +40,10 @@ def shard_arrays(shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def reference_linear_fedavg(shards: list[int], rounds: int, epochs: int = 2, lr: float = 0.05
-                            ) -> dict[str, np.ndarray]:
-    """FedAvg of full-batch gradient descent on each shard, weighted by training size, from zeros."""
+def reference_linear_fedavg(shards: list[int], rounds: int, epochs: int = 2, lr: float = 0.05,
+                            server_step: float = 1.0) -> dict[str, np.ndarray]:
+    """FedAvg of full-batch gradient descent on each shard, weighted by training size, from zeros
+    (``server_step`` < 1: the global model moves only that fraction of the way to the average)."""
     w, b = np.zeros(5, np.float32), np.zeros(1, np.float32)
     for _ in range(rounds):
         updates = []
@@ -49,8 +56,10 @@ def reference_linear_fedavg(shards: list[int], rounds: int, epochs: int = 2, lr:
                 lb = lb - lr * (2.0 / len(y)) * np.sum(error, keepdims=True)
             updates.append((len(y), lw, lb))
         total = sum(n for n, _, _ in updates)
-        w = sum(n / total * lw.astype(np.float64) for n, lw, _ in updates).astype(np.float32)
-        b = sum(n / total * lb.astype(np.float64) for n, _, lb in updates).astype(np.float32)
+        avg_w = sum(n / total * lw.astype(np.float64) for n, lw, _ in updates)
+        avg_b = sum(n / total * lb.astype(np.float64) for n, _, lb in updates)
+        w = (w + server_step * (avg_w - w)).astype(np.float32)
+        b = (b + server_step * (avg_b - b)).astype(np.float32)
     return {"linear/w": w, "linear/b": b}
 
 

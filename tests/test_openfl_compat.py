@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.openfl_helpers import openfl_workspace, reference_linear_fedavg
-from tests.runtime_helpers import final_model, run_federation
+from tests.openfl_helpers import OPENFL_WS, openfl_workspace, reference_linear_fedavg
+from tests.runtime_helpers import final_model, run_federation, run_in_process
 
 
 def test_openfl_is_not_installed_here(tmp_path):
@@ -94,3 +94,18 @@ def test_the_same_openfl_workspace_runs_unchanged_in_fx_simulate(numpy_federatio
     for name, array in reference_linear_fedavg([1, 2], rounds=3).items():
         np.testing.assert_allclose(got[name], array, rtol=1e-5, atol=1e-6, err_msg=name)
     np.testing.assert_array_equal(got["linear/w"], final_model(real)["linear/w"])  # same as over mTLS
+
+
+def test_openfl_custom_aggregation_function_runs_unchanged(tmp_path):
+    """An AggregationFunction subclass with OpenFL's call(local_tensors, db_iterator, ...) aggregates in fx."""
+    def add_aggregation(ws):
+        shutil.copy(OPENFL_WS / "numpy_aggregation.py", ws / "src" / "aggregation.py")
+
+    train = {"function": "train_task", "kwargs": {"epochs": 2, "metrics": ["mse"]},
+             "aggregation_type": {"template": "src.aggregation.HalfStep"}}
+    ws = openfl_workspace(tmp_path, ["one", "two"], tasks={"train": train}, after_copy=add_aggregation)
+    run = run_in_process(ws, ["one", "two"], timeout=300)
+    assert not run.errors, run.errors
+    got = final_model(ws)
+    for name, array in reference_linear_fedavg([1, 2], rounds=3, server_step=0.5).items():
+        np.testing.assert_allclose(got[name], array, rtol=1e-5, atol=1e-6, err_msg=name)

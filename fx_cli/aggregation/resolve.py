@@ -20,6 +20,18 @@ def resolve_aggregation(spec: Mapping[str, Any] | str | None, workspace: Path | 
     if not isinstance(spec, Mapping) or not isinstance(spec.get("template"), str):
         raise FxError(f"{where}: expected a mapping with 'template' (and optional 'settings'), got {spec!r}",
                       "write e.g. aggregation_type: {template: fx_cli.aggregation.Median}")
+    from fx_cli.compat.adapter import is_openfl_class
+    from fx_cli.plan.templates import resolve_class
+
+    cls = resolve_class(spec["template"], Path(workspace), f"{where}.template")
+    if isinstance(cls, type) and is_openfl_class(cls):  # OpenFL's call(local_tensors, db_iterator, ...) interface
+        from fx_cli.compat.aggregation import OpenFLAggregation
+
+        try:
+            return OpenFLAggregation(cls(**dict(spec.get("settings") or {})))
+        except (TypeError, ValueError) as err:
+            raise FxError(f"{where}.settings: cannot build {spec['template']}: {err}",
+                          "check the setting names and values against the class's constructor") from None
     return build_component(spec["template"], spec.get("settings"), Path(workspace),
                            AggregationFunction, where,  # type: ignore[type-abstract]
                            "derive your class from fx_cli.aggregation.AggregationFunction "
