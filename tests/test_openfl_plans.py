@@ -84,3 +84,17 @@ def test_workspace_code_importing_the_workflow_api_is_refused_with_the_reason(ba
                                        "class MyFlow(FLSpec):\n    pass\n")
     message = problems_of(ws)
     assert "src.flow.MyFlow" in message and "openfl.experimental" in message and "workflow interface" in message
+
+
+def test_flower_plan_with_openfls_defaults_files_is_refused_naming_the_connector(base_ws, tmp_path):
+    def edit(plan):
+        plan["connector"] = {"defaults": "plan/defaults/connector_flower.yaml"}
+        plan["tasks"] = {"defaults": "plan/defaults/tasks_flower.yaml"}
+    message = problems_of(with_plan(base_ws, tmp_path, edit))
+    assert "openfl.component.ConnectorFlower" in message and "Flower" in message
+
+
+def test_xgboost_plan_with_openfls_task_defaults_is_refused_naming_the_aggregation(base_ws, tmp_path):
+    message = problems_of(with_plan(base_ws, tmp_path,
+                                    lambda plan: plan.update(tasks={"defaults": "plan/defaults/tasks_xgb.yaml"})))
+    assert "openfl.interface.aggregation_functions.FedBaggingXGBoost" in message and "XGBoost" in message
