@@ -137,6 +137,7 @@ def capture(workspace: Path, templates: Iterable[str]) -> Captured:
     if not req.is_file():
         notes.append("the workspace has no requirements.txt; the archive's holds only the pins")
     notes += [f"module '{m}' is imported by the workspace code but not installed here, so it is not pinned"
+              + (" (fx provides OpenFL's TaskRunner API in its place)" if m == "openfl" else "")
               for m in missing]
     return Captured(text, [f"{FX_DIST}=={__version__}"] + [f"{n}=={v}" for n, v in sorted(pins.items())], notes)
 
