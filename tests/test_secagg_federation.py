@@ -1,11 +1,13 @@
 """Secure aggregation in real federations: gRPC over mutual TLS on loopback, certificates from fx's own CA."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
+from fx_cli.secagg.keys import KeyAdvert
 from fx_cli.secagg.quantize import quantization_bound
 from tests.runtime_helpers import final_model, make_workspace, reference_fedavg, run_in_process
 
@@ -91,3 +93,57 @@ def test_aggregator_killed_while_unmasking_redoes_the_round_and_ends_with_the_pl
     want, got = reference_fedavg(ws, {n: SHARDS[n] for n in names}, 2), final_model(ws)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2 * quantization_bound(4.0, 24) + 1e-6)
+
+
+def test_what_the_aggregator_receives_from_one_site_is_uncorrelated_with_its_update(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """A spy on the aggregator's intake of masked vectors (the real path still runs) keeps what 'one' sent."""
+    from fx_cli.secagg.quantize import quantize
+    from fx_cli.secagg.rounds import SecAggRounds
+    from fx_cli.tensors.pbuf import read_model
+    from tests.runtime_helpers import synthetic_runner
+
+    received: dict[tuple[int, str], np.ndarray] = {}
+    real = SecAggRounds.masked
+
+    def spy(self: SecAggRounds, round_num: int, name: str, vector: np.ndarray) -> None:
+        received[(round_num, name)] = vector.copy()
+        real(self, round_num, name, vector)
+
+    monkeypatch.setattr(SecAggRounds, "masked", spy)
+    names = NAMES[:3]
+    ws = make_workspace(tmp_path, names, rounds=1, shards=SHARDS, num_params=100_000, num_tensors=2,
+                        aggregator={"secure_aggregation": True}, secure_aggregation=dict(SECAGG, threshold=2))
+    out = run_in_process(ws, names, timeout=180)
+    assert not out.errors, out.errors
+    init = read_model(ws / "save" / "init.pbuf").tensors
+    runner = synthetic_runner(ws, SHARDS["one"])
+    runner.set_tensors(init)
+    trained = runner.train_task(0).tensors
+    delta = np.concatenate([(np.asarray(trained[k], np.float64) - init[k]).ravel() for k in init])
+    plain = quantize(delta, 4.0, 24, runner.train_data_size(), 64).astype(np.float64)
+    masked = received[(0, "one")][:-1].astype(np.float64)
+    assert masked.size == plain.size >= 100_000 and np.std(plain) > 0
+    assert abs(np.corrcoef(masked, plain)[0, 1]) < 0.01
+
+
+def test_keys_swapped_by_the_aggregator_are_refused_by_the_sites_with_the_cause(tmp_path: Path, monkeypatch) -> None:
+    """The aggregator relays one site's advert with another key (a spy alters what it returns)."""
+    from fx_cli.secagg.rounds import SecAggRounds
+
+    real = SecAggRounds.advertise
+
+    def tampering(self: SecAggRounds, round_num: int, advert: KeyAdvert) -> list[KeyAdvert]:
+        adverts = real(self, round_num, advert)
+        return [a if a.name != "two" else dataclasses.replace(a, s_public=bytes(32)) for a in adverts]
+
+    monkeypatch.setattr(SecAggRounds, "advertise", tampering)
+    names = NAMES[:3]
+    ws = make_workspace(tmp_path, names, rounds=1, shards=SHARDS, num_params=500,
+                        aggregator={"secure_aggregation": True, "heartbeat_timeout": 10},
+                        secure_aggregation=dict(SECAGG, threshold=2))
+    out = run_in_process(ws, names, timeout=180)
+    assert set(out.errors) >= set(names)
+    for name in names:
+        message = str(getattr(out.errors[name], "message", out.errors[name]))
+        assert "the key advert of 'two' does not match its signature" in message and "[bad_signature]" in message
