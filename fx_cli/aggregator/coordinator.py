@@ -298,6 +298,11 @@ class Coordinator:
         with self.cond:
             self.bytes_out += nbytes
 
+    def count_in(self, nbytes: int) -> None:
+        """Bytes received outside result uploads (secure aggregation's masked updates)."""
+        with self.cond:
+            self.bytes_in += nbytes
+
     # --- loop side --------------------------------------------------------------------------
 
     def await_verdict(self) -> Verdict | None:

@@ -70,4 +70,5 @@ def _masked(frames: Iterator[SecAggCall | None], context: grpc.ServicerContext, 
     if len(buffer) != values * dtype.itemsize:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the masked update of '{name}' is truncated")
     rounds.masked(first.round, name, np.frombuffer(bytes(buffer), dtype=dtype).astype(dtype.newbyteorder("=")))
+    coord.count_in(len(buffer))
     return SecAggAnswer()
