@@ -144,3 +144,13 @@ def test_the_metrics_file_stays_valid_json_whatever_reaches_it(tmp_path):
     path = tmp_path / "m.jsonl"
     append_jsonl(path, {"metrics": {"a": math.inf, "b": math.nan, "c": 0.5}, "list": [1.0, -math.inf]})
     assert json.loads(path.read_text()) == {"metrics": {"a": None, "b": None, "c": 0.5}, "list": [1.0, None]}
+
+
+@pytest.mark.parametrize("lie", LIES)
+def test_the_summed_data_size_a_region_reports_upstream_uses_the_bounded_claims(lie):
+    from fx_cli.aggregator.combine import task_data_sizes
+
+    records = [_rec("liar", lie), _rec("a", 100), _rec("b", 200), _rec("a", 50, "val")]
+    bounded = task_data_sizes(records, ClaimPolicy("clip_to_median", 10.0))
+    assert bounded["train"] <= 10 * 200 + 300 and bounded["val"] == 50
+    assert task_data_sizes(records)["train"] == lie + 300  # without a policy: the claims as sent

@@ -136,3 +136,18 @@ def test_all_value_problems_are_reported_at_once_by_the_cli(origin, tmp_path, mo
 ])
 def test_values_at_the_edges_of_their_ranges_are_accepted(edits, origin, tmp_path):
     load_plan(_plan_with(origin, tmp_path, edits))
+
+
+@pytest.mark.parametrize("key", ["aggregator.settings.data_size_median_multiple", "aggregator.settings.rejoin_deadline"])
+@pytest.mark.parametrize("value", [0, -1, NAN, INF])
+def test_trust_settings_have_ranges_too(key, value, origin, tmp_path):
+    with pytest.raises(PlanError) as caught:
+        load_plan(_plan_with(origin, tmp_path, {key: value}))
+    assert any(key in p for p in caught.value.problems)
+
+
+@pytest.mark.parametrize("limits", [{"one": 0}, {"one": -5}, {"*": 2**60}, {"one": 1.5}])
+def test_declared_data_size_limits_must_be_sample_counts(limits, origin, tmp_path):
+    with pytest.raises(PlanError) as caught:
+        load_plan(_plan_with(origin, tmp_path, {"aggregator.settings.data_size_limits": limits}))
+    assert any("data_size_limits" in p for p in caught.value.problems)

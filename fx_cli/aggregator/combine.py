@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from fx_cli.aggregation import AggregationFunction, Contribution
+from fx_cli.aggregator.claims import ClaimPolicy, effective_sizes
 from fx_cli.aggregator.intake import load_spilled, spilled_slices
 from fx_cli.aggregator.modelstore import RoundModel, write_round_model
 from fx_cli.aggregator.state import UpdateRecord
@@ -111,9 +112,11 @@ def _slices(update: UpdateRecord, model: RoundModel, name: str, index: int) -> C
     return read_slice
 
 
-def task_data_sizes(records: Sequence[UpdateRecord]) -> dict[str, int]:
-    """The summed data size of the counted results of each task."""
-    sizes: dict[str, int] = defaultdict(int)
+def task_data_sizes(records: Sequence[UpdateRecord], policy: ClaimPolicy | None = None) -> dict[str, int]:
+    """The summed data size of the counted results of each task (as the claim policy accepts them)."""
+    by_task: dict[str, list[UpdateRecord]] = defaultdict(list)
     for rec in records:
-        sizes[rec.task] += rec.data_size
-    return dict(sorted(sizes.items()))
+        by_task[rec.task].append(rec)
+    if policy is None:
+        return {task: sum(r.data_size for r in recs) for task, recs in sorted(by_task.items())}
+    return {task: int(math.fsum(effective_sizes(recs, policy)[0])) for task, recs in sorted(by_task.items())}

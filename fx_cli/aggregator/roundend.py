@@ -139,7 +139,7 @@ class RoundCloser:
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note,
                              privacy=self.privacy.account() if self.privacy is not None and updates else None,
-                             data_sizes=task_data_sizes(closed.records), stopped=self.early_stop)
+                             data_sizes=task_data_sizes(closed.records, self.claims), stopped=self.early_stop)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         last = model.round >= self.rounds_to_train or bool(self.early_stop)
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
@@ -160,7 +160,7 @@ class RoundCloser:
         report = RoundReport(closed.round, self.rounds_to_train, metrics,
                              display_names(metrics, self.tasks, self.task_order), closed.participants,
                              closed.expected, bytes_in, bytes_out, time.monotonic() - opened_at, improved,
-                             closed.note, final=True, data_sizes=task_data_sizes(closed.records))
+                             closed.note, final=True, data_sizes=task_data_sizes(closed.records, self.claims))
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         self.store.finish(closed.round, report.record(), best)
         if improved and self.exports is not None:

@@ -129,7 +129,11 @@ def check_ranges(config: Mapping[str, Any], file: str) -> list[str]:
     """Every out-of-range number of a merged plan, each with its file and key path."""
     problems: list[str] = []
     for section, ranges in CORE_RANGES.items():
-        problems += settings_problems(_settings(config, section), ranges, f"{file}: {section}.settings")
+        settings = _settings(config, section)
+        problems += settings_problems(settings, ranges, f"{file}: {section}.settings")
+        problems += [f"{file}: {section}.settings.{key}: expected a finite number, got {value}"
+                     for key, value in settings.items()
+                     if key not in ranges and isinstance(value, float) and math.isinf(value)]
     for small_sec, small, big_sec, big in ORDERED:
         a, b = _settings(config, small_sec).get(small), _settings(config, big_sec).get(big)
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and _number(a) and _number(b) \
