@@ -23,7 +23,8 @@ NAMES = ["one", "two", "three", "four"]
 TIMEOUT = 240.0
 
 
-def simulate(ws: Path, *args: str, fault: str | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+def simulate(ws: Path, *args: str, fault: str | None = None,
+             timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="200", PYTHONUNBUFFERED="1")
     env.pop("FX_FAULT", None)
     if fault:

@@ -130,8 +130,8 @@ class Engine:
                 store.drop_update(rec)
             snap = store.load()
         load_agg_state(parts.functions, snap.agg_state)
-        self.best = BestTracker([f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)],
-                                settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
+        keys = [f"{t}/{settings.best_metric}" for t in global_validation_tasks(plan, parts.task_order)]
+        self.best = BestTracker(keys, settings.best_metric_higher_is_better, snap.best_score, snap.best_model)
         self.sink = MetricsSink(None if evaluation else options.metrics_path or plan.workspace / "logs" /
                                 "aggregator_metrics.jsonl",
                                 plan.workspace / "logs" / "aggregator_tensorboard" if settings.write_logs else None)

@@ -283,7 +283,8 @@ class Servicer:
             log.warning("the '%s' result of '%s' for round %d: %s", header.task, name, header.round + 1, err.message)
             context.abort(err.code, err.message)
 
-    def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None], context: grpc.ServicerContext) -> UploadReply:
+    def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None],
+                 context: grpc.ServicerContext) -> UploadReply:
         intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
         try:
             if header.tensor_count:
