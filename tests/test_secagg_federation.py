@@ -147,3 +147,18 @@ def test_keys_swapped_by_the_aggregator_are_refused_by_the_sites_with_the_cause(
     for name in names:
         message = str(getattr(out.errors[name], "message", out.errors[name]))
         assert "the key advert of 'two' does not match its signature" in message and "[bad_signature]" in message
+
+
+def test_local_dp_under_secure_aggregation_clips_each_update_and_reports_epsilon(tmp_path: Path) -> None:
+    from tests.test_privacy_federation import CLIP, records, reference
+
+    names = ["one", "two", "three"]
+    ws = make_workspace(tmp_path, names, rounds=2, shards={n: SHARDS[n] for n in names}, num_params=2000,
+                        aggregator={"secure_aggregation": True}, secure_aggregation=dict(SECAGG, threshold=2),
+                        privacy={"mode": "local", "clip_norm": CLIP, "noise_multiplier": 1e-9})
+    out = run_in_process(ws, names, timeout=180)
+    assert not out.errors, out.errors
+    want, got = reference(ws, 2, "local", 0.0), final_model(ws)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2 * quantization_bound(4.0, 24) + 1e-6)
+    assert [r["privacy"]["accountant"][0]["rounds"] for r in records(ws) if not r["final"]] == [1, 2]

@@ -26,7 +26,7 @@ from fx_cli.aggregator.memory import release_free_memory
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, write_round_model
 from fx_cli.aggregator.stopping import EarlyStopping
-from fx_cli.aggregator.state import Store
+from fx_cli.aggregator.state import Store, UpdateRecord
 from fx_cli.atomic import atomic_write
 from fx_cli.errors import FxError
 from fx_cli.faults import fault
@@ -138,7 +138,8 @@ class RoundCloser:
         report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note,
-                             privacy=self.privacy.account() if self.privacy is not None and updates else None,
+                             privacy=self.privacy.account() if self.privacy is not None and self._trained(closed, updates)
+                             else None,
                              data_sizes=task_data_sizes(closed.records, self.claims), stopped=self.early_stop)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         last = model.round >= self.rounds_to_train or bool(self.early_stop)
@@ -152,6 +153,13 @@ class RoundCloser:
         self._clean(r, model, set(agg_state.values()))
         self.sink.write(report)
         return model, report
+
+    def _trained(self, closed: ClosedRound, updates: Sequence[UpdateRecord]) -> bool:
+        """Whether a model update was released this round (under secure aggregation results carry none)."""
+        if updates:
+            return True
+        return self.secagg is not None and any(
+            r.task in self.tasks and self.tasks[r.task].function == "train_task" for r in closed.records)
 
     def _close_final(self, closed: ClosedRound, bytes_in: int, bytes_out: int, opened_at: float) -> RoundReport:
         """Record the validation of the final model; it may become the best one."""
