@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Mapping
 
 from fx_cli.errors import FxError
 
@@ -41,6 +41,10 @@ class Assigner(ABC):
 
     def round_done(self, round_num: int, participants: list[str]) -> None:
         """Round ``round_num`` closed with these participants (replayed from the saved history after a restart)."""
+
+    def round_record(self, round_num: int, record: Mapping[str, Any]) -> None:
+        """Round ``round_num`` closed with this saved record (selection reads per-collaborator metrics)."""
+        self.round_done(round_num, list(record.get("participants", [])))
 
     def model_source(self) -> Any:
         """An ``engine.ModelSource`` when the schedule chooses each round's input model (round robin), else None."""

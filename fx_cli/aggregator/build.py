@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fx_cli.aggregation import AggregationFunction, resolve_aggregation
@@ -33,6 +34,24 @@ def _construct(plan: Plan, section: str, **injected: Any) -> Any:
                       f"fix {section}.settings in plan/plan.yaml") from None
 
 
+def _with_selection(plan: Plan, assigner: Assigner) -> Assigner:
+    """The assigner restricted to each round's selected cohort (aggregator.settings.selection)."""
+    from fx_cli.aggregator.selection import SelectingAssigner, check_rule
+
+    rule = check_rule(plan.aggregator.selection)
+    if rule is None:
+        return assigner
+    metric = str(rule.get("metric", plan.aggregator.best_metric))
+    order = list(dict.fromkeys(t for g in assigner.task_groups for t in g["tasks"]))
+    keys = (metric,) if "/" in metric else tuple(f"{t}/{metric}" for t in global_validation_tasks(plan, order))
+    return SelectingAssigner(assigner, rule, keys, capabilities_path(plan))
+
+
+def capabilities_path(plan: Plan) -> Path:
+    """Where the collaborators' reported capabilities are kept (for resource-based selection)."""
+    return Path(plan.resolve_path(plan.aggregator.persistent_db_path)).parent / "capabilities.json"
+
+
 def build_parts(plan: Plan, cols: list[str], task_group: str | None, rounds_to_train: int) -> Parts:
     """Every plan-defined component of the aggregator, with all task names checked."""
     from fx_cli.compression import resolve_pipeline
@@ -42,6 +61,7 @@ def build_parts(plan: Plan, cols: list[str], task_group: str | None, rounds_to_t
     if not isinstance(assigner, Assigner):
         raise FxError(f"assigner.template {plan.template('assigner')} is not an fx_cli.aggregator.assigners.Assigner",
                       "derive it from fx_cli.aggregator.assigners.Assigner")
+    assigner = _with_selection(plan, assigner)
     policy = _construct(plan, "straggler_handling_policy")
     if not isinstance(policy, StragglerPolicy):
         raise FxError(f"straggler_handling_policy.template {plan.template('straggler_handling_policy')} is not a "

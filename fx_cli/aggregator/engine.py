@@ -153,7 +153,7 @@ class Engine:
                      len(snap.updates))
         for record in store.history():  # schedules that depend on past rounds (who missed a hop) pick up again
             if not record.get("final"):
-                parts.assigner.round_done(int(record["round"]) - 1, list(record.get("participants", [])))
+                parts.assigner.round_record(int(record["round"]) - 1, record)
         join_deadline, heartbeat_timeout = options.liveness or (settings.join_deadline, settings.heartbeat_timeout)
         # Deadlines about peers run on a clock that stops while this process is stopped (see pauses.py).
         self.clock = ActiveClock().start()
@@ -214,7 +214,7 @@ class Engine:
                 model, report = closer.close(closed, bytes_in, bytes_out, opened)
                 self._notify(Event(EventKind.ROUND_CLOSED, closed.round, report=report))
                 if not closed.final:
-                    self.parts.assigner.round_done(closed.round, closed.participants)
+                    self.parts.assigner.round_record(closed.round, report.record())
                 if self.source is not None:
                     self.source.round_closed(report)
                     on_round(report)  # now: the next input may take a while to come

@@ -33,6 +33,8 @@ class RoundReport:
     stopped: str = ""  # why the run stops after this round (early stopping), '' when it goes on
     # CPU seconds this process has used so far (all threads): consecutive records give the CPU cost of a round.
     cpu_seconds: float = field(default_factory=time.process_time)
+    # Each participant's own metrics ("task/metric"), for performance-based client selection.
+    by_collaborator: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -52,7 +54,8 @@ class RoundReport:
                 "peak_rss_mib": round(peak / 2**20, 1), "data_sizes": self.data_sizes,
                 "cpu_s": round(self.cpu_seconds, 4),
                 **({"privacy": self.privacy} if self.privacy else {}),
-                **({"stopped": self.stopped} if self.stopped else {})}
+                **({"stopped": self.stopped} if self.stopped else {}),
+                **({"by_collaborator": self.by_collaborator} if self.by_collaborator else {})}
 
 
 def _rss() -> tuple[int, int]:

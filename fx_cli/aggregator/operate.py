@@ -142,7 +142,9 @@ def run_operated(run: AggregatorRun, on_round: Callable[[RoundReport], None] = l
             ops.ready(address)
             on_ready(address)
 
-        watch = OpsWatch(audit, ops.board, ops.round_closed)
+        from fx_cli.aggregator.build import capabilities_path
+
+        watch = OpsWatch(audit, ops.board, ops.round_closed, capabilities_path(plan))
         with _status(plan, cols, ops, on_status):
             try:
                 result = run_aggregator(run, on_round=on_round, on_ready=ready, observers=[watch], watch=watch)

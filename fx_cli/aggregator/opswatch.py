@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from fx_cli.aggregator.metrics import RoundReport
@@ -15,7 +16,9 @@ class OpsWatch:
     """An engine ``Observer`` and the gate's ``GateWatch`` in one."""
 
     def __init__(self, audit: Audit, board: LiveBoard,
-                 round_closed: Callable[[RoundReport], None] = lambda r: None) -> None:
+                 round_closed: Callable[[RoundReport], None] = lambda r: None,
+                 capabilities_file: Path | None = None) -> None:
+        self.capabilities_file = capabilities_file  # kept for resource-based selection
         self.audit = audit
         self.board = board
         self.round_closed = round_closed  # right after the round is durably saved (before the next opens)
@@ -49,6 +52,10 @@ class OpsWatch:
         fields = {k: getattr(caps, k) for k in ("train_samples", "valid_samples", "cpu_count", "memory_bytes", "gpu",
                                                 "fx_version")}
         self.audit.record("capabilities", collaborator=name, **fields)
+        if self.capabilities_file is not None:
+            from fx_cli.aggregator.selection import record_capabilities
+
+            record_capabilities(self.capabilities_file, name, fields)
         self.board.capabilities(name, fields)
 
     # --- engine Observer ------------------------------------------------------------------------

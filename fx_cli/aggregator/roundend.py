@@ -66,6 +66,13 @@ class BestTracker:
         return True
 
 
+def _by_collaborator(records: Sequence[UpdateRecord]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for rec in records:
+        out.setdefault(rec.collaborator, {}).update({f"{rec.task}/{k}": float(v) for k, v in rec.metrics.items()})
+    return out
+
+
 def load_agg_state(functions: Mapping[str, AggregationFunction], files: Mapping[str, str]) -> None:
     """Give each task's aggregation function the server state saved with the last completed round."""
     for task, path in files.items():
@@ -140,7 +147,8 @@ class RoundCloser:
                              time.monotonic() - opened_at, improved, closed.note,
                              privacy=self.privacy.account() if self.privacy is not None and self._trained(closed, updates)
                              else None,
-                             data_sizes=task_data_sizes(closed.records, self.claims), stopped=self.early_stop)
+                             data_sizes=task_data_sizes(closed.records, self.claims), stopped=self.early_stop,
+                             by_collaborator=_by_collaborator(closed.records))
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         last = model.round >= self.rounds_to_train or bool(self.early_stop)
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed

@@ -61,6 +61,8 @@ class AggregatorSettings:
     # {min_samples, fx_versions: ">=0.1,<2", max_update_norm, max_data_size}: who may take part
     # (fx_cli/aggregator/eligibility.py); checked at join and on every training result.
     eligibility: Optional[dict[str, Any]] = None
+    # {strategy: random|performance|resource, ...}: each round's cohort (fx_cli/aggregator/selection.py).
+    selection: Optional[dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
