@@ -82,7 +82,7 @@ class TaskRunner:
         }
 
     def split_holdouts(self, tensors: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        return split_tensor_dict_for_holdouts(self.logger, tensors, **self.tensor_dict_split_fn_kwargs)
+        return split_tensor_dict_for_holdouts(tensors, **self.tensor_dict_split_fn_kwargs)
 
     def training_outputs(self, col_name: str, round_num: int, metrics: Mapping[str, Any],
                          tensors: Mapping[str, Any]) -> tuple[TensorDict, TensorDict]:
@@ -120,5 +120,5 @@ class TaskRunner:
     def load_native(self, filepath: str, **kwargs: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no native model format")
 
-    def save_native(self, filepath: str, **kwargs: Any) -> None:
+    def save_native(self, filepath: str, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no native model format")

@@ -26,11 +26,16 @@ class KerasTaskRunner(TaskRunner):
         super().__init__(**kwargs)
         import_keras()
         self.model: Any = None
+        self.model_tensor_names: list[str] = []
         self._opt_initial: dict[str, Any] | None = None
 
     def build_model(self, *args: Any, **kwargs: Any) -> Any:
         """Return a compiled ``keras.Model``; subclasses implement it."""
         raise NotImplementedError
+
+    def update_tensorkeys_for_functions(self) -> None:
+        """Declare the inputs again (optimizer variables included under CONTINUE_GLOBAL)."""
+        self.initialize_tensorkeys_for_functions(with_opt_vars=self.opt_treatment == "CONTINUE_GLOBAL")
 
     def rebuild_model(self, round_num: int, input_tensor_dict: dict[str, Any], validation: bool = False) -> None:
         if self.opt_treatment == "RESET":

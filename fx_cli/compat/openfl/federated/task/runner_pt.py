@@ -117,10 +117,13 @@ class PyTorchTaskRunner(nn.Module, TaskRunner):
             self.optimizer.state.clear()
 
     def save_native(self, filepath: str, model_state_dict_key: str = "model_state_dict",
-                    optimizer_state_dict_key: str = "optimizer_state_dict", **kwargs: Any) -> None:
-        """OpenFL's file: ``{model_state_dict_key: ..., optimizer_state_dict_key: ...}`` via ``torch.save``."""
+                    optimizer_state_dict_key: str = "optimizer_state_dict", **kwargs: Any) -> str:
+        """OpenFL's file: ``{model_state_dict_key: ..., optimizer_state_dict_key: ...}`` (``.pt`` added if no suffix)."""
+        if "." not in str(filepath).rsplit("/", 1)[-1]:
+            filepath = str(filepath) + ".pt"
         optimizer_state = self.optimizer.state_dict() if self.optimizer is not None else {}
         torch.save({model_state_dict_key: self.state_dict(), optimizer_state_dict_key: optimizer_state}, filepath)
+        return str(filepath)
 
     def load_native(self, filepath: str, model_state_dict_key: str = "model_state_dict",
                     optimizer_state_dict_key: str = "optimizer_state_dict", **kwargs: Any) -> None:
