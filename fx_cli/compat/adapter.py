@@ -55,6 +55,9 @@ class OpenFLRunner(TaskRunner):
     def __init__(self, inner: Any, collaborator: str = "collaborator") -> None:
         self.inner = inner
         super().__init__(getattr(inner, "data_loader", None))
+        declare = getattr(inner, "initialize_tensorkeys_for_functions", None)
+        if callable(declare):  # as OpenFL's plan does once the runner is built (templates rely on it)
+            declare()
         self.collaborator = collaborator
         self._global: dict[str, np.ndarray] = {}
         self._local: dict[tuple[str, tuple[str, ...]], Any] = {}  # (name, tags) -> latest own output

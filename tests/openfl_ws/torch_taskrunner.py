@@ -1,5 +1,6 @@
 # An OpenFL 1.9-style PyTorch task runner, shaped like OpenFL's torch template (OpenFL's API only):
-# layers, optimizer and loss set in __init__, the default train_/validate_ hooks.
+# layers, optimizer and loss set in __init__, the default train_/validate_ hooks; like OpenFL's
+# templates it leaves initialize_tensorkeys_for_functions() to the framework.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,7 +18,6 @@ class DigitsMLP(PyTorchTaskRunner):
         self.to(device)
         self.optimizer = optim.Adam(self.parameters(), lr=0.01)
         self.loss_fn = F.cross_entropy
-        self.initialize_tensorkeys_for_functions()
 
     def forward(self, x):
         return self.fc2(F.relu(self.fc1(x)))

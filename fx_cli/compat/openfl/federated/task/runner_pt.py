@@ -52,7 +52,7 @@ class PyTorchTaskRunner(nn.Module, TaskRunner):
         for _ in range(int(epochs)):
             metric = self.train_(self.data_loader.get_train_loader())
         outputs = self.training_outputs(col_name, round_num, {metric.name: metric.value},
-                                        self.get_tensor_dict(with_opt_vars=True))
+                                        self.get_tensor_dict(with_opt_vars=self.opt_treatment == "CONTINUE_GLOBAL"))
         if self.opt_treatment == "CONTINUE_GLOBAL":
             self.initialize_tensorkeys_for_functions(with_opt_vars=True)
         self.training_round_completed = True
