@@ -291,7 +291,8 @@ class Coordinator:
             self.bytes_in += spilled.wire_bytes
             self._emit(Event(EventKind.UPDATE_ACCEPTED, ticket.round, ticket.collaborator, ticket.task,
                              metrics=dict(metrics), nbytes=spilled.wire_bytes, sha256=spilled.sha256))
-            self.cond.notify_all()
+            if self.round.is_done(ticket.collaborator):  # only then can a verdict or an instruction change
+                self.cond.notify_all()
         return Receipt(True, spilled.wire_bytes)
 
     def count_out(self, nbytes: int) -> None:

@@ -36,8 +36,9 @@ Report = Union[TurnDone, Died]
 
 class Pool(Protocol):
     size: int
+    batch: int  # most turns sent to one worker at once; it reports each turn as it ends
 
-    def submit(self, worker: int, turn: Turn) -> None: ...
+    def submit(self, worker: int, turns: list[Turn]) -> None: ...
 
     def wait(self, timeout: float) -> list[tuple[int, Report]]: ...
 
@@ -62,15 +63,16 @@ def _serve(setup: WorkerSetup, conn: Connection) -> None:
             return
         if turn is None:
             return
-        try:
-            done = worker.run(turn)
-        except Exception as err:  # noqa: BLE001 - a runner's bug ends the run with its message, not a hang
-            done = TurnDone(turn.collaborator, turn.round, error=f"{type(err).__name__}: {err}",
-                            hint="run `fx --debug simulate ...` with --workers 1 for the traceback")
-        try:
-            conn.send(done)
-        except (BrokenPipeError, OSError):
-            return
+        for one in turn:
+            try:
+                done = worker.run(one)
+            except Exception as err:  # noqa: BLE001 - a runner's bug ends the run with its message, not a hang
+                done = TurnDone(one.collaborator, one.round, error=f"{type(err).__name__}: {err}",
+                                hint="run `fx --debug simulate ...` with --workers 1 for the traceback")
+            try:
+                conn.send(done)
+            except (BrokenPipeError, OSError):
+                return
 
 
 def describe_exit(code: int | None) -> str:
@@ -87,9 +89,10 @@ def describe_exit(code: int | None) -> str:
 class ProcessPool:
     """``size`` worker processes (spawned: no state inherited from this process's threads)."""
 
-    def __init__(self, setup: WorkerSetup, size: int) -> None:
+    def __init__(self, setup: WorkerSetup, size: int, batch: int = 8) -> None:
         ctx = mp.get_context("spawn")
         self.size = size
+        self.batch = batch
         self.procs: list[BaseProcess] = []
         self.conns: list[Connection] = []
         try:
@@ -118,8 +121,8 @@ class ProcessPool:
         if kind == "error":
             raise FxError(message, hint or None)
 
-    def submit(self, worker: int, turn: Turn) -> None:
-        self.conns[worker].send(turn)
+    def submit(self, worker: int, turns: list[Turn]) -> None:
+        self.conns[worker].send(turns)
 
     def wait(self, timeout: float) -> list[tuple[int, Report]]:
         ready = set(wait([*self.conns, *(p.sentinel for p in self.procs)], timeout))
@@ -128,7 +131,8 @@ class ProcessPool:
             if conn in ready or proc.sentinel in ready:
                 try:
                     if conn.poll():
-                        out.append((i, conn.recv()))
+                        while conn.poll():  # every turn it finished since the last look
+                            out.append((i, conn.recv()))
                         continue
                 except (EOFError, OSError):
                     pass

@@ -74,6 +74,7 @@ class RayPool:
         ray = import_ray()
         self.ray = ray
         self.size = size
+        self.batch = 1  # one call per turn: a dead actor's call names the collaborator it was running
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local instance stays on loopback
@@ -119,8 +120,9 @@ class RayPool:
                           "simulation.settings.worker_cpus / worker_memory_mb in plan/plan.yaml, or add machines "
                           "to the cluster")
 
-    def submit(self, worker: int, turn: Turn) -> None:
-        self.pending[self.actors[worker].run.remote(turn)] = worker
+    def submit(self, worker: int, turns: list[Turn]) -> None:
+        for turn in turns:
+            self.pending[self.actors[worker].run.remote(turn)] = worker
 
     def wait(self, timeout: float) -> list[tuple[int, Report]]:
         if not self.pending:

@@ -208,8 +208,9 @@ class Dispatcher:
         self.roster = roster
         self.progress = progress
         self.wake = wake
-        self.idle = list(range(pool.size))
-        self.busy: dict[int, tuple[Turn, dict[str, Ticket]]] = {}
+        # Turns sent to each worker and not yet reported, oldest first (the first is the one it is running).
+        self.inflight: dict[int, collections.deque[tuple[Turn, dict[str, Ticket]]]] = {
+            w: collections.deque() for w in range(pool.size)}
         self.queue: collections.deque[str] = collections.deque()
         self.deferred: list[str] = []  # asked, told to wait although they have tasks in this round
         self.round: int | None = None
@@ -244,6 +245,10 @@ class Dispatcher:
         finally:
             self.wake.set()
 
+    @property
+    def busy(self) -> bool:
+        return any(self.inflight.values())
+
     def _dispatch(self) -> None:
         while True:
             if self.coord.is_over and not self.busy:
@@ -271,23 +276,37 @@ class Dispatcher:
             self.progress.round_started(label, size)
 
     def _fill(self) -> None:
-        while self.idle and self.queue and not self.coord.is_over:
-            col = self.queue.popleft()
-            self.coord.seen(col)
-            ins = self.coord.next_tasks(col, 0)
-            if ins.action is Action.MISSED:
-                self.queue.appendleft(col)  # the notice is delivered; ask again
-            elif ins.action is Action.WAIT and self.coord.has_work(col):
-                self.deferred.append(col)  # a sequential schedule: its turn comes when another one is done
-            elif ins.action is Action.RUN:
-                tickets = self._tickets(col, ins.round, ins.tasks, ins.already_received)
-                model = self.coord.model_for(ins.round)
-                turn = Turn(col, self.roster.data_paths[col], ins.round, ins.rounds_to_train, ins.tasks,
-                            ins.already_received, model, {t: str(k.target) for t, k in tickets.items()},
-                            str(self.engine.layout.opt_state(col)))
-                worker = self.idle.pop()
-                self.busy[worker] = (turn, tickets)
-                self.pool.submit(worker, turn)
+        """Keep every worker fed: a batch of turns per message (fewer round trips), refilled at half."""
+        for worker, inflight in self.inflight.items():
+            if len(inflight) > self.pool.batch // 2:
+                continue
+            share = -(-len(self.queue) // self.pool.size)  # the round's tail is split evenly
+            batch: list[tuple[Turn, dict[str, Ticket]]] = []
+            while self.queue and len(inflight) + len(batch) < min(self.pool.batch, max(share, 1)):
+                if self.coord.is_over:
+                    return
+                item = self._next_turn(self.queue.popleft())
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                inflight.extend(batch)
+                self.pool.submit(worker, [turn for turn, _ in batch])
+
+    def _next_turn(self, col: str) -> tuple[Turn, dict[str, Ticket]] | None:
+        self.coord.seen(col)
+        ins = self.coord.next_tasks(col, 0)
+        if ins.action is Action.MISSED:
+            self.queue.appendleft(col)  # the notice is delivered; ask again
+        elif ins.action is Action.WAIT and self.coord.has_work(col):
+            self.deferred.append(col)  # a sequential schedule: its turn comes when another one is done
+        elif ins.action is Action.RUN:
+            tickets = self._tickets(col, ins.round, ins.tasks, ins.already_received)
+            model = self.coord.model_for(ins.round)
+            turn = Turn(col, self.roster.data_paths[col], ins.round, ins.rounds_to_train, ins.tasks,
+                        ins.already_received, model, {t: str(k.target) for t, k in tickets.items()},
+                        str(self.engine.layout.opt_state(col)))
+            return turn, tickets
+        return None
 
     def _tickets(self, col: str, round_num: int, tasks: tuple[str, ...], have: tuple[str, ...]) -> dict[str, Ticket]:
         tickets = {}
@@ -301,13 +320,15 @@ class Dispatcher:
 
     def _handle(self, worker: int, report: TurnDone | Died) -> None:
         if isinstance(report, Died):
-            turn = self.busy[worker][0]
+            turn = self.inflight[worker][0][0]
             raise FxError(f"simulation worker {worker + 1} died ({report.how}) while running collaborator "
                           f"'{turn.collaborator}' ({_what(turn)}); the run stopped and its state is saved",
                           f"{RESUME_HINT}; if it ran out of memory, use fewer --workers "
                           "(or a smaller simulation.settings.worker_memory_mb budget per worker)")
-        turn, tickets = self.busy.pop(worker)
-        self.idle.append(worker)
+        turn, tickets = self.inflight[worker].popleft()
+        if (turn.collaborator, turn.round) != (report.collaborator, report.round):
+            raise FxError(f"simulation worker {worker + 1} reported '{report.collaborator}', expected "
+                          f"'{turn.collaborator}'", "report this as a bug in fx simulate")
         self.queue.extend(self.deferred)  # a turn ended: those told to wait may go now
         self.deferred = []
         if report.error:

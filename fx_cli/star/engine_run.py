@@ -50,6 +50,7 @@ class InlinePool:
     """The simulator's pool protocol with one worker that runs each turn at once, in this thread."""
 
     size = 1
+    batch = 1
 
     def __init__(self, plan_path: Path) -> None:
         from fx_cli.simulate.worker import Worker, WorkerSetup
@@ -58,8 +59,8 @@ class InlinePool:
         self.worker.start()
         self.done: list[tuple[int, Any]] = []
 
-    def submit(self, worker: int, turn: Any) -> None:
-        self.done.append((worker, self.worker.run(turn)))
+    def submit(self, worker: int, turns: list[Any]) -> None:
+        self.done.extend((worker, self.worker.run(turn)) for turn in turns)
 
     def wait(self, timeout: float) -> list[tuple[int, Any]]:
         out, self.done = self.done, []
