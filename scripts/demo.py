@@ -101,8 +101,8 @@ def report(agg: Path) -> None:
         if rec.get("final"):
             final = acc
             continue
-        print(f"round {rec['round']}: validation accuracy of the round's global model {shown}"
-              f"  ({rec.get('seconds', 0):.1f} s)")
+        which = "the starting model (before training)" if rec["round"] == 1 else "the round's global model"
+        print(f"round {rec['round']}: validation accuracy of {which} {shown}  ({rec.get('seconds', 0):.1f} s)")
     print(f"final accuracy (final aggregated model): {final:.4f}" if final is not None else "final accuracy: n/a")
     print(f"final model: {agg / 'save' / 'last.pbuf'}  (fx model save -i save/last.pbuf -o model.keras)")
 

@@ -56,7 +56,7 @@ def test_four_collaborators_over_mtls_produce_the_weighted_average(tmp_path: Pat
         sizes.append(runner.valid_data_size())
     expected = sum(a * n for a, n in zip(scores, sizes)) / sum(sizes)
     assert last["metrics"] == pytest.approx({"aggregated_model_validation/accuracy": expected}, rel=1e-9)
-    assert "final model  accuracy=" in out and "final aggregated model: accuracy=" in out
+    assert "final model  accuracy=" in out and "final model: accuracy=" in out
     for name in names:
         records = (ws / "logs" / f"{name}_metrics.jsonl").read_text().splitlines()
         assert len(records) == 7  # 3 tasks x 2 rounds, then the final model's validation

@@ -165,3 +165,54 @@ def test_swapped_certificate_packages_are_named_with_the_command_that_takes_each
     text = flat(res.stderr)
     assert "is the signed certificate package of 'one', not a certificate request" in text
     assert "fx collaborator certify --import agg_to_col_one_signed_cert.zip" in text
+
+
+def test_initialize_shows_its_steps_and_warns_when_an_exported_federation_changes_identity(
+        make_workspace, fx) -> None:
+    ws = make_workspace(initialize=False)
+    res = fx("plan", "initialize", "-a", "localhost")
+    assert res.exit_code == 0, res.all
+    assert "… building the model of" in res.stderr and "… writing" in res.stderr
+    assert "federation id changed" not in res.stderr  # never exported or imported: nothing to break
+    assert fx("workspace", "export", "--output", "ws.zip").exit_code == 0
+    res = fx("plan", "initialize", "-a", "localhost")
+    assert res.exit_code == 0 and "federation id changed" not in res.stderr  # same address, same federation
+    res = fx("plan", "initialize", "-a", "other.example.org")
+    assert res.exit_code == 0, res.all
+    text = flat(res.stderr)
+    assert "warning: the federation id changed from plan_" in text
+    assert "the aggregator and the sites will no longer match" in text and "export again" in text
+    assert ws.is_dir()
+
+
+def test_model_save_shows_its_steps(make_workspace, fx) -> None:
+    ws = make_workspace()
+    res = fx("model", "save", "-i", "save/init.pbuf", "-o", "model.npz")
+    assert res.exit_code == 0, res.all
+    for shown in ("… building the model of", "… loading the weights of save/init.pbuf", "… writing"):
+        assert shown in res.stderr, res.stderr
+    assert (ws / "model.npz").is_file()
+
+
+@pytest.mark.slow
+def test_round_one_is_labelled_as_the_starting_model_and_the_final_evaluation_has_one_name(tmp_path: Path) -> None:
+    import json
+
+    from tests.runtime_helpers import run_federation
+
+    ws = federation_workspace(tmp_path, ["one", "two"], rounds=2)
+    run = run_federation(ws, ["one", "two"])
+    assert run.codes == {"aggregator": 0, "one": 0, "two": 0}, run.outputs
+    agg = flat(run.outputs["aggregator"])
+    assert "round 1/2 starting model accuracy=" in agg and "round 2/2 accuracy=" in agg
+    assert "final model: received 'aggregated_model_validation' from 'one'" in agg
+    assert "round 3" not in agg and "final model: accuracy=" in agg
+    for name in ("one", "two"):
+        shown = flat(run.outputs[name])
+        assert "loading the data (" in shown and "downloading the round 1 model" in shown
+        assert shown.index("loading the data (") < shown.index("downloading the round 1 model")
+    records = [json.loads(x) for x in (ws / "logs" / "aggregator_metrics.jsonl").read_text().splitlines()]
+    assert [(r["round"], r["final"]) for r in records] == [(1, False), (2, False), (2, True)]
+    for name in ("one", "two"):
+        site = [json.loads(x) for x in (ws / "logs" / f"{name}_metrics.jsonl").read_text().splitlines()]
+        assert {r["round"] for r in site if r["final"]} == {2} and max(r["round"] for r in site) == 2

@@ -113,8 +113,8 @@ def test_cli_aggregator_and_collaborator_print_rounds_and_the_final_model(tmp_pa
     thread.start()
     code, out = fx(ws, "aggregator", "start")
     thread.join(60)
-    assert code == 0 and "round 1/2  accuracy=" in out and "round 2/2" in out and "participants=1/1" in out
-    assert "final model  accuracy=" in out and "final aggregated model: accuracy=" in out
+    assert code == 0 and "round 1/2  starting model accuracy=" in out and "round 2/2" in out and "participants=1/1" in out
+    assert "final model  accuracy=" in out and "final model: accuracy=" in out
     assert "federation complete: final aggregated model" in out and "save/last.pbuf" in out
 
 

@@ -68,14 +68,21 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
 
 
-def display_names(metrics: Mapping[str, float], tasks: Mapping[str, TaskSpec], order: Sequence[str]) -> dict[str, float]:
-    """Short names: global validation and training metrics bare, local validation ``local_<metric>``."""
+def display_names(metrics: Mapping[str, float], tasks: Mapping[str, TaskSpec], order: Sequence[str],
+                  starting: bool = False) -> dict[str, float]:
+    """Short names: global validation and training metrics bare, local validation ``local_<metric>``.
+
+    With ``starting`` (round 1) the global validation scores the untrained starting model, and says so.
+    """
     rank = {t: i for i, t in enumerate(order)}
     out: dict[str, float] = {}
     for key in sorted(metrics, key=lambda k: (rank.get(k.split("/", 1)[0], len(rank)), k)):
         task, _, metric = key.partition("/")
-        apply = (tasks[task].kwargs.get("apply") if task in tasks else None)
+        spec = tasks.get(task)
+        apply = spec.kwargs.get("apply") if spec is not None else None
         name = f"local_{metric}" if apply == "local" else metric
+        if starting and spec is not None and apply != "local" and "validat" in spec.function:
+            name = f"starting model {metric}"
         out[key if name in out else name] = metrics[key]
     return out
 

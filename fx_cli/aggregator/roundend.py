@@ -142,7 +142,8 @@ class RoundCloser:
         release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
         agg_state = {task: str(self.layout.agg_state(task, r + 1)) for task in self.functions}
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
-        report = RoundReport(r + 1, self.rounds_to_train, metrics, display_names(metrics, self.tasks, self.task_order),
+        report = RoundReport(r + 1, self.rounds_to_train, metrics,
+                             display_names(metrics, self.tasks, self.task_order, starting=r == 0),
                              closed.participants, closed.expected, bytes_in, bytes_out,
                              time.monotonic() - opened_at, improved, closed.note,
                              privacy=self.privacy.account() if self.privacy is not None and self._trained(closed, updates)

@@ -309,10 +309,14 @@ class Servicer:
             log.warning("round %d: the upload of '%s' from '%s' was cut off; nothing kept", ticket.round + 1,
                         ticket.task, ticket.collaborator)
             raise
-        log.info("round %d: received '%s' from '%s' (data size %d%s)", ticket.round + 1, ticket.task,
+        log.info("%s: received '%s' from '%s' (data size %d%s)", self._round_name(ticket.round), ticket.task,
                  ticket.collaborator, header.data_size,
                  f", {spilled.wire_bytes / 2**20:.1f} MiB" if spilled.path else "")
         return upload_reply(receipt)
+
+    def _round_name(self, index: int) -> str:
+        """How logs name round ``index`` (0-based): the one after the last is the final model's evaluation."""
+        return "final model" if index >= self.coord.rounds_to_train else f"round {index + 1}"
 
     def _check_eligible(self, ticket: Ticket, data_size: int, spilled: Spilled) -> None:
         """Apply the eligibility rules to a received training result (its spill is dropped when refused)."""

@@ -9,6 +9,9 @@ import sys
 # turns gRPC's log back on, and a value the user set is always kept.
 GRPC_VERBOSITY_SET_BY_USER = "GRPC_VERBOSITY" in os.environ
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+# TensorFlow's C++ start-up notes (oneDNN, absl) likewise: errors only, unless the user set it.
+TF_LOG_SET_BY_USER = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from typing import Any
 
 import click
@@ -88,6 +91,8 @@ def cli(ctx: click.Context, log_level: str, traceback: bool) -> None:
     ctx.obj = {"traceback": traceback, "log_level": log_level}
     if log_level.lower() == "debug" and not GRPC_VERBOSITY_SET_BY_USER and "grpc" not in sys.modules:
         os.environ["GRPC_VERBOSITY"] = "INFO"
+    if log_level.lower() == "debug" and not TF_LOG_SET_BY_USER and "tensorflow" not in sys.modules:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     setup_logging(log_level)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from fx_cli.cli.output import console, ok
+from fx_cli.cli.output import console, ok, step
 
 
 @click.command()
@@ -52,5 +52,5 @@ def save(model_path: Path, output: Path, plan_path: Path, fmt: str | None, force
     """Convert a .pbuf into the framework's native format (or a .npz of named arrays)."""
     from fx_cli.runners.export import save_model
 
-    saved = save_model(plan_path, model_path, output, fmt, force)
+    saved = save_model(plan_path, model_path, output, fmt, force, progress=step)
     ok(f"wrote {saved.path} ({saved.format}, {saved.tensor_count} tensors from round {saved.round_number})")

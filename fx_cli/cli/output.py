@@ -34,3 +34,15 @@ def ok(message: str) -> None:
     from rich.markup import escape
 
     console().print(f"[green]✔[/] {escape(message)}")
+
+
+def step(message: str) -> None:
+    """Say on stderr what a slow command is doing now (plain text: it also reads well in logs)."""
+    err_console().print(f"… {message}", markup=False)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    from rich.markup import escape
+
+    err_console().print(f"[yellow]warning:[/] {escape(message)}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from fx_cli.cli.output import console, ok
+from fx_cli.cli.output import console, ok, step, warn
 from fx_cli.errors import FxError
 
 PLAN = click.option("-p", "--plan", "plan_path", default="plan/plan.yaml", show_default=True,
@@ -38,10 +38,12 @@ def initialize(plan_path: Path, cols_path: Path, data_path: Path, agg_addr: str 
     """Write the initial model weights and resolve the aggregator address."""
     from fx_cli.plan.initialize import initialize as run
 
-    done = run(plan_path, cols_path, data_path, agg_addr, init_model)
+    done = run(plan_path, cols_path, data_path, agg_addr, init_model, progress=step)
     ok(f"wrote {done.init_path} ({done.tensor_count} tensors, {done.total_bytes:,} bytes)")
     if done.address_written:
         ok(f"set network.settings.agg_addr to {done.agg_addr} in {plan_path}")
+    for warning in done.warnings:
+        warn(warning)
     console().print(f"aggregator: {done.agg_addr}:{done.agg_port}   federation: plan_{done.plan_hash[:8]}")
     console().print("next: fx workspace certify (on the aggregator host), then fx workspace export for the data sites")
 

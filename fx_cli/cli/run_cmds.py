@@ -57,7 +57,7 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
     final = next((r for r in reversed(result.reports) if r.final), None)
     if final is not None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
-        console().print(f"final aggregated model: {shown}")
+        console().print(f"final model: {shown}")
     from fx_cli.privacy.summary import summary_line
 
     dp = summary_line([r.privacy for r in result.reports])

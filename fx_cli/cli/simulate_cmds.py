@@ -84,7 +84,7 @@ def simulate(plan_path: Path, data_path: Path, collaborators: int | None, partit
     final = next((r for r in reversed(result.reports) if r.final), None)
     if final is not None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in final.display.items())
-        console().print(f"final aggregated model: {shown}")
+        console().print(f"final model: {shown}")
     from fx_cli.privacy.summary import summary_line
 
     dp = summary_line([r.privacy for r in result.reports])

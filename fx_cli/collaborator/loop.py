@@ -68,6 +68,8 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
             log.info("the federation has already finished")
             return CollaboratorResult(already_finished=True)
         # The data loader is built only after the aggregator accepted us: a refused collaborator fails fast.
+        log.info("loading the data (%s) and building the model of %s (a framework such as TensorFlow takes "
+                 "seconds to load)", data_path, plan.template("task_runner"))
         runner = build_runner(plan, data_path)
         from fx_cli.collaborator.capabilities import capabilities_of
 
@@ -102,6 +104,7 @@ class CollaboratorLoop:
         self.result = CollaboratorResult()
         params = secagg_params(plan)
         self.secagg = SecAggStages(plan, name, client, params) if params is not None else None
+        self.downloaded = False  # the first download is announced: it follows a quiet start-up
 
     def run(self) -> CollaboratorResult:
         while True:
@@ -131,8 +134,11 @@ class CollaboratorLoop:
         # into the runner's own arrays when the runner offers them.
         keep = (self.settings.use_delta_updates or self.executor.privacy is not None or self.secagg is not None
                 or any(i > trained for i in loads))
+        if not self.downloaded:
+            log.info("downloading the %s model", "final" if r >= reply.rounds_to_train else f"round {r + 1}")
         try:
             model = GlobalModel(self.client.download(r, {} if keep else self.executor.runner.tensor_buffers()))
+            self.downloaded = True
         except RoundGone as gone:
             log.warning("round %d is over before its model arrived (%s)", r + 1, gone)
             return
@@ -196,5 +202,7 @@ class CollaboratorLoop:
         shown = " ".join(f"{k}={v:.4f}" for k, v in out.metrics.items())
         log.info("%s: %s  %s  (%d samples, %.2f s)", "final model" if final else f"round {r + 1}", out.task, shown,
                  out.data_size, out.seconds)
-        append_jsonl(self.metrics_path, {"round": r + 1, "final": final, "task": out.task, "metrics": out.metrics,
+        # The final model's evaluation is recorded as the aggregator records it: the last round's number, final.
+        append_jsonl(self.metrics_path, {"round": r if final else r + 1, "final": final, "task": out.task,
+                                         "metrics": out.metrics,
                                          "data_size": out.data_size, "seconds": round(out.seconds, 4)})

@@ -1,8 +1,9 @@
 """``fx plan initialize``: write the initial weights and the resolved aggregator address."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,25 +24,33 @@ class Initialized:
     agg_port: int
     plan_hash: str
     address_written: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
-               agg_addr: str | None, init_model: Path | None) -> Initialized:
+               agg_addr: str | None, init_model: Path | None,
+               progress: Callable[[str], None] = lambda step: None) -> Initialized:
     """Build the runner with no data, write the init model, patch ``agg_addr`` into the plan.
 
     Everything is checked (plan, participants, address, initial weights) before plan.yaml is touched.
+    ``progress`` is told each slow step before it starts.
     """
     from fx_cli.runners.build import build_runner
     from fx_cli.tensors.pbuf import write_model
 
     address = check_address(agg_addr) if agg_addr else None
     plan = load_plan(plan_path)
+    before = plan.federation_id
     for path, reader in ((cols_path, read_cols), (data_path, read_data)):
         if path is not None and path.exists():
             reader(path)
     # Under CONTINUE_GLOBAL the optimizer state is part of the global model from round 1 on.
     with_opt = plan.collaborator.opt_treatment == "CONTINUE_GLOBAL"
-    tensors, round_number = _initial_tensors(build_runner(plan), init_model, with_opt)
+    progress(f"building the model of {plan.template('task_runner')} (a framework such as TensorFlow takes "
+             f"seconds to load)")
+    runner = build_runner(plan)
+    progress("reading the initial weights from " + str(init_model) if init_model else "taking its initial weights")
+    tensors, round_number = _initial_tensors(runner, init_model, with_opt)
     if address is None and _unresolved_addr(plan_path):
         address = plan.network.agg_addr
     if address is not None:
@@ -50,9 +59,23 @@ def initialize(plan_path: Path, cols_path: Path | None, data_path: Path | None,
     from fx_cli.plan.modelspec import model_spec
 
     target = plan.resolve_path(plan.aggregator.init_state_path)
+    progress(f"writing {target}")
     size = write_model(target, tensors, round_number=round_number, spec=model_spec(plan))
     net = plan.network
-    return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash, address is not None)
+    return Initialized(target, len(tensors), size, net.agg_addr, int(net.agg_port), plan.hash, address is not None,
+                       identity_warnings(plan_path, before, plan.federation_id, net.agg_addr))
+
+
+def identity_warnings(plan_path: Path, before: str, after: str, agg_addr: str) -> list[str]:
+    """A warning when the federation id changed in a workspace that was exported or imported as another one."""
+    frozen = plan_path.parent / f"{before}.yaml"
+    if before == after or not frozen.is_file():
+        return []
+    return [f"the federation id changed from {before} to {after} (network.settings.agg_addr is now {agg_addr}), "
+            f"but this workspace was exported or imported as {before} ({frozen.name}): the aggregator and the "
+            f"sites will no longer match and will refuse each other. At a site, keep the address the archive "
+            f"came with (`fx plan initialize -a` with the old address restores it); on the aggregator, export "
+            f"again and give the new archive to every site"]
 
 
 def _initial_tensors(runner: TaskRunner, init_model: Path | None,

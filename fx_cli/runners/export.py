@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -56,8 +57,11 @@ def load_pbuf_into(runner: TaskRunner, model_path: Path) -> tuple[int, int]:
 
 
 def save_model(plan_path: Path, model_path: Path, output: Path, fmt: str | None = None,
-               force: bool = False) -> SavedModel:
-    """Build the plan's runner without data, load ``model_path`` and write ``output``."""
+               force: bool = False, progress: Callable[[str], None] = lambda step: None) -> SavedModel:
+    """Build the plan's runner without data, load ``model_path`` and write ``output``.
+
+    ``progress`` is told each slow step before it starts.
+    """
     from fx_cli.plan import load_plan
     from fx_cli.runners.build import build_runner
 
@@ -71,10 +75,15 @@ def save_model(plan_path: Path, model_path: Path, output: Path, fmt: str | None 
     if not plan_path.is_file():
         raise FxError(f"plan not found: {plan_path}",
                       "run `fx model save` inside the workspace, or name its plan with -p WORKSPACE/plan/plan.yaml")
-    runner = build_runner(load_plan(plan_path))
+    plan = load_plan(plan_path)
+    progress(f"building the model of {plan.template('task_runner')} (a framework such as TensorFlow takes "
+             f"seconds to load)")
+    runner = build_runner(plan)
+    progress(f"loading the weights of {model_path}")
     count, round_number = load_pbuf_into(runner, model_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
+    progress(f"writing {target} ({fmt})")
     try:
         _write(runner, tmp, fmt, with_opt_vars=count > len(runner.get_tensors()))
         os.replace(tmp, target)
