@@ -162,3 +162,28 @@ def test_local_dp_under_secure_aggregation_clips_each_update_and_reports_epsilon
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2 * quantization_bound(4.0, 24) + 1e-6)
     assert [r["privacy"]["accountant"][0]["rounds"] for r in records(ws) if not r["final"]] == [1, 2]
+
+
+def test_a_collaborator_killed_after_sharing_and_restarted_finishes_the_round_without_its_update(
+        tmp_path: Path) -> None:
+    from tests.fault_helpers import killed, processes
+    from tests.runtime_helpers import reference_model
+
+    names = ["one", "two", "three"]
+    shards = {n: SHARDS[n] for n in names}
+    ws = make_workspace(tmp_path, names, rounds=2, shards=shards, num_params=2000,
+                        aggregator={"secure_aggregation": True, "heartbeat_timeout": 10},
+                        secure_aggregation=dict(SECAGG, threshold=2), network={"reconnect_deadline": 60})
+    with processes(ws) as procs:
+        aggregator = procs.aggregator()
+        cols = {n: procs.collaborator(n, fault="collaborator:secagg_shared" if n == "two" else None) for n in names}
+        killed(cols["two"])
+        cols["two"] = procs.collaborator("two")
+        assert aggregator.wait(240) == 0, aggregator.output()
+        for name, col in cols.items():
+            assert col.wait(240) == 0, col.output()
+    assert "secure aggregation went on without this collaborator" in " ".join(cols["two"].output().split())
+    want = reference_model(ws, shards, 2, trainers=lambda r: ["one", "three"] if r == 0 else names)
+    got = final_model(ws)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2 * quantization_bound(4.0, 24) + 1e-6)

@@ -1,6 +1,7 @@
 """``fx collaborator start``: join, then run every round's tasks until the aggregator says the run is over."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,9 @@ class CollaboratorLoop:
             masked = self.secagg is not None and is_training(self.executor.spec(task)) and not final \
                 and task not in received
             if masked and self.secagg is not None and not self._secagg(self.secagg.before_training, r):
-                return
+                # The round's key exchange went on without us (we restarted, or came late): finish the round's
+                # tasks without a model update, so the round is not held up waiting for one.
+                self.secagg.state, masked = None, False
             with Heartbeat(self.client, self.settings.heartbeat_interval, r, task) as beat:
                 out = self.executor.run(task, r, model, release_global=not keep and bool(loads) and i == loads[-1])
             if beat.fatal is not None:
@@ -162,6 +165,8 @@ class CollaboratorLoop:
                 if not sent:
                     return
                 out = sent
+            elif self.secagg is not None and out.tensors:
+                out = dataclasses.replace(out, tensors={})  # under secure aggregation no plain update leaves
             if beat.round_closed or not self._send(r, out, model):
                 self._missed(r)
                 return
@@ -177,8 +182,7 @@ class CollaboratorLoop:
         except (SecAggError, RunEnded):
             raise  # a peer's key that does not verify, or the end of the run: stop here
         except FxError as err:
-            log.warning("round %d: secure aggregation stopped (%s); the aggregator redoes the round", r + 1,
-                        err.message)
+            log.warning("round %d: secure aggregation went on without this collaborator (%s)", r + 1, err.message)
             return None
 
     def _missed(self, r: int) -> None:
