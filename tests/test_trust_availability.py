@@ -86,20 +86,27 @@ def _marked(root: Path, **sections: dict) -> Path:  # type: ignore[type-arg]
 
 
 @pytest.mark.slow
-def test_a_collaborator_paused_past_the_heartbeat_timeout_rejoins_and_the_run_completes(tmp_path):
+@pytest.mark.parametrize("when", ["training", "waiting for the next round"])
+def test_a_collaborator_paused_past_the_heartbeat_timeout_rejoins_and_the_run_completes(tmp_path, when):
     ws = _marked(tmp_path, aggregator={"heartbeat_timeout": 2, "rejoin_deadline": 60},
                  network={"reconnect_deadline": 60})
     with processes(ws) as procs:
         agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
-        wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
-        two.popen.send_signal(signal.SIGSTOP)
+        if when == "training":
+            wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
+            paused = two
+        else:  # 'one' finished round 1 and long-polls for its next tasks
+            wait_until(lambda: in_log(agg, "received 'locally_tuned_model_validation' from 'one'"),
+                       "'one' to finish round 1", procs=[agg, one])
+            paused = one
+        paused.popen.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         try:
             while time.monotonic() - stopped < 6.0:  # three heartbeat timeouts
                 assert agg.popen.poll() is None, agg.output()
                 time.sleep(0.2)
         finally:
-            two.popen.send_signal(signal.SIGCONT)
+            paused.popen.send_signal(signal.SIGCONT)
         assert agg.wait(TIMEOUT) == 0, agg.output()
         assert one.wait(TIMEOUT) == 0 and two.wait(TIMEOUT) == 0, two.output()
     text = flat(agg.output())
