@@ -154,3 +154,11 @@ def test_the_summed_data_size_a_region_reports_upstream_uses_the_bounded_claims(
     bounded = task_data_sizes(records, ClaimPolicy("clip_to_median", 10.0))
     assert bounded["train"] <= 10 * 200 + 300 and bounded["val"] == 50
     assert task_data_sizes(records)["train"] == lie + 300  # without a policy: the claims as sent
+
+
+def test_norm_bound_relative_to_a_zero_median_does_not_erase_the_real_updates():
+    updates = [np.zeros(4, np.float32), np.zeros(4, np.float32), np.full(4, 2.0, np.float32)]
+    fn = NormBoundedAverage(median_multiple=3.0)
+    fn.prepare([("w", np.zeros(4, np.float32), contributions(updates, [1, 1, 1]))], 0)
+    out = fn.aggregate("w", np.zeros(4, np.float32), contributions(updates, [1, 1, 1]), 0)
+    np.testing.assert_allclose(out, np.full(4, 2.0 / 3), rtol=1e-6)

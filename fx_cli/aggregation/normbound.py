@@ -55,8 +55,9 @@ class NormBoundedAverage(AggregationFunction):
 
     def bound(self, norms: list[float]) -> float:
         candidates = [self.max_norm] if self.max_norm is not None else []
-        if self.median_multiple is not None and norms:
-            candidates.append(self.median_multiple * statistics.median_low(norms))
+        median = statistics.median_low(norms) if norms else 0.0
+        if self.median_multiple is not None and median > 0:  # most updates empty: no relative bound to take
+            candidates.append(self.median_multiple * median)
         return min(candidates) if candidates else math.inf
 
     def aggregate(self, tensor_name: str, base: np.ndarray, contributions: Sequence[Contribution],
