@@ -216,3 +216,36 @@ def test_round_one_is_labelled_as_the_starting_model_and_the_final_evaluation_ha
     for name in ("one", "two"):
         site = [json.loads(x) for x in (ws / "logs" / f"{name}_metrics.jsonl").read_text().splitlines()]
         assert {r["round"] for r in site if r["final"]} == {2} and max(r["round"] for r in site) == 2
+
+
+def test_a_data_path_is_checked_by_the_plan_s_loader_when_registered_without_tensorflow(tmp_path: Path) -> None:
+    ok_in(tmp_path, "workspace", "create", "--prefix", "ws", "--template", "keras/digits")
+    ws = tmp_path / "ws"
+    (ws / "plan" / "data.yaml").write_text("")  # no sites yet
+    before = (ws / "plan" / "data.yaml").read_text()
+    for bad, why in (("3", "shard 3 is outside 1..2"), ("data/site-a", "is not a shard number")):
+        res = fx_in(ws, "collaborator", "create", "-n", "site-a", "-d", bad)
+        assert res.exit_code == 1, res.all
+        assert f"data path '{bad}' cannot be used by fx_cli.runners.keras_data.DigitsData" in flat(res.stderr)
+        assert why in res.stderr
+    assert (ws / "plan" / "data.yaml").read_text() == before  # nothing written
+    res = ok_in(ws, "collaborator", "create", "-n", "site-a", "-s")  # -s: the next free shard, not data/<name>
+    assert "uses data path '1'" in res.output and "checked by fx_cli.runners.keras_data.DigitsData" in res.output
+    ok_in(ws, "collaborator", "create", "-n", "site-b", "-s")
+    assert (ws / "plan" / "data.yaml").read_text().split() == ["site-a,1", "site-b,2"]
+    # The check runs without TensorFlow: a process where importing it fails still registers.
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "from fx_cli.cli.main import cli\n"
+            "cli(['collaborator', 'create', '-n', 'site-c', '-d', '2'], prog_name='fx')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "site-c,2" in (ws / "plan" / "data.yaml").read_text()
+
+
+def test_the_mnist_loader_wants_its_file_at_registration(tmp_path: Path) -> None:
+    ok_in(tmp_path, "workspace", "create", "--prefix", "ws", "--template", "keras/mnist")
+    ws = tmp_path / "ws"
+    res = fx_in(ws, "collaborator", "create", "-n", "site-a", "-d", "1")
+    assert res.exit_code == 1 and "MNIST file not found" in res.stderr and "downloads nothing" in res.stderr
+    (ws / "elsewhere.npz").write_bytes(b"not read at registration")
+    ok_in(ws, "collaborator", "create", "-n", "site-a", "-d", "1,elsewhere.npz")

@@ -156,19 +156,30 @@ def _show_request(source: str, summary: str, fingerprint: str) -> None:
 
 @click.command(name="create")
 @click.option(*NAME_OPTS, required=True, callback=_name, help="Collaborator name.")
-@click.option("-d", "--data-path", "--data_path", "data_path", help="Data path for this collaborator.")
-@click.option("-s", "--silent", is_flag=True, help="Do not ask; the data path defaults to data/<name>.")
+@click.option("-d", "--data-path", "--data_path", "data_path",
+              help="Data path for this collaborator, checked by the plan's data loader (for the shipped templates "
+                   "a shard number: 1, 2, ...).")
+@click.option("-s", "--silent", is_flag=True,
+              help="Do not ask; the data path defaults to what the plan's data loader suggests (the next free shard).")
 def collaborator_create(name: str, data_path: str | None, silent: bool) -> None:
-    """Register a collaborator's data path in plan/data.yaml (comments kept)."""
+    """Register a collaborator's data path in plan/data.yaml (comments kept), checked by the plan's data loader."""
     from fx_cli.pki.workspace import current_layout, data_path as data_file
-    from fx_cli.plan.participants import set_data
+    from fx_cli.plan import load_plan
+    from fx_cli.plan.participants import read_data, set_data
+    from fx_cli.runners.datapath import check_data_path, suggest_data_path
 
     layout = current_layout()
+    plan = load_plan(layout.workspace / "plan" / "plan.yaml", check_classes=False)
+    registry = data_file(layout)
+    taken = [path for who, path in (read_data(registry) if registry.is_file() else {}).items() if who != name]
     if data_path is None:
-        default = f"data/{name}"
+        default = suggest_data_path(plan, name, taken)
         data_path = default if silent else click.prompt("Data path", default=default)
-    set_data(data_file(layout), name, data_path)
+    checked = check_data_path(plan, data_path)
+    set_data(registry, name, data_path)
     _ok(f"collaborator {name} uses data path {data_path!r} (plan/data.yaml)")
+    _say(f"checked by {checked.loader}" if checked.checked else
+         f"not checked now: {checked.loader} is checked when `fx collaborator start -n {name}` builds it")
 
 
 @click.command(name="generate-cert-request")

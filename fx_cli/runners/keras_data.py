@@ -78,6 +78,21 @@ class ArrayData:
         Partition("iid", partition.count, partition.seed).check(y_valid, f"{what} validation split")
         return [partition.data_path(i) for i in range(partition.count)]
 
+    @classmethod
+    def check_data_path(cls, data_path: str, workspace: Path, collaborator_count: int = 2, **_: Any) -> None:
+        """Registration check (``fx_cli.runners.datapath``): a shard number in range, or a simulation path."""
+        if Partition.is_data_path(data_path):
+            Partition.from_data_path(data_path)
+            return
+        parse_shard(data_path.partition(",")[0], collaborator_count)
+
+    @classmethod
+    def suggest_data_path(cls, taken: list[str], collaborator_count: int = 2, **_: Any) -> str:
+        """The first shard number no collaborator has yet."""
+        from fx_cli.runners.datapath import next_free_number
+
+        return next_free_number([t.partition(",")[0] for t in taken], collaborator_count)
+
     @property
     def has_data(self) -> bool:
         return self._arrays is not None
@@ -153,6 +168,23 @@ class MnistData(ArrayData):
             shard = parse_shard(shard_text, collaborator_count)
             self.mnist_path = Path(path_text.strip() or mnist_path)
             self._set_shard(shard, *read_mnist(self.mnist_path))
+
+    @classmethod
+    def check_data_path(cls, data_path: str, workspace: Path, collaborator_count: int = 2,
+                        mnist_path: str = "data/mnist.npz", **settings: Any) -> None:
+        """Registration check: ``SHARD`` or ``SHARD,PATH``, and the MNIST file must be there (nothing is read)."""
+        from fx_cli.runners.datapath import resolve_in
+
+        if Partition.is_data_path(data_path):
+            Partition.from_data_path(data_path)
+            return
+        shard_text, _, path_text = data_path.partition(",")
+        parse_shard(shard_text, collaborator_count)
+        path = resolve_in(workspace, path_text.strip() or mnist_path)
+        if not path.is_file():
+            raise FxError(f"MNIST file not found: {path}",
+                          "put Keras' mnist.npz there first (fx downloads nothing), or register SHARD,PATH with "
+                          "the file's path")
 
     @classmethod
     def simulation_split(cls, partition: Partition, mnist_path: str = "data/mnist.npz",

@@ -13,6 +13,10 @@ class NoOpData:
     def __init__(self, data_path: str | None = None, **_: Any) -> None:
         self.data_path = data_path
 
+    @classmethod
+    def check_data_path(cls, data_path: str, workspace: object, **_: Any) -> None:
+        """Any data path will do: this loader reads nothing."""
+
     def train_size(self) -> int:
         return 1
 

@@ -8,6 +8,7 @@ which makes it the runner for fast tests and benchmarks at any model size.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -45,6 +46,21 @@ class SyntheticData:
         """The split hook of ``fx simulate`` (see ``fx_cli/simulate/partition.py``)."""
         partition.check(_virtual_labels(partition, samples_per_shard), "synthetic data")
         return [partition.data_path(i) for i in range(partition.count)]
+
+    @classmethod
+    def check_data_path(cls, data_path: str, workspace: Path, **_: Any) -> None:
+        """Registration check (``fx_cli.runners.datapath``): a shard number, or a simulation path."""
+        if Partition.is_data_path(data_path):
+            Partition.from_data_path(data_path)
+        else:
+            _shard_index(data_path)
+
+    @classmethod
+    def suggest_data_path(cls, taken: list[str], **_: Any) -> str:
+        """The first shard number no collaborator has yet."""
+        from fx_cli.runners.datapath import next_free_number
+
+        return next_free_number(taken)
 
     def train_size(self) -> int:
         if self.size is not None:
