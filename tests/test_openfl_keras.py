@@ -38,6 +38,53 @@ print(json.dumps({"accuracy": float(np.mean(predicted == y))}))
 """
 
 
+# The whole federation recomputed in a child process with plain Keras (no fx, no openfl): each round, each
+# shard trains one epoch from the global model with a fresh Adam, on batches drawn as the workspace's loader
+# draws them (one seeded permutation per loader call: validation, training, validation), and the updates are
+# averaged with training-size weights, folded in collaborator order in float32 as fx's FedAvg does.
+REFERENCE_FEDAVG = r"""
+import json, math, sys
+import numpy as np, keras
+src = open(sys.argv[2]).read().replace("from openfl.federated import KerasDataLoader", "KerasDataLoader = object")
+namespace = {}
+exec(compile(src, sys.argv[2], "exec"), namespace)
+NAMES = ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+init = np.load(sys.argv[1])
+model = {n: init[n] for n in NAMES}
+shards = {k: namespace["digits_shard"](k, 2) for k in (1, 2)}
+rngs = {k: np.random.default_rng(k) for k in (1, 2)}
+net = keras.Sequential([keras.Input(shape=(8, 8)), keras.layers.Flatten(),
+                        keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+
+def batches(x, y, order, size=32):
+    for i in range(math.ceil(len(x) / size)):
+        chosen = order[i * size:(i + 1) * size]
+        yield x[chosen], y[chosen]
+
+for _ in range(int(sys.argv[3])):
+    updates = []
+    for k in (1, 2):
+        x, y, xv, yv = shards[k]
+        rngs[k].permutation(len(xv))  # aggregated_model_validation's batches
+        order = rngs[k].permutation(len(x))
+        rngs[k].permutation(len(xv))  # locally_tuned_model_validation's batches
+        net.set_weights([model[n] for n in NAMES])
+        net.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(0.01))
+        net.fit(batches(x, y, order), verbose=0)
+        updates.append((len(x), dict(zip(NAMES, net.get_weights()))))
+    total = sum(n for n, _ in updates)
+    new = {}
+    for name in NAMES:
+        acc = np.zeros_like(model[name], dtype=np.float32)
+        for n, update in updates:
+            acc += np.multiply(update[name], n / total, dtype=np.float32, casting="unsafe")
+        new[name] = acc
+    model = new
+np.savez(sys.argv[4], **model)
+print("done")
+"""
+
+
 @pytest.fixture(scope="module")
 def keras_federation(tmp_path_factory):
     ws = openfl_workspace(tmp_path_factory.mktemp("openfl_keras"), ["one", "two"], kind="keras", rounds=2)
@@ -48,6 +95,22 @@ def keras_federation(tmp_path_factory):
 
 def test_keras_openfl_workspace_trains_and_its_final_model_scores_the_same_in_plain_keras(keras_federation, tmp_path):
     check_final_model(keras_federation, tmp_path)
+
+
+def test_keras_openfl_final_model_matches_fedavg_recomputed_with_plain_keras(keras_federation, tmp_path):
+    ws = keras_federation
+    init = read_model(ws / "save" / "init.pbuf").tensors
+    np.savez(tmp_path / "init.npz", **init)
+    out = tmp_path / "reference.npz"
+    proc = subprocess.run([sys.executable, "-c", REFERENCE_FEDAVG, str(tmp_path / "init.npz"),
+                           str(OPENFL_WS / "keras_dataloader.py"), "2", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want = np.load(out)
+    got = read_model(ws / "save" / "last.pbuf").tensors
+    for name in want.files:
+        assert not np.allclose(want[name], init[name])  # it trained
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7, err_msg=name)  # bit-equal here
 
 
 def test_the_keras_openfl_workspace_runs_unchanged_in_fx_simulate(keras_federation, tmp_path):
