@@ -80,7 +80,8 @@ def _say_status(url: str, token: str | None) -> None:
 
 @click.command("reset")
 @PLAN
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-y", "--yes", "-s", "--silent", "yes", is_flag=True,
+              help="Do not ask for confirmation (needed where there is no terminal).")
 def aggregator_reset(plan_path: Path, yes: bool) -> None:
     """Delete the aggregator's saved run (local_state/) so that the next start begins at round 1.
 
