@@ -249,3 +249,14 @@ def test_the_mnist_loader_wants_its_file_at_registration(tmp_path: Path) -> None
     assert res.exit_code == 1 and "MNIST file not found" in res.stderr and "downloads nothing" in res.stderr
     (ws / "elsewhere.npz").write_bytes(b"not read at registration")
     ok_in(ws, "collaborator", "create", "-n", "site-a", "-d", "1,elsewhere.npz")
+
+
+def test_a_prompt_without_a_terminal_says_which_option_answers_it(make_workspace, fx) -> None:
+    make_workspace()
+    res = fx("collaborator", "create", "-n", "site-a")  # asks for the data path; stdin is empty
+    assert res.exit_code == 1 and "Aborted!" not in res.all
+    text = flat(res.stderr)
+    assert "no terminal to answer it" in text and "-d DATA_PATH" in text
+    res = fx("aggregator", "reset")
+    assert res.exit_code == 1 and "-y/--yes" in flat(res.stderr)
+    assert fx("aggregator", "reset", "-s").exit_code == 0

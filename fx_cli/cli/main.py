@@ -45,6 +45,13 @@ class FxGroup(LazyGroup):
             fx_err = err if isinstance(err, FxError) else os_error(err)
             report_error(fx_err)
             raise click.exceptions.Exit(fx_err.exit_code) from None
+        except click.exceptions.Abort:
+            if sys.stdin.isatty():
+                raise  # Ctrl-C at a prompt: click's "Aborted!" is the answer the user gave
+            report_error(FxError("stopped: the command asked a question, and there is no terminal to answer it",
+                                 "give the answer as an option (see the command's --help): -s/--silent or "
+                                 "-y/--yes to confirm, -d DATA_PATH for `fx collaborator create`"))
+            raise click.exceptions.Exit(1) from None
 
 
 def os_error(err: OSError) -> FxError:
