@@ -74,8 +74,10 @@ def _read_db(db_path: Path, saved: Saved) -> None:
         finally:
             db.close()
     except (sqlite3.Error, ValueError) as err:
-        raise FxError(f"{db_path}: cannot read the aggregator's saved state ({err})",
-                      "check that the file is the aggregator's local_state/aggregator.db") from None
+        from fx_cli.aggregator.state import RESET_HINT
+
+        raise FxError(f"{db_path}: the aggregator state database is damaged or not a database ({err}); it was left "
+                      "untouched", "restore local_state/ from a backup to resume this run, or " + RESET_HINT) from None
     saved.exists = bool(meta)
     saved.plan_hash = meta.get("plan_hash", "")
     saved.rounds_done = int(meta.get("round", 0))
