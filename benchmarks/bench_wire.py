@@ -74,6 +74,9 @@ def fx_in(ws: Path, *args: str) -> None:
         raise SystemExit(f"fx {' '.join(args)} failed ({res.exit_code}):\n{res.output}")
 
 
+OVERRIDES: dict[str, dict[str, Any]] = {}  # --set section.key=value, applied to every federation's plan
+
+
 def make_workspace(root: Path, n: int, params: int, rounds: int, tensors: int = 8) -> Path:
     """A certified numpy/synthetic workspace with ``n`` collaborators and a ``params``-value model."""
     os.environ.setdefault("FQDN", "localhost")
@@ -85,6 +88,8 @@ def make_workspace(root: Path, n: int, params: int, rounds: int, tensors: int = 
                                        client_reconnect_interval=0.1)
     plan["aggregator"]["settings"].update(rounds_to_train=rounds, join_deadline=600, heartbeat_timeout=600)
     plan["task_runner"]["settings"].update(num_params=params, num_tensors=tensors)
+    for section, values in OVERRIDES.items():
+        plan[section].setdefault("settings", {}).update(values)
     plan_path.write_text(yaml.safe_dump(plan))
     names = [f"col-{i}" for i in range(1, n + 1)]
     (ws / "plan" / "data.yaml").write_text("".join(f"{c},{i}\n" for i, c in enumerate(names, 1)))
@@ -318,7 +323,13 @@ def main() -> None:
     parser.add_argument("--huge", action="store_true", help="also one tensor of 1.1e9 float32 (4.4 GB), 1 collaborator")
     parser.add_argument("--huge-params", type=int, default=1_100_000_000)
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a plan setting for every federation, e.g. aggregator.audit_log=false")
     args = parser.parse_args()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        OVERRIDES.setdefault(section, {})[name] = yaml.safe_load(value)
     root = args.keep or Path(tempfile.mkdtemp(prefix="fx-wire-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
