@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+import numpy as np
 
 from fx_cli.aggregator.round import Presence, RoundState
 from fx_cli.aggregator.stragglers import CutoffTimePolicy, PercentagePolicy, WaitForAllPolicy
@@ -107,3 +110,17 @@ def test_end_note_names_who_missed_the_round() -> None:
     finish(state, "b")
     note = state.end_note(presence, 20.0)
     assert "ending with 2/3 under PercentagePolicy(0.5, minimum 1)" in note and "'c' never connected" in note
+
+
+def test_mapped_base_tensors_equal_the_file_and_writing_them_leaves_the_file_alone(tmp_path: Path) -> None:
+    from fx_cli.aggregator.modelstore import model_problem, write_round_model
+
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "empty": np.zeros((0, 2), np.float32),
+              "b": np.linspace(-1, 1, 1001, dtype=np.float32)}
+    model = write_round_model(tmp_path / "m.pbuf", arrays.items(), 0)
+    before = (tmp_path / "m.pbuf").read_bytes()
+    for (name, mapped), (_, read) in zip(model.tensors(mapped=True), model.tensors()):
+        np.testing.assert_array_equal(mapped, arrays[name])
+        np.testing.assert_array_equal(read, arrays[name])
+        mapped[...] = 7  # an aggregation function may scribble on its base tensor
+    assert (tmp_path / "m.pbuf").read_bytes() == before and model_problem(model) is None

@@ -65,7 +65,7 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
         prepare(((name, base, contributions(name)) for name, base in model.tensors()), model.round)
 
     def tensors() -> Iterator[tuple[str, np.ndarray]]:
-        for i, (name, base) in enumerate(model.tensors()):
+        for i, (name, base) in enumerate(model.tensors(mapped=True)):
             if i == len(model.entries) // 2:
                 fault("aggregator:aggregating")  # about half of the next model is in its temporary file
             if not updates:

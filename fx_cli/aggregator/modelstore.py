@@ -60,8 +60,20 @@ class RoundModel:
         with open(self.path, "rb") as fh:
             return _read_at(fh, e)
 
-    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
-        """Every tensor in file order, one at a time."""
+    def tensors(self, mapped: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+        """Every tensor in file order, one at a time.
+
+        ``mapped``: copy-on-write views of the file instead of copies, read only where they are used
+        (FedAvg only needs the base tensor's shape): no model-sized read and, for one huge tensor, no
+        tensor-sized buffer. Writing to one never changes the file.
+        """
+        if mapped:
+            for e in self.entries:
+                if e.nbytes:
+                    yield e.name, np.memmap(self.path, DTYPE, "c", e.offset, e.shape)
+                else:
+                    yield e.name, np.empty(e.shape, DTYPE)
+            return
         with open(self.path, "rb") as fh:
             for e in self.entries:
                 yield e.name, _read_at(fh, e)
