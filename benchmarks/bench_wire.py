@@ -48,10 +48,12 @@ TARGET_MS_PER_COL = 10.0
 PROBE_BYTES = 256 * 2**20
 
 
+TREE = [str(Path(__file__).resolve().parent.parent)]  # --tree: the fx_cli that federations run
+
+
 def _env() -> dict[str, str]:
-    here = str(Path(__file__).resolve().parent.parent)
     return dict(os.environ, FQDN="localhost", PYTHONUNBUFFERED="1",
-                PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+                PYTHONPATH=TREE[0] + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def free_port() -> int:
@@ -323,9 +325,13 @@ def main() -> None:
     parser.add_argument("--huge", action="store_true", help="also one tensor of 1.1e9 float32 (4.4 GB), 1 collaborator")
     parser.add_argument("--huge-params", type=int, default=1_100_000_000)
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    parser.add_argument("--tree", type=Path, help="run the federations with the fx_cli of this source tree "
+                        "(e.g. a checkout of an older commit, for before/after figures on the same machine)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a plan setting for every federation, e.g. aggregator.audit_log=false")
     args = parser.parse_args()
+    if args.tree:
+        TREE[0] = str(args.tree.resolve())
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")

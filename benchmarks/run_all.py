@@ -9,6 +9,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("model files above 2 GiB", ["bench_pbuf_large.py"]),
     ("federation speed and memory", ["bench_federation.py"]),
+    ("every figure against the loopback TLS limit", ["bench_wire.py"]),
     ("aggregator memory over 20 rounds", ["bench_leak.py"]),
     ("secure aggregation overhead and the DP accountant", ["bench_privacy.py"]),
     ("bytes across the top level of a hierarchy", ["bench_topology.py"]),
