@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -26,7 +27,9 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int | None = None,
     """Yield a binary file; on success it replaces ``path`` durably, on any error it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    # Unique per thread too: gRPC handlers may write the same file at once (32 collaborators joining together
+    # collided on one temporary name, and the losers' joins failed).
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as fh:
             yield fh
