@@ -5,7 +5,7 @@ import json
 import random
 from pathlib import Path
 
-from tests.runtime_helpers import make_workspace
+from tests.runtime_helpers import fx_in, make_workspace
 from tests.test_simulate import flat, simulate
 
 ACC = "aggregated_model_validation/accuracy"
@@ -28,6 +28,13 @@ def test_simulated_run_stops_early_and_selects_its_cohort(tmp_path: Path) -> Non
         [sorted(random.Random(f"3:{r}").sample(sorted(cols), 2)) for r in range(len(training))]
     assert training[-1]["metrics"][ACC] >= 0.9 > max([r["metrics"][ACC] for r in training[:-1]], default=0.0)
     assert len(training) < 10 and recs[-1]["final"] and "reached the target 0.9" in training[-1]["stopped"]
+    # the same audit log as fx aggregator start (unsigned here: no certificates), and a status page while it ran
+    audit = [json.loads(x) for x in (ws / "logs" / "audit.jsonl").read_text().splitlines()]
+    assert [r["data"]["round"] for r in audit if r["kind"] == "round_closed"] == [r["round"] for r in training]
+    assert sum(r["kind"] == "update_accepted" for r in audit) >= 2 * len(training)
+    assert audit[-1]["kind"] == "run_finished" and "reached the target" in audit[-1]["data"]["stop_reason"]
+    assert "status page and API: http://127.0.0.1:" in flat(res)
+    assert "the log is not signed" in fx_in(ws, "audit", "verify")
 
 
 def test_simulated_result_breaking_an_eligibility_rule_stops_the_run_naming_it(tmp_path: Path) -> None:

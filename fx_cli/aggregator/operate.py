@@ -41,7 +41,7 @@ class Operations:
     """The audit log, the live board and what they watch, for one aggregator run."""
 
     plan: Any
-    cols_path: Path
+    cols_path: Path | None  # None: no cols.yaml to watch (fx simulate)
     audit: Audit
     board: LiveBoard
     cols_sha256: str | None = None
@@ -49,7 +49,7 @@ class Operations:
     extra_round: list[Callable[[RoundReport], None]] = field(default_factory=list)
 
     def started(self, cols: list[str]) -> None:
-        self.cols_sha256 = file_sha256(self.cols_path)
+        self.cols_sha256 = file_sha256(self.cols_path) if self.cols_path is not None else None
         self.audit.record("run_started", plan_hash=self.plan.hash, federation=self.plan.federation_id,
                           fx_version=__version__, collaborators=cols, cols_sha256=self.cols_sha256)
         self._catch_up()
@@ -90,6 +90,8 @@ class Operations:
             hook(report)
 
     def _check_cols(self) -> None:
+        if self.cols_path is None:
+            return
         now = file_sha256(self.cols_path)
         if now != self.cols_sha256:
             from fx_cli.plan.participants import read_cols
@@ -129,34 +131,42 @@ def audited_rounds(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+@contextlib.contextmanager
+def operations(plan: Any, cols: list[str], cols_path: Path | None, evaluation: bool,
+               on_status: Callable[[str, str | None], None], need_signer: bool = True
+               ) -> Iterator[tuple[Operations, OpsWatch]]:
+    """The audit log and the status server of one run (``fx aggregator start`` or ``fx simulate``)."""
+    from fx_cli.aggregator.build import capabilities_path
+
+    with _audit(plan, evaluation, need_signer) as audit:
+        ops = Operations(plan, cols_path, audit, LiveBoard(plan.aggregator.heartbeat_timeout))
+        ops.started(cols)
+        watch = OpsWatch(audit, ops.board, ops.round_closed, capabilities_path(plan))
+        with _status(plan, cols, ops, on_status):
+            yield ops, watch
+
+
 def run_operated(run: AggregatorRun, on_round: Callable[[RoundReport], None] = lambda r: None,
                  on_ready: Callable[[str], None] = lambda a: None,
                  on_status: Callable[[str, str | None], None] = lambda url, token: None) -> RunResult:
     """``run_aggregator`` with the audit log and the status server around it."""
     plan, cols = aggregator_inputs(run.plan_path, run.cols_path)
-    evaluation = run.task_group == "evaluation"
-    with _audit(plan, evaluation) as audit:
-        ops = Operations(plan, run.cols_path, audit, LiveBoard(plan.aggregator.heartbeat_timeout))
-        ops.started(cols)
+    with operations(plan, cols, run.cols_path, run.task_group == "evaluation", on_status) as (ops, watch):
         def ready(address: str) -> None:
             ops.ready(address)
             on_ready(address)
 
-        from fx_cli.aggregator.build import capabilities_path
-
-        watch = OpsWatch(audit, ops.board, ops.round_closed, capabilities_path(plan))
-        with _status(plan, cols, ops, on_status):
-            try:
-                result = run_aggregator(run, on_round=on_round, on_ready=ready, observers=[watch], watch=watch)
-            except BaseException as err:
-                ops.ended(None, err)
-                raise
-            ops.ended(result, None)
-            return result
+        try:
+            result = run_aggregator(run, on_round=on_round, on_ready=ready, observers=[watch], watch=watch)
+        except BaseException as err:
+            ops.ended(None, err)
+            raise
+        ops.ended(result, None)
+        return result
 
 
 @contextlib.contextmanager
-def _audit(plan: Any, evaluation: bool) -> Iterator[Audit]:
+def _audit(plan: Any, evaluation: bool, need_signer: bool = True) -> Iterator[Audit]:
     if not plan.aggregator.audit_log or evaluation:
         yield NullAudit()
         return
@@ -164,7 +174,13 @@ def _audit(plan: Any, evaluation: bool) -> Iterator[Audit]:
     if plan.network.use_tls:
         from fx_cli.audit.signing import HeadSigner
 
-        signer = HeadSigner.from_workspace(plan.workspace, str(plan.network.agg_addr), plan.network.cert_folder)
+        try:
+            signer = HeadSigner.from_workspace(plan.workspace, str(plan.network.agg_addr),
+                                               plan.network.cert_folder)
+        except FxError as err:
+            if need_signer:
+                raise
+            log.warning("the audit log is hash-chained but not signed (no aggregator key: %s)", err.message)
     else:
         log.warning("network.settings.use_tls is false: the audit log is hash-chained but not signed")
     audit = AuditLog(plan.workspace / "logs" / "audit.jsonl", signer)

@@ -22,16 +22,27 @@ def audit_verify(log_path: Path, cert_path: Path | None, plan_path: Path) -> Non
     from fx_cli.pki.fingerprint import fingerprint
     from fx_cli.pki.store import read_cert
 
-    cert = read_cert(cert_path or _plan_cert(plan_path), "give the aggregator certificate with --cert")
+    try:
+        cert = read_cert(cert_path or _plan_cert(plan_path), "give the aggregator certificate with --cert")
+    except FxError:
+        if cert_path is not None:
+            raise
+        cert = None  # a log written without TLS (or by fx simulate without certificates) has no signatures
     verdict = verify_log(log_path, cert)
+    if cert is None and verdict.signed_heads:
+        raise FxError(f"{log_path} holds {verdict.signed_heads} head signature(s) but no aggregator certificate "
+                      "was found to check them", "give it with --cert cert/server/agg_<fqdn>.crt")
     if not verdict.ok:
         raise FxError(f"{log_path}: line {verdict.bad_line}: {verdict.problem}; the {verdict.records} record(s) "
                       "before it are intact",
                       "treat everything from that line on as untrusted; keep this file as evidence and compare it "
                       "with backups or the collaborators' own logs")
-    ok(f"{log_path}: {verdict.records} record(s) intact; {verdict.signed_heads} head signature(s) valid "
-       f"(signer {fingerprint(cert)})")
-    if verdict.unsigned_tail:
+    if cert is None:
+        ok(f"{log_path}: {verdict.records} record(s) intact (hash chain); the log is not signed")
+    else:
+        ok(f"{log_path}: {verdict.records} record(s) intact; {verdict.signed_heads} head signature(s) valid "
+           f"(signer {fingerprint(cert)})")
+    if verdict.unsigned_tail and cert is not None:
         console().print(f"[yellow]note:[/] the last {verdict.unsigned_tail} record(s) come after the last signed "
                         "head (the aggregator signs at each round end)")
     if verdict.truncated_line:

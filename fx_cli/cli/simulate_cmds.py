@@ -76,7 +76,8 @@ def simulate(plan_path: Path, data_path: Path, collaborators: int | None, partit
                         topology)
     with RichProgress() as progress:
         result = run_simulation(run, on_round=lambda report: progress.bar.console.print(report.line()),
-                                progress=progress)
+                                progress=progress, on_status=lambda url, token: progress.bar.console.print(
+                                    f"status page and API: {url}/" + (f"?token={token}" if token else "")))
     if result.already_finished:
         ok(f"this run already finished all {result.rounds_to_train} rounds; final model: {result.last_path} "
            "(`fx aggregator reset` starts over)")

@@ -21,7 +21,7 @@ from fx_cli.aggregator.eligibility import Eligibility, discard_spill, refusal_of
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.engine import Engine, EngineOptions, RunResult, open_engine
 from fx_cli.aggregator.metrics import RoundReport
-from fx_cli.aggregator.outcomes import Action, Event, EventKind, Receipt, Refusal, Refused
+from fx_cli.aggregator.outcomes import Action, Event, EventKind, Observer, Receipt, Refusal, Refused
 from fx_cli.errors import FxError, PlanError
 from fx_cli.plan import Plan, load_plan
 from fx_cli.simulate.partition import Partition, split_data_paths
@@ -148,7 +148,8 @@ def make_pool(run: SimulationRun, checked: Checked) -> Pool:
 
 
 def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] = lambda r: None,
-                   progress: Progress | None = None) -> RunResult:
+                   progress: Progress | None = None,
+                   on_status: Callable[[str, str | None], None] | None = None) -> RunResult:
     """Run (or resume) the simulated federation to its end; ``FxError`` when it cannot complete."""
     checked = check_inputs(run)
     plan, roster = checked.plan, checked.roster
@@ -164,14 +165,20 @@ def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] =
         return _simulate_tree(run, checked, on_round)
     pool = make_pool(run, checked)
     try:
-        wake = threading.Event()
-        options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf), power_safe=False,
-                                observers=[lambda event: _wake_on(event, wake)])
-        with open_engine(plan, roster.names, options) as engine:
-            if isinstance(engine, RunResult):
-                return engine
-            reports = Dispatcher(engine, pool, roster, progress or NoProgress(), wake).run(on_round)
-            return engine.result(reports)
+        if on_status is None:
+            return _simulate(run, checked, pool, on_round, progress, [])
+        # fx simulate keeps the same audit log and status page as fx aggregator start
+        from fx_cli.aggregator.operate import operations
+
+        with operations(plan, roster.names, None, False, on_status, need_signer=False) as (ops, watch):
+            ops.ready("simulation")
+            try:
+                result = _simulate(run, checked, pool, on_round, progress, [watch])
+            except BaseException as err:
+                ops.ended(None, err)
+                raise
+            ops.ended(result, None)
+            return result
     finally:
         pool.close()
 
@@ -191,6 +198,18 @@ def _simulate_tree(run: SimulationRun, checked: Checked, on_round: Callable[[Rou
     log.info("simulating %d regions over %d sites", len(topology.regions), len(topology.sites))
     return simulate_tree(checked.plan, topology, checked.roster.data_paths, checked.workers,
                          lambda n: ProcessPool(setup, n), run.rounds, on_round)
+
+
+def _simulate(run: SimulationRun, checked: Checked, pool: Pool, on_round: Callable[[RoundReport], None],
+              progress: Progress | None, observers: list[Observer]) -> RunResult:
+    wake = threading.Event()
+    options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf), power_safe=False,
+                            observers=[lambda event: _wake_on(event, wake), *observers])
+    with open_engine(checked.plan, checked.roster.names, options) as engine:
+        if isinstance(engine, RunResult):
+            return engine
+        reports = Dispatcher(engine, pool, checked.roster, progress or NoProgress(), wake).run(on_round)
+        return engine.result(reports)
 
 
 def _wake_on(event: Event, wake: threading.Event) -> None:
