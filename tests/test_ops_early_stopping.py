@@ -78,3 +78,17 @@ def test_bad_rules_are_named() -> None:
     hist = [{"round": 1, "metrics": {"val/loss": 1.0}}, {"round": 2, "metrics": {"val/loss": 0.85}}]
     assert rule.decide(hist) == ""  # improved by 0.15
     assert "did not improve" in rule.decide(hist + [{"round": 3, "metrics": {"val/loss": 0.8}}])
+
+
+def test_plan_validation_names_bad_operations_rules(tmp_path: Path) -> None:
+    from fx_cli.plan import load_plan
+    from tests.runtime_helpers import edit_plan, make_workspace as make_ws
+
+    ws = make_ws(tmp_path, ["one"], rounds=1, tls=False)
+    edit_plan(ws, aggregator={"early_stopping": {"mode": "up"}, "eligibility": {"min_samples": -1},
+                              "selection": {"strategy": "random", "fraction": 2}, "status_address": "nowhere"})
+    with pytest.raises(PlanError) as err:
+        load_plan(ws / "plan" / "plan.yaml")
+    text = str(err.value)
+    for key in ("early_stopping.mode", "eligibility.min_samples", "selection.fraction", "status_address"):
+        assert key in text, text

@@ -14,6 +14,7 @@ from fx_cli.plan.templates import check_allowed, resolve_class
 from fx_cli.privacy.settings import check_privacy
 from fx_cli.secagg.settings import check_secagg
 from fx_cli.simulate.settings import check_simulation
+from fx_cli.plan.ops_rules import check_ops_rules
 
 SECTIONS = ("aggregator", "collaborator", "data_loader", "task_runner", "network", "assigner",
             "tasks", "compression_pipeline", "straggler_handling_policy", "privacy", "upstream",
@@ -52,6 +53,7 @@ def validate_config(config: dict[str, Any], file: str, workspace: Path, *, check
         problems += check_secagg(config, file)
     problems += check_ranges(config, file)
     problems += check_simulation(config, file)
+    problems += check_ops_rules(config, file)
     return problems
 
 
