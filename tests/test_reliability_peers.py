@@ -2,20 +2,20 @@
 
 Real processes over mutual TLS, tiny deadlines set in each plan. Each test
 asserts every process's exit code and the message that names who was waited
-for and which deadline ended the wait; elapsed time is only ever bounded from
-below (a busy machine makes things later, never earlier).
+for and which deadline ended the wait (with the time waited, as measured where
+it waited), never the test's own wall-clock reading. Collaborators with a short
+reconnect deadline start once the aggregator listens.
 """
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fault_helpers import flat, in_log, killed, processes, wait_until
-from tests.runtime_helpers import final_model, make_workspace, reference_model
+from tests.runtime_helpers import Proc, final_model, make_workspace, reference_model
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60.0
@@ -47,6 +47,13 @@ def marked_workspace(root: Path, rounds: int, **sections: dict) -> Path:
                           task_runner={"template": "src.marked.MarkedRunner"}, **sections)
 
 
+def listening(agg: Proc) -> Proc:
+    """``agg`` once it listens: a collaborator started earlier could use up a short reconnect_deadline while a
+    busy machine is still starting the aggregator."""
+    wait_until(lambda: in_log(agg, "listening on"), "the aggregator to listen", procs=[agg])
+    return agg
+
+
 def policy(template: str, **settings: object) -> dict:
     return {"template": f"fx_cli.aggregator.stragglers.{template}", **settings}
 
@@ -55,7 +62,8 @@ def test_a_hung_collaborator_ends_a_wait_for_all_run_naming_it_and_nothing_runs_
     ws = marked_workspace(tmp_path, 2, aggregator={"heartbeat_timeout": 2},
                           network={"reconnect_deadline": 3})
     with processes(ws) as procs:
-        agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
+        agg = listening(procs.aggregator())  # reconnect_deadline is short: the collaborators start once it listens
+        one, two = procs.collaborator("one"), procs.collaborator("two")
         wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
         two.popen.send_signal(signal.SIGSTOP)
         assert agg.wait(TIMEOUT) == 1, agg.output()  # which deadline ended the wait: its message, below
@@ -74,7 +82,8 @@ def test_a_hung_collaborator_is_left_behind_under_percentage_policy_and_the_run_
     ws = marked_workspace(tmp_path, 3, aggregator={"heartbeat_timeout": 2}, network={"reconnect_deadline": 3},
                           straggler_handling_policy=policy("PercentagePolicy", percent_collaborators_needed=0.5))
     with processes(ws) as procs:
-        agg, one, two = procs.aggregator(), procs.collaborator("one"), procs.collaborator("two")
+        agg = listening(procs.aggregator())  # reconnect_deadline is short: the collaborators start once it listens
+        one, two = procs.collaborator("one"), procs.collaborator("two")
         wait_until(lambda: (ws / "training-1").exists(), "'two' to start training", procs=[agg, two])
         two.popen.send_signal(signal.SIGSTOP)
         assert agg.wait(TIMEOUT) == 0, agg.output()
@@ -92,14 +101,11 @@ def test_a_hung_collaborator_is_left_behind_under_percentage_policy_and_the_run_
 def test_collaborators_give_up_after_the_reconnect_deadline_when_the_aggregator_is_gone(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, ["one", "two"], rounds=3, network={"reconnect_deadline": 3})
     with processes(ws) as procs:
-        agg = procs.aggregator(fault="aggregator:before_round_2")
+        agg = listening(procs.aggregator(fault="aggregator:before_round_2"))
         cols = [procs.collaborator("one"), procs.collaborator("two")]
         killed(agg)
-        gone = time.monotonic()
-        for col in cols:
+        for col in cols:  # how long each waited is in its message ("gave up after 3 s"), measured where it waited
             assert col.wait(TIMEOUT) == 1, col.output()
-        # A lower bound only: a busy machine makes everything later, never earlier.
-        assert time.monotonic() - gone > 2.5
     for col in cols:
         text = flat(col.output())
         assert "cannot reach the aggregator at localhost:" in text and "retrying in" in text
