@@ -186,6 +186,8 @@ def test_a_disk_that_stays_full_is_named_as_the_cause(tmp_path, action):
     every_upload = ",".join(f"aggregator:mid_upload#{n}={action}" for n in range(1, 400))
     with processes(ws) as procs:
         agg = procs.aggregator(fault=every_upload)
+        # reconnect_deadline is short: on a busy machine the collaborators must not give up while it starts.
+        wait_until(lambda: in_log(agg, "listening on"), "the aggregator to listen", procs=[agg])
         cols = [procs.collaborator(n) for n in ("one", "two")]
         assert agg.wait(TIMEOUT) == 1, agg.output()
         for col in cols:
