@@ -260,3 +260,26 @@ def test_a_prompt_without_a_terminal_says_which_option_answers_it(make_workspace
     res = fx("aggregator", "reset")
     assert res.exit_code == 1 and "-y/--yes" in flat(res.stderr)
     assert fx("aggregator", "reset", "-s").exit_code == 0
+
+
+@pytest.mark.slow
+def test_the_package_builds_without_setuptools_warnings_and_ships_its_data(tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "fx_cli", src / "fx_cli", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v",
+                           str(src), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = done.stdout + done.stderr
+    assert "is absent from the `packages` configuration" not in log and "Package would be ignored" not in log
+    wheel, = (tmp_path / "dist").glob("fx_federated-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for shipped in ("fx_cli/plan/defaults/aggregator.yaml", "fx_cli/plan_templates/keras/digits/plan/plan.yaml",
+                    "fx_cli/plan_templates/keras/digits/.workspace", "fx_cli/cli/main.py"):
+        assert shipped in names, shipped
