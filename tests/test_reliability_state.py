@@ -50,9 +50,10 @@ def test_the_straggler_clock_of_a_round_survives_a_restart(tmp_path: Path, model
     first.store.round_started(0, time.time() - 50)  # as if that dispatch was 50 s ago
     first.store.close()
     again = coordinator(tmp_path, model, CutoffTimePolicy(straggler_cutoff_time=60))
-    assert again.round.started is not None and again.round.started == pytest.approx(time.monotonic() - 50, abs=2)
+    # abs=8: room for a busy machine between these lines; restarting from zero would be 50 s off.
+    assert again.round.started is not None and again.round.started == pytest.approx(time.monotonic() - 50, abs=8)
     wake = again.round.verdict(again.presence, time.monotonic()).wake
-    assert wake == pytest.approx(time.monotonic() + 10, abs=2), "the cut-off must not restart from zero"
+    assert wake == pytest.approx(time.monotonic() + 10, abs=8), "the cut-off must not restart from zero"
 
 
 def test_the_assignment_of_a_round_survives_a_restart_whatever_the_assigner_says_now(tmp_path: Path,
