@@ -18,21 +18,17 @@ import resource
 import sys
 
 log = logging.getLogger("fx.aggregator")
-M_ARENA_MAX = -8  # glibc mallopt parameters
-M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8  # glibc mallopt parameter
 ARENAS = 2
-# Buffers from this size up get their own mapping, returned to the OS when freed. glibc would otherwise
-# raise its threshold after the first freed chunk-sized buffer and keep later ones in the heap.
-MMAP_THRESHOLD = 1 << 20
 
 
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
-    """Cap glibc's malloc arenas and fix its mmap threshold (Linux only; a no-op returning False elsewhere)."""
+    """Cap glibc's malloc arenas (Linux only; a no-op returning False elsewhere)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, arenas)) and bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):  # musl or another libc without mallopt
         log.debug("mallopt is not available; malloc arenas left as they are")
         return False

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import numpy as np
 
 from fx_cli.aggregator.inputs import gather
-from fx_cli.aggregator.memory import limit_malloc_arenas
+from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
 from fx_cli.aggregator.metrics import append_jsonl
 from fx_cli.collaborator.heartbeat import Heartbeat
 from fx_cli.collaborator.secagg_stages import SecAggStages, secagg_params
@@ -143,6 +143,8 @@ class CollaboratorLoop:
         except RoundGone as gone:
             log.warning("round %d is over before its model arrived (%s)", r + 1, gone)
             return
+        finally:
+            release_free_memory()  # the stream's chunk buffers go back to the OS before the runner works
         final = r >= reply.rounds_to_train
         what = "final model" if final else f"round {r + 1}/{reply.rounds_to_train}"
         log.info("%s: running %s", what, ", ".join(reply.tasks))
@@ -196,7 +198,10 @@ class CollaboratorLoop:
         # model at once.
         tensors = lambda: iter_update(out, model, self.pipeline, delta)  # noqa: E731
         meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(out.tensors))
-        reply = self.client.upload(meta, tensors)
+        try:
+            reply = self.client.upload(meta, tensors)
+        finally:
+            release_free_memory()
         if reply.outcome is Outcome.LATE:
             log.warning("round %d: '%s' result not counted: %s", r + 1, out.task, reply.message)
             return False
