@@ -283,3 +283,14 @@ def test_the_package_builds_without_setuptools_warnings_and_ships_its_data(tmp_p
     for shipped in ("fx_cli/plan/defaults/aggregator.yaml", "fx_cli/plan_templates/keras/digits/plan/plan.yaml",
                     "fx_cli/plan_templates/keras/digits/.workspace", "fx_cli/cli/main.py"):
         assert shipped in names, shipped
+
+
+def test_a_wrong_data_path_stops_the_collaborator_before_it_connects(tmp_path: Path) -> None:
+    from fx_cli.collaborator.loop import CollaboratorRun, run_collaborator
+    from fx_cli.errors import FxError
+
+    ws = federation_workspace(tmp_path, ["one"], tls=False, network={"reconnect_deadline": 600})
+    (ws / "plan" / "data.yaml").write_text("one,first\n")
+    with pytest.raises(FxError) as err:  # nothing listens: a connection attempt would retry for 600 s
+        run_collaborator(CollaboratorRun("one", ws / "plan" / "plan.yaml", ws / "plan" / "data.yaml"))
+    assert "data path 'first' cannot be used by fx_cli.runners.synthetic.SyntheticData" in err.value.message

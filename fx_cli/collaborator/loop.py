@@ -61,6 +61,9 @@ def run_collaborator(run: CollaboratorRun) -> CollaboratorResult:
     name = check_collaborator_name(run.name)
     limit_malloc_arenas()  # chunk buffers from gRPC's threads go back to the OS, not into per-thread heaps
     plan, data_path = gather(lambda: load_plan(run.plan_path), lambda: _data_path(run.data_path, name))
+    from fx_cli.runners.datapath import check_data_path
+
+    check_data_path(plan, data_path)  # cheap and framework-free: a wrong path fails before connecting
     with AggregatorClient(plan, name, client_credentials_for(plan, name)) as client:
         joined = client.join()
         log.info("joined %s at %s as '%s' (round %d/%d)", joined.federation_id, client.target, name,
