@@ -41,10 +41,3 @@ def test_local_dp_in_fx_simulate_clips_each_update(tmp_path: Path) -> None:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
     assert [r["privacy"]["sampling_rate"] for r in records(ws) if not r["final"]] == [1.0, 1.0]
 
-
-def test_secure_aggregation_is_refused_by_fx_simulate_with_the_reason(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, NAMES, rounds=1, shards=SHARDS, tls=False,
-                        aggregator={"secure_aggregation": True}, secure_aggregation={"threshold": 2})
-    res = simulate(ws)
-    assert res.returncode != 0
-    assert "secure_aggregation: true is not available in fx simulate yet" in flat(res)

@@ -77,6 +77,9 @@ class EngineOptions:
     source: "ModelSource | None" = None
     # Where the per-round metrics go (None: logs/aggregator_metrics.jsonl; a simulated region has its own file).
     metrics_path: Path | None = None
+    # False: the simulator, whose virtual collaborators have no certificates (fx_cli/simulate/secagg.py signs
+    # their secure-aggregation keys with per-run keys); secure aggregation then needs no mutual TLS.
+    certificates: bool = True
 
 
 class ModelSource(Protocol):
@@ -120,7 +123,7 @@ class Engine:
             model.round)
         self.rounds_to_train = rounds
         self.secagg = None if evaluation else secagg_rounds(
-            plan.config, plan.network, settings.heartbeat_timeout, cols,
+            plan.config, plan.network if options.certificates else None, settings.heartbeat_timeout, cols,
             lambda r: [c for c in cols if any(plan.tasks[t].function == "train_task" for t in
                                               parts.assigner.tasks_for(c, r) if t in plan.tasks)])
         if self.secagg is not None and snap.updates:

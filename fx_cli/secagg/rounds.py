@@ -159,14 +159,16 @@ def secagg_model(rounds: SecAggRounds, model: Any, target: Path) -> Any:
 
 def secagg_rounds(config: Any, network: Any, heartbeat_timeout: float, cols: Sequence[str],
                   trainers: Callable[[int], Sequence[str]]) -> SecAggRounds | None:
-    """The run's secure-aggregation state, or None when the plan does not turn it on; ``FxError`` when it cannot."""
+    """The run's secure-aggregation state, or None when the plan does not turn it on; ``FxError`` when it cannot.
+
+    ``network`` None: no certificates to check (``fx simulate``, which makes per-run signing keys instead)."""
     from fx_cli.errors import FxError
     from fx_cli.secagg.settings import overflow_problem, secagg_of
 
     s = secagg_of(config)
     if s is None:
         return None
-    if not (network.use_tls and network.require_client_auth):
+    if network is not None and not (network.use_tls and network.require_client_auth):
         raise FxError("secure aggregation needs mutual TLS: each collaborator signs its keys with its certificate",
                       "set network.settings.use_tls and require_client_auth to true")
     if s.threshold is None or not 2 <= s.threshold <= len(cols):

@@ -26,6 +26,7 @@ from fx_cli.errors import FxError, PlanError
 from fx_cli.plan import Plan, load_plan
 from fx_cli.simulate.partition import Partition, split_data_paths
 from fx_cli.simulate.pool import Died, Pool, ProcessPool
+from fx_cli.simulate.secagg import SimulatedSecAgg
 from fx_cli.simulate.settings import SimulationSettings, simulation_of
 from fx_cli.simulate.worker import Turn, TurnDone, WorkerSetup
 
@@ -153,9 +154,9 @@ def run_simulation(run: SimulationRun, on_round: Callable[[RoundReport], None] =
     """Run (or resume) the simulated federation to its end; ``FxError`` when it cannot complete."""
     checked = check_inputs(run)
     plan, roster = checked.plan, checked.roster
-    if plan.aggregator.secure_aggregation:
-        raise FxError("aggregator.settings.secure_aggregation: true is not available in fx simulate yet (its stages "
-                      "run over the gRPC protocol only)", "set it to false for the simulation, or run a federation")
+    if plan.aggregator.secure_aggregation and run.topology is not None:
+        raise FxError("aggregator.settings.secure_aggregation: true is not available with --topology (a region "
+                      "would have to unmask its own sum)", "leave out --topology, or set it to false")
     if run.rounds is not None and run.rounds != plan.aggregator.rounds_to_train:
         log.warning("--rounds %d: this run trains %d rounds (the plan says %d)", run.rounds, run.rounds,
                     plan.aggregator.rounds_to_train)
@@ -204,11 +205,17 @@ def _simulate(run: SimulationRun, checked: Checked, pool: Pool, on_round: Callab
               progress: Progress | None, observers: list[Observer]) -> RunResult:
     wake = threading.Event()
     options = EngineOptions(rounds=run.rounds, liveness=(math.inf, math.inf), power_safe=False,
-                            observers=[lambda event: _wake_on(event, wake), *observers])
+                            observers=[lambda event: _wake_on(event, wake), *observers], certificates=False)
     with open_engine(checked.plan, checked.roster.names, options) as engine:
         if isinstance(engine, RunResult):
             return engine
-        reports = Dispatcher(engine, pool, checked.roster, progress or NoProgress(), wake).run(on_round)
+        secagg = None
+        if engine.secagg is not None:
+            log.info("secure aggregation: the virtual collaborators' keys are signed with per-run keys made by the "
+                     "simulator (it shows the protocol's sums and dropout handling, not its trust model)")
+            secagg = SimulatedSecAgg(engine.secagg, checked.plan.federation_id, checked.roster.names,
+                                     checked.plan.aggregator.heartbeat_timeout + 30.0)
+        reports = Dispatcher(engine, pool, checked.roster, progress or NoProgress(), wake, secagg).run(on_round)
         return engine.result(reports)
 
 
@@ -220,8 +227,10 @@ def _wake_on(event: Event, wake: threading.Event) -> None:
 class Dispatcher:
     """Plays every virtual collaborator against the engine, using the pool's workers."""
 
-    def __init__(self, engine: Engine, pool: Pool, roster: Roster, progress: Progress, wake: threading.Event) -> None:
+    def __init__(self, engine: Engine, pool: Pool, roster: Roster, progress: Progress, wake: threading.Event,
+                 secagg: SimulatedSecAgg | None = None) -> None:
         self.engine = engine
+        self.secagg = secagg
         self.coord: Coordinator = engine.coord
         self.pool = pool
         self.roster = roster
@@ -293,6 +302,8 @@ class Dispatcher:
             total = self.engine.rounds_to_train
             label = "final model" if current >= total else f"round {current + 1}/{total}"
             self.progress.round_started(label, size)
+            if self.secagg is not None and current < total:
+                self.secagg.open_round(current)  # keys advertised and shared before any training turn
 
     def _fill(self) -> None:
         """Keep every worker fed: a batch of turns per message (fewer round trips), refilled at half."""
@@ -369,6 +380,11 @@ class Dispatcher:
                               f"{problem}; the run stopped and its state is saved",
                               "a simulated collaborator never leaves, so the round could not complete without it: "
                               "change aggregator.settings.eligibility or the data, then " + RESUME_HINT)
+            if done.delta is not None:
+                if self.secagg is None:
+                    raise FxError("a simulation worker sent an update delta without secure aggregation",
+                                  "report this as a bug in fx simulate")
+                self.coord.count_in(self.secagg.mask(turn.round, turn.collaborator, done.delta, done.data_size))
             try:
                 receipt: Receipt = self.coord.accept(ticket, done.data_size, done.metrics, done.spilled)
             except Refused as err:

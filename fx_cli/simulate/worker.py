@@ -11,6 +11,7 @@ is read from and written back to ``local_state/optimizer/<name>.npz``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -65,6 +66,9 @@ class TaskDone:
     metrics: dict[str, float]
     spilled: Spilled = Spilled(None, 0, ())
     refused: str = ""  # why the intake refused the result (as it would refuse a collaborator's upload)
+    # Secure aggregation: the plain update delta (float64, the model's tensors in order), masked by the simulator
+    # before anything of it reaches the engine (fx_cli/simulate/secagg.py); no spill file then.
+    delta: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,9 @@ class Worker:
         self.pipeline = resolve_pipeline(self.plan.config.get("compression_pipeline", {}).get("template"),
                                          self.plan.settings("compression_pipeline"), self.plan.workspace)
         self.pipelines = {self.pipeline.name}
+        from fx_cli.secagg.settings import secagg_of
+
+        self.secagg = secagg_of(self.plan.config) is not None
 
     def run(self, turn: Turn) -> TurnDone:
         started = time.monotonic()
@@ -143,8 +150,10 @@ class Worker:
             out = executor.run(task, turn.round, model)
             lines.append({"round": turn.round + 1, "final": final, "task": out.task, "metrics": out.metrics,
                           "data_size": out.data_size, "seconds": round(out.seconds, 4)})
-            if task in turn.targets:
-                done.append(self._deliver(turn, out, model))
+            if task in turn.targets and self.secagg and is_training(spec) and not final:
+                done.append(_update_delta(out, model))
+            elif task in turn.targets:  # under secure aggregation no plain update leaves: metrics only
+                done.append(self._deliver(turn, dataclasses.replace(out, tensors={}) if self.secagg else out, model))
         append_jsonl_lines(self.logs / f"{turn.collaborator}_metrics.jsonl", lines)
         if local_opt:
             self._save_optimizer(Path(turn.opt_state))
@@ -194,6 +203,23 @@ class Worker:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as fh:
             np.savez(fh, allow_pickle=False, **state)
+
+
+def _update_delta(out: TaskOutput, model: dict[str, np.ndarray]) -> TaskDone:
+    """Secure aggregation: the training result as the delta a collaborator masks (``SecAggStages.send_masked``)."""
+    try:
+        check_result(out.task, out.data_size, out.metrics)
+    except Refused as err:
+        return TaskDone(out.task, out.data_size, out.metrics, refused=err.message)
+    wrong = [n for n in model if n not in out.tensors or np.shape(out.tensors[n]) != model[n].shape]
+    if wrong or set(out.tensors) - set(model):
+        return TaskDone(out.task, out.data_size, out.metrics, refused="its tensors do not match the global model's "
+                        f"names and shapes ({', '.join(wrong or sorted(set(out.tensors) - set(model)))})")
+    delta = np.concatenate([(np.asarray(out.tensors[n], np.float64) - np.asarray(model[n], np.float64)).ravel()
+                            for n in model])
+    if not np.isfinite(delta).all():
+        return TaskDone(out.task, out.data_size, out.metrics, refused="its tensors hold NaN or infinite values")
+    return TaskDone(out.task, out.data_size, out.metrics, delta=delta)
 
 
 def append_jsonl_lines(path: Path, records: list[dict[str, Any]]) -> None:
