@@ -71,3 +71,20 @@ def test_fx_simulate_with_secure_aggregation_equals_the_real_mtls_federation(tmp
     a, b = final_model(real), final_model(sim)
     for k in a:  # each is within BOUND of FedAvg
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=2 * BOUND)
+
+
+def test_kill_9_of_the_simulation_while_unmasking_then_a_rerun_redoes_the_round_to_the_same_sum(
+        tmp_path: Path) -> None:
+    import signal
+
+    ws = make_workspace(tmp_path, NAMES, rounds=2, shards=SHARDS, num_params=3000, tls=False,
+                        aggregator={"secure_aggregation": True}, secure_aggregation=SECAGG)
+    killed = simulate(ws, "--workers", "2", fault="aggregator:secagg_unmasking")  # masked sum in, no shares yet
+    assert killed.returncode == -signal.SIGKILL, flat(killed)
+    assert not (ws / "save" / "last.pbuf").exists()
+    res = simulate(ws, "--workers", "2")
+    assert res.returncode == 0, flat(res)
+    assert "round 1 is redone" in flat(res)
+    want, got = reference_fedavg(ws, SHARDS, 2), final_model(ws)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=BOUND)
