@@ -69,6 +69,9 @@ def test_one_local_round_equals_the_flat_federation(tmp_path: Path) -> None:
     # The top only ever heard of the regions; each region only of its own sites.
     top_log = outputs["aggregator"]
     assert "region-a" in top_log and not any(f"'{site}'" in top_log for site in SHARDS)
+    # A region audits its own rounds like any aggregator (the same engine observers).
+    kinds = [json.loads(line)["kind"] for line in (regions["region-a"] / "logs" / "audit.jsonl").read_text().splitlines()]
+    assert kinds.count("round_closed") == 2 and "update_accepted" in kinds
     region_sizes = {r["round"]: r["data_sizes"] for r in _records(top) if not r["final"]}
     assert region_sizes[1]["train"] == sum(100 * k for k in SHARDS.values())
 

@@ -85,11 +85,14 @@ class EngineOptions:
 class ModelSource(Protocol):
     """Gives the engine the input of a round from outside, and hears when rounds close.
 
-    ``input_model`` is called before a round opens with the model the engine would use; it may block, and
+    ``bind`` is called once when the engine opens, with its saved state and current round. ``input_model`` is
+    called before a round opens with the model the engine would use; it may block, and
     returns that model, another one (a file under ``layout``, possibly for a later round: the engine jumps
     there), or None when no more rounds will come (the run finishes). ``round_closed`` is called after each
     round is durably saved.
     """
+
+    def bind(self, store: Store, layout: StateLayout, round_num: int) -> None: ...
 
     def input_model(self, model: RoundModel, store: Store, layout: StateLayout) -> RoundModel | None: ...
 
@@ -114,6 +117,8 @@ class Engine:
         snap = recover(snap, store, layout, self.exports)
         model = snap.model or _first_model(plan, store, layout)
         self.source: ModelSource | None = options.source or parts.assigner.model_source()
+        if self.source is not None:  # also when this start resumes mid-round and asks for no input
+            self.source.bind(store, layout, model.round)
         sourced = self._sourced(model, started=bool(snap.updates))
         if sourced is not model:
             snap = store.load()

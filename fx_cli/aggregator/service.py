@@ -48,7 +48,7 @@ def run_aggregator(run: AggregatorRun, on_round: Callable[[RoundReport], None] =
     if plan.upstream is not None:
         from fx_cli.topology.region import run_region
 
-        return run_region(plan, cols, run, on_round, on_ready)
+        return run_region(plan, cols, run, on_round, on_ready, observers, watch)
     options = EngineOptions(task_group=run.task_group, resume=run.resume, observers=observers)
     with open_engine(plan, cols, options) as engine:
         if isinstance(engine, RunResult):

@@ -11,10 +11,11 @@ only ever receives the region's aggregate.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from fx_cli.aggregator.engine import EngineOptions, RunResult, open_engine
 from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.outcomes import Observer
 from fx_cli.errors import FxError, PlanError
 from fx_cli.plan import Plan, load_plan
 from fx_cli.topology.upstream import UpstreamLink
@@ -23,6 +24,7 @@ log = logging.getLogger("fx.region")
 
 if TYPE_CHECKING:  # avoids an import cycle with service.py
     from fx_cli.aggregator.service import AggregatorRun
+    from fx_cli.aggregator.peers import GateWatch
 
 
 def parent_plan(plan: Plan) -> Plan:
@@ -50,7 +52,8 @@ def parent_plan(plan: Plan) -> Plan:
 
 
 def run_region(plan: Plan, cols: list[str], run: "AggregatorRun", on_round: Callable[[RoundReport], None],
-               on_ready: Callable[[str], None]) -> RunResult:
+               on_ready: Callable[[str], None], observers: Sequence[Observer] = (),
+               watch: "GateWatch | None" = None) -> RunResult:
     """Serve this region's sites for every round of the parent; raise ``FxError`` when that cannot complete."""
     from fx_cli.aggregator.service import serve_engine
     from fx_cli.collaborator.loop import client_credentials_for
@@ -64,13 +67,14 @@ def run_region(plan: Plan, cols: list[str], run: "AggregatorRun", on_round: Call
         rounds = link.connect()
         log.info("region '%s': %d local round(s) per parent round, %d in all", up.name, up.local_rounds, rounds)
         link.start()
-        options = EngineOptions(task_group=run.task_group, resume=run.resume, rounds=rounds, source=link)
+        options = EngineOptions(task_group=run.task_group, resume=run.resume, rounds=rounds, source=link,
+                                observers=observers)
         with open_engine(plan, cols, options) as engine:
             if isinstance(engine, RunResult):
                 link.join(_farewell(parent))
                 return engine
             link.on_error = engine.abort
-            reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready)
+            reports, not_told = serve_engine(plan, cols, run.cols_path, engine, on_round, on_ready, watch)
             link.join(_farewell(parent))  # its last answers are read from the saved state: before it closes
             return engine.result(reports, not_told)
 

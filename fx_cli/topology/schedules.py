@@ -169,6 +169,9 @@ class RoundRobinAssigner(Assigner):
 
     # --- engine.ModelSource ---------------------------------------------------------------------
 
+    def bind(self, store: Store, layout: StateLayout, round_num: int) -> None:
+        pass
+
     def input_model(self, model: RoundModel, store: Store, layout: StateLayout) -> RoundModel | None:
         """Keep the model just trained as its resource's latest; give the next resource's as the input."""
         m = model.round

@@ -91,6 +91,13 @@ class UpstreamLink:
 
     # --- ModelSource (called by the engine's thread) ------------------------------------------
 
+    def bind(self, store: Store, layout: StateLayout, round_num: int) -> None:
+        """The region's saved state; ``round_num`` rounds are complete (a restart may resume mid-round)."""
+        with self.cond:
+            self.store, self.layout = store, layout
+            self.closed_upto = max(self.closed_upto, round_num)
+            self.cond.notify_all()
+
     def input_model(self, model: RoundModel, store: Store, layout: StateLayout) -> RoundModel | None:
         """The parent's model for rounds that start a parent round; the region's own model otherwise."""
         with self.cond:
