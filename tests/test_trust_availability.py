@@ -161,7 +161,7 @@ def test_removing_a_collaborator_during_a_run_lets_the_round_finish_without_it(t
         if state == "never started":
             three = procs.collaborator("three")  # too late: refused, and the refusal is logged
             assert three.wait(TIMEOUT) == 1
-        assert agg.wait(TIMEOUT) == 0, agg.output()
+        assert agg.wait(TIMEOUT) == 0, agg.output() + "\n--- one:\n" + one.output() + "\n--- two:\n" + two.output()
         assert one.wait(TIMEOUT) == 0, one.output()
         if state == "paused mid-training":
             two.popen.send_signal(signal.SIGCONT)
