@@ -97,7 +97,7 @@ def run_on_engine(data_splits: Sequence[Any], analyzer: type, aggregator: type, 
     """Run a STAR analysis through the round engine with one virtual site per split."""
     from fx_cli.aggregator.engine import EngineOptions, RunResult, open_engine
     from fx_cli.plan import load_plan
-    from fx_cli.simulate.run import Dispatcher, NoProgress, Roster
+    from fx_cli.simulate.dispatch import Dispatcher, NoProgress, Roster
     from fx_cli.star.federated import StarAggregation
 
     names = [f"site-{i + 1}" for i in range(len(data_splits))]

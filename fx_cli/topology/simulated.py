@@ -148,7 +148,7 @@ def simulate_tree(plan: Plan, topology: Topology, data_paths: dict[str, str], wo
                   make_pool: Callable[[int], Any], rounds: int | None,
                   on_round: Callable[[RoundReport], None]) -> RunResult:
     """Run the top engine here and each region in threads; ``FxError`` when the run cannot complete."""
-    from fx_cli.simulate.run import Dispatcher, NoProgress, Roster, _wake_on
+    from fx_cli.simulate.dispatch import Dispatcher, NoProgress, Roster, _wake_on
 
     errors: dict[str, BaseException] = {}
     per_region = max(1, workers // len(topology.regions))
