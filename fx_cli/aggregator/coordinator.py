@@ -8,12 +8,9 @@ its tasks the instant a round opens.
 """
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping
 
 from fx_cli.aggregator.assigners import Assigner
@@ -22,6 +19,7 @@ from fx_cli.aggregator.layout import StateLayout
 from fx_cli.aggregator.modelstore import RoundModel
 from fx_cli.aggregator.outcomes import (Action, Event, EventKind, Instruction, Liveness, Observer, Receipt, Refusal,
                                         Refused)
+from fx_cli.aggregator.outcomes import ClosedRound as ClosedRound, Phase as Phase, Ticket as Ticket
 from fx_cli.aggregator.round import Presence, RoundState, Verdict
 from fx_cli.aggregator.state import Snapshot, Store, UpdateRecord
 from fx_cli.aggregator.stragglers import StragglerPolicy
@@ -29,36 +27,6 @@ from fx_cli.aggregator.stragglers import StragglerPolicy
 log = logging.getLogger("fx.aggregator")
 # Longest sleep of the main loop between re-checks, whatever the deadlines say.
 MAX_TICK = 5.0
-
-
-class Phase(enum.Enum):
-    COLLECTING = "collecting"
-    AGGREGATING = "aggregating"
-    FINISHED = "finished"
-    ABORTED = "aborted"
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """Permission to stream one task result into ``target``."""
-
-    collaborator: str
-    round: int
-    task: str
-    model: RoundModel
-    target: Path
-
-
-@dataclass(frozen=True)
-class ClosedRound:
-    round: int
-    model: RoundModel
-    records: list[UpdateRecord]  # results of the collaborators that finished every task
-    participants: list[str]
-    expected: int
-    note: str
-    final: bool = False  # the evaluation of the final model, after the last training round
-    missed: tuple[str, ...] = ()  # collaborators to tell that they missed this round
 
 
 class Coordinator:

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fx_cli.aggregator.metrics import RoundReport
+    from fx_cli.aggregator.modelstore import RoundModel
+    from fx_cli.aggregator.state import UpdateRecord
 
 
 class Refusal(enum.Enum):
@@ -100,3 +104,35 @@ class Event:
 
 
 Observer = Callable[[Event], None]
+
+
+# --- what the coordinator hands out and hands over (used by transports and the round closer) -----------
+
+class Phase(enum.Enum):
+    COLLECTING = "collecting"
+    AGGREGATING = "aggregating"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Permission to stream one task result into ``target``."""
+
+    collaborator: str
+    round: int
+    task: str
+    model: RoundModel
+    target: Path
+
+
+@dataclass(frozen=True)
+class ClosedRound:
+    round: int
+    model: RoundModel
+    records: list[UpdateRecord]  # results of the collaborators that finished every task
+    participants: list[str]
+    expected: int
+    note: str
+    final: bool = False  # the evaluation of the final model, after the last training round
+    missed: tuple[str, ...] = ()  # collaborators to tell that they missed this round
