@@ -189,7 +189,7 @@ class InProcess:
     errors: dict[str, BaseException] = field(default_factory=dict)
 
 
-def run_in_process(ws: Path, names: list[str], *, task_group: str | None = None, timeout: float = 60.0,
+def run_in_process(ws: Path, names: list[str], *, task_group: str | None = None, timeout: float = 300.0,
                    start_collaborators: Callable[[str], bool] = lambda n: True) -> InProcess:
     """Run the aggregator and collaborators as threads of this process (real gRPC on loopback)."""
     from fx_cli.aggregator.service import AggregatorRun, run_aggregator

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +117,7 @@ def test_heartbeats_keep_a_collaborator_alive_through_a_task_longer_than_the_tim
             "        return super().train_task(round_num, **kwargs)\n")
     ws = make_workspace(tmp_path, ["one"], rounds=1, prepare=lambda w: (w / "src" / "slow.py").write_text(slow),
                         task_runner={"template": "src.slow.SlowRunner"},
-                        aggregator={"heartbeat_timeout": 1.0}, collaborator={"heartbeat_interval": 0.2})
+                        aggregator={"heartbeat_timeout": 1.0}, collaborator={"heartbeat_interval": 0.1})
     out = run_in_process(ws, ["one"])
     assert not out.errors, out.errors
     assert rounds_log(ws)[0]["participants"] == ["one"]
@@ -190,11 +189,10 @@ def test_best_model_follows_the_configured_metric_and_direction(tmp_path: Path) 
 
 
 def test_a_finished_run_started_again_says_so_and_keeps_its_model(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, ["one"], rounds=1)
+    ws = make_workspace(tmp_path, ["one"], rounds=1, aggregator={"join_deadline": 3600})
     assert not run_in_process(ws, ["one"]).errors
     before = (ws / "save" / "last.pbuf").read_bytes()
-    started = time.monotonic()
-    again = run_in_process(ws, [])
-    # It says so at once: it does not wait for anyone to join (join_deadline is 20 s in these workspaces).
-    assert again.aggregator.already_finished and time.monotonic() - started < 20
+    # It says so at once: it does not wait for anyone to join (run_in_process fails if it is still running).
+    again = run_in_process(ws, [], timeout=600)
+    assert again.aggregator.already_finished
     assert (ws / "save" / "last.pbuf").read_bytes() == before

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import stat
-import time
 import zipfile
 from pathlib import Path
 
@@ -21,11 +20,8 @@ def _fingerprints(text: str, what: str) -> list[str]:
     return re.findall(rf"{what} {FP}", text)
 
 
-def test_seed_flow_runs_without_prompts_in_seconds(tmp_path):
-    start = time.perf_counter()
-    fed = seed_federation(tmp_path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 60, f"seed flow took {elapsed:.1f}s"  # seconds when idle; the margin is for busy machines
+def test_seed_flow_runs_without_prompts(tmp_path):
+    fed = seed_federation(tmp_path)  # its commands get no terminal: a prompt would fail them
     agg = Layout(fed.agg)
     assert agg.server("localhost", "crt").is_file() and agg.chain.is_file()
     for name, host in fed.cols.items():

@@ -123,7 +123,7 @@ def test_the_collaborator_uses_the_local_check_when_its_certificate_goes_bad_dur
     ws, rogue = federation
     copy = tmp_path / "copy"
     shutil.copytree(ws, copy)
-    edit_plan(copy, network={"reconnect_deadline": 30, "client_reconnect_interval": 0.05})
+    edit_plan(copy, network={"reconnect_deadline": 120, "client_reconnect_interval": 0.05})
     plan = load_plan(copy / "plan" / "plan.yaml")
     with fresh_aggregator(ws):
         credentials = client_credentials_for(plan, "one")
@@ -135,9 +135,10 @@ def test_the_collaborator_uses_the_local_check_when_its_certificate_goes_bad_dur
         started = time.monotonic()
         with AggregatorClient(plan, "one", rogue_creds) as client, pytest.raises(FxError) as err:
             client.join()
+        took = time.monotonic() - started
         run_collaborator_to_finish(ws)
-    # Well under reconnect_deadline (15 s), which a retried failure would run into.
-    assert credentials is not None and time.monotonic() - started < 12
+    # Well under reconnect_deadline (120 s), which a retried failure would run into.
+    assert credentials is not None and took < 60, took
     assert "rejected this collaborator's certificate" in err.value.message and "was issued by" in err.value.message
 
 
