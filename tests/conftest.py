@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,12 @@ from fx_cli.cli.main import cli
 
 # Deterministic FQDN for 'auto' addresses; never the host's real name.
 os.environ.setdefault("FQDN", "localhost")
+
+# A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and
+# every process it starts would too: Python then installs no Ctrl-C handler and the tests of what Ctrl-C
+# does would see the signal ignored. An ignored disposition is inherited across exec, a handler is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

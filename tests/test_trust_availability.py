@@ -144,7 +144,9 @@ def test_removing_a_collaborator_during_a_run_lets_the_round_finish_without_it(t
     ws = make_workspace(tmp_path, names, rounds=2,
                         prepare=lambda w: (w / "src" / "marked.py").write_text(MARKED_RUNNER),
                         task_runner={"template": "src.marked.MarkedRunner"},
-                        aggregator={"heartbeat_timeout": 60, "join_deadline": 60, "rejoin_deadline": 600},
+                        # heartbeat_timeout is long: neither the pause nor the end of the run (the aggregator
+                        # says goodbye to its collaborators) may wait on the removed one.
+                        aggregator={"heartbeat_timeout": 3600, "join_deadline": 60, "rejoin_deadline": 600},
                         shards={n: i + 1 for i, n in enumerate(names)})
     with processes(ws) as procs:
         agg, one = procs.aggregator(), procs.collaborator("one")

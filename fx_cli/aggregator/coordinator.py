@@ -373,13 +373,16 @@ class Coordinator:
             return self.phase in (Phase.FINISHED, Phase.ABORTED)
 
     def await_farewell(self, limit: float) -> list[str]:
-        """Wait up to ``limit`` s until every connected collaborator was told the run is over; the others."""
+        """Wait up to ``limit`` s until every connected collaborator was told the run is over; the others.
+
+        Collaborators removed from plan/cols.yaml during the run are not waited for: they are refused anyway.
+        """
         deadline = self.clock() + limit
         with self.cond:
             while True:
                 now = self.clock()
-                left = [c for c in self.presence.joined()
-                        if c not in self.presence.told_finish and not self.presence.gone(c, now)]
+                left = [c for c in self.presence.joined() if c in self.cols
+                        and c not in self.presence.told_finish and not self.presence.gone(c, now)]
                 if not left or now >= deadline:
                     return left
                 wake = min([self.presence.gone_at(c) for c in left] + [deadline])
