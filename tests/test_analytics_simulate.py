@@ -24,6 +24,9 @@ def simulate(root: Path, template: str) -> dict[str, object]:
     proc = subprocess.run([sys.executable, "-m", "fx_cli", "simulate", "--workers", "2"], cwd=ws, text=True,
                           capture_output=True, timeout=300, env={**os.environ, "FQDN": "localhost"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    closing = " ".join((proc.stdout + proc.stderr).split())  # the console wraps long lines
+    assert f"simulation complete: results in {ws / 'save' / 'analytics.json'}" in closing, closing
+    assert "final aggregated model" not in closing  # the model file only holds the analysis' state
     result: dict[str, object] = json.loads((ws / "save" / "analytics.json").read_text())
     return result
 

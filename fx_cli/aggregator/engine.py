@@ -60,6 +60,7 @@ class RunResult:
     reports: list[RoundReport] = field(default_factory=list)
     not_told: list[str] = field(default_factory=list)
     stop_reason: str = ""  # why training ended before rounds_to_train (early stopping)
+    results_path: Path | None = None  # analytics: the file of results (the model file only holds its state)
 
 
 @dataclass(frozen=True)
@@ -264,9 +265,11 @@ class Engine:
 
     def result(self, reports: list[RoundReport], not_told: list[str] | None = None) -> RunResult:
         exports = self.exports
+        written = [getattr(f, "result_path", None) for f in self.closer.functions.values()]
+        results = next((self.plan.resolve_path(p) for p in written if isinstance(p, str)), None)
         return RunResult(self.coord.model.round, self.rounds_to_train, exports.last if exports else None,
                          exports.best if exports and self.best.model else None, self.best.score, reports=reports,
-                         not_told=not_told or [], stop_reason=self.stop_reason)
+                         not_told=not_told or [], stop_reason=self.stop_reason, results_path=results)
 
 
 @contextlib.contextmanager

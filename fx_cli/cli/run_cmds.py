@@ -65,7 +65,9 @@ def aggregator_start(plan_path: Path, cols_path: Path, task_group: str | None, r
         console().print(dp)
     if result.stop_reason:
         console().print(f"stopped early after round {result.rounds_to_train}: {result.stop_reason}")
-    if result.last_path is not None:
+    if result.results_path is not None:
+        ok(f"federation complete: results in {result.results_path}")
+    elif result.last_path is not None:
         ok(f"federation complete: final aggregated model {result.last_path}"
            + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
     else:

@@ -91,5 +91,8 @@ def simulate(plan_path: Path, data_path: Path, collaborators: int | None, partit
     dp = summary_line([r.privacy for r in result.reports])
     if dp is not None:
         console().print(dp)
-    ok(f"simulation complete: final aggregated model {result.last_path}"
-       + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
+    if result.results_path is not None:
+        ok(f"simulation complete: results in {result.results_path}")
+    else:
+        ok(f"simulation complete: final aggregated model {result.last_path}"
+           + (f", best model {result.best_path} ({result.best_score:.4f})" if result.best_path else ""))
