@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
-import shutil
+import threading
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -178,6 +178,7 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
             crc = zlib.crc32(data.reshape(-1).data.cast("B"))
             entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
         sink.finish()
+    remember_sha256(path, sink.file_sha256())
     return RoundModel(round_num, path, tuple(entries))
 
 
@@ -187,6 +188,50 @@ def import_model(source: Path, target: Path, round_num: int) -> RoundModel:
 
 
 def export_copy(source: Path, target: Path) -> None:
-    """Copy a model file to a user-visible path atomically (best/last state)."""
+    """Copy a model file to a user-visible path atomically (best/last state).
+
+    A real copy of the bytes (the kernel's ``sendfile``, never a hard link or a reflink): recovery restores a
+    damaged model from this copy, so the two must not share blocks on disk.
+    """
+    digest = known_sha256(source)
     with open(source, "rb") as src, atomic_write(target, fault_point="aggregator:writing_file") as dst:
-        shutil.copyfileobj(src, dst, 4 << 20)
+        size, at = os.fstat(src.fileno()).st_size, 0
+        while at < size:
+            sent = os.sendfile(dst.fileno(), src.fileno(), at, min(size - at, 1 << 30))
+            if sent == 0:
+                raise OSError(f"{source}: ended at byte {at} of {size} while it was copied to {target}")
+            at += sent
+    if digest is not None:
+        remember_sha256(target, digest)
+
+
+# SHA-256 of the model files this process wrote, computed while writing them (the integrity trailer's own pass),
+# so that the audit log's digest of save/last.pbuf each round needs no second pass over the file. Keyed by the
+# file's identity and times: a file replaced or changed since is hashed again.
+_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+_DIGESTS_KEPT = 64
+
+
+def _identity(path: Path) -> tuple[str, int, int, int, int, int]:
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Note the hex SHA-256 of ``path`` as it is now (just written by this process)."""
+    key = _identity(path)
+    with _DIGESTS_LOCK:
+        _DIGESTS[key] = digest
+        while len(_DIGESTS) > _DIGESTS_KEPT:
+            del _DIGESTS[next(iter(_DIGESTS))]
+
+
+def known_sha256(path: Path) -> str | None:
+    """The digest noted by ``remember_sha256`` if ``path`` is still that same, unchanged file; else None."""
+    try:
+        key = _identity(path)
+    except OSError:
+        return None
+    with _DIGESTS_LOCK:
+        return _DIGESTS.get(key)

@@ -26,6 +26,11 @@ log = logging.getLogger("fx.aggregator")
 
 
 def file_sha256(path: Path) -> str | None:
+    from fx_cli.aggregator.modelstore import known_sha256
+
+    known = known_sha256(path)  # a model file this process wrote: hashed while it was written
+    if known is not None:
+        return known
     try:
         digest = hashlib.sha256()
         with open(path, "rb") as fh:

@@ -91,4 +91,9 @@ class ChecksumSink:
         """Write the trailer; returns its size."""
         record = Trailer(self.count, self.length, self.sha.digest(), self.spec).encode()
         self.fh.write(record)
+        self.sha.update(record)  # from here on: the SHA-256 of the whole file, trailer included
         return len(record)
+
+    def file_sha256(self) -> str:
+        """After ``finish``: the hex SHA-256 of every byte written, the trailer included (no second pass)."""
+        return self.sha.hexdigest()
