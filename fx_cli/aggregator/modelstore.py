@@ -228,7 +228,12 @@ def remember_sha256(path: Path, digest: str) -> None:
 
 
 def known_sha256(path: Path) -> str | None:
-    """The digest noted by ``remember_sha256`` if ``path`` is still that same, unchanged file; else None."""
+    """The digest noted by ``remember_sha256`` if ``path`` is still that same, unchanged file; else None.
+
+    Unchanged means same inode, size, modification and change times. A change made by someone else within the
+    file system's timestamp tick of our write, keeping the size, goes unnoticed: the audit log then names the
+    bytes this process wrote.
+    """
     try:
         key = _identity(path)
     except OSError:
