@@ -51,6 +51,20 @@ def test_a_good_update_is_spilled_in_model_layout_and_reads_back_verified(model:
                                       update[entry.name])
 
 
+def test_the_audit_digest_covers_names_and_payloads_and_is_skipped_without_an_audit_log(model: Any,
+                                                                                      tmp_path: Path) -> None:
+    import hashlib
+
+    update = {"w1": MODEL["w1"] * 2, "w0": MODEL["w0"] + 1}
+    frames = upload_frames(update)
+    audited = receive(model, tmp_path, frames)
+    expected = hashlib.sha256(b"".join(n.encode() + b"\0" + update[n].tobytes() for n in update)).hexdigest()
+    assert audited.sha256 == expected
+    bare = UpdateIntake(model, tmp_path / "updates" / "two.train.f32", set(), digest=False).receive(iter(frames))
+    assert bare.sha256 == "" and bare.crcs == audited.crcs
+    assert bare.path.read_bytes() == audited.path.read_bytes()
+
+
 def test_a_metrics_only_result_keeps_no_file(model: Any, tmp_path: Path) -> None:
     spilled = receive(model, tmp_path, [Trailer(0, 0)])
     assert spilled.path is None and not (tmp_path / "updates").exists()  # not even a folder is made

@@ -83,7 +83,7 @@ class UpdateIntake:
     """Streams one update's tensors into ``<spill_dir>/<name>.part`` against ``model``."""
 
     def __init__(self, model: RoundModel, target: Path, pipelines: set[str], announced: int | None = None,
-                 power_safe: bool = True) -> None:
+                 power_safe: bool = True, digest: bool = True) -> None:
         self.model = model
         self.announced = announced  # tensor count from the header (None: not checked)
         self.target = target
@@ -93,14 +93,15 @@ class UpdateIntake:
         self.offsets = spill_offsets(model)
         self.crcs: dict[str, int] = {}
         self.received = 0
-        self.digest = hashlib.sha256()
+        # False (the plan's audit_log is off): no SHA-256 pass, the one reader of this digest is the audit log.
+        self.digest = hashlib.sha256() if digest else None
 
     def receive(self, frames: Iterator[Frame | None]) -> Spilled:
         """Consume the stream after its header; raises ``StreamError`` on any problem (nothing is kept)."""
         first = next(frames, None)
         if isinstance(first, Trailer):  # metrics only (validation): no file is touched
             self._tensors(itertools.chain([first], frames), io.BytesIO())
-            return Spilled(None, 0, (), 0, self.digest.hexdigest())
+            return Spilled(None, 0, (), 0, self._hex())
         frames = itertools.chain([first], frames)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -108,7 +109,7 @@ class UpdateIntake:
                 metas = self._tensors(frames, fh)
                 if not metas:
                     self.part.unlink()
-                    return Spilled(None, 0, (), 0, self.digest.hexdigest())
+                    return Spilled(None, 0, (), 0, self._hex())
                 self._check_complete(metas)
                 fh.flush()
                 if self.power_safe:
@@ -120,7 +121,10 @@ class UpdateIntake:
             self.part.unlink(missing_ok=True)
             raise
         return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries),
-                       self.received, self.digest.hexdigest())
+                       self.received, self._hex())
+
+    def _hex(self) -> str:
+        return self.digest.hexdigest() if self.digest is not None else ""
 
     def _tensors(self, frames: Iterator[Frame | None], fh: BinaryIO) -> list[TensorMeta]:
         metas: list[TensorMeta] = []
@@ -164,11 +168,14 @@ class UpdateIntake:
         direct = meta.pipeline == codec.RAW and not meta.delta
         check = PayloadCheck(meta) if direct else TensorAssembler(meta)
         finite = _Finite(meta.name)
-        self.digest.update(meta.name.encode() + b"\0")
+        digest = self.digest
+        if digest is not None:
+            digest.update(meta.name.encode() + b"\0")
         frame = next(frames, None)
         while isinstance(frame, (bytes, memoryview)):
             check.add(frame)
-            self.digest.update(frame)
+            if digest is not None:
+                digest.update(frame)
             if direct:
                 finite.feed(frame)
                 fh.write(frame)

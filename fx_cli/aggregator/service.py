@@ -74,7 +74,7 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
     servicer = Servicer(coord, gate, plan.config, plan.federation_id, chunk, poll, engine.pipelines,
                         stall_timeout=settings.heartbeat_timeout, max_transfers=net.max_concurrent_transfers,
                         clock=engine.clock, eligibility=Eligibility.from_settings(settings.eligibility),
-                        secagg=engine.secagg)
+                        secagg=engine.secagg, upload_digest=settings.audit_log)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
                max_workers=2 * len(cols) + 8) as port:

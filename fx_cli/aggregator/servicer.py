@@ -167,8 +167,10 @@ class Servicer:
     def __init__(self, coordinator: Coordinator, gate: Gate, plan_config: dict[str, Any], federation_id: str,
                  chunk: int, poll_timeout: float, pipelines: set[str], stall_timeout: float = 120.0,
                  max_transfers: int = MAX_TRANSFERS, clock: Callable[[], float] = time.monotonic,
-                 eligibility: Eligibility | None = None, secagg: SecAggRounds | None = None) -> None:
+                 eligibility: Eligibility | None = None, secagg: SecAggRounds | None = None,
+                 upload_digest: bool = True) -> None:
         self.secagg_rounds = secagg
+        self.upload_digest = upload_digest  # SHA-256 of each upload for the audit log (off with the audit log)
         self.eligibility = eligibility
         self.coord = coordinator
         self.gate = gate
@@ -285,7 +287,8 @@ class Servicer:
 
     def _receive(self, ticket: Ticket, header: UploadMeta, frames: Iterator[Frame | None],
                  context: grpc.ServicerContext) -> UploadReply:
-        intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count)
+        intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, header.tensor_count,
+                              digest=self.upload_digest)
         try:
             if header.tensor_count:
                 what = f"the round {ticket.round + 1} '{ticket.task}' upload of '{ticket.collaborator}'"
