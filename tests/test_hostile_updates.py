@@ -21,9 +21,11 @@ from fx_cli.tensors.pbuf import read_model
 from fx_cli.transport import codec
 from fx_cli.transport.chunks import chunk_bytes, tensor_frames, trailer_of
 from fx_cli.transport.client import open_channel
-from fx_cli.transport.methods import FederationStub
-from fx_cli.transport.serde import (Action, Caller, Frame, HeartbeatRequest, JoinRequest, TaskReply, TasksRequest,
-                                    TensorMeta, Trailer, UploadMeta)
+from fx_cli.proto import federation_pb2 as pb
+from fx_cli.transport.methods import FederationStub, path
+from fx_cli.transport.serde import (Action, Batch, Caller, DownloadRequest, Frame, HeartbeatRequest, JoinRequest,
+                                    TaskReply, TasksRequest, TensorMeta, Trailer, UploadMeta, is_data, unbatched,
+                                    upload_frame_to_bytes)
 from tests.fault_helpers import files, flat, in_log, processes, wait_until
 from tests.runtime_helpers import Proc, final_model, make_workspace, reference_fedavg
 
@@ -84,6 +86,21 @@ class RawClient:
             return CODE.OK, reply.message
         except grpc.RpcError as err:
             return err.code(), err.details() or ""
+
+    def send_raw(self, messages: list[bytes]) -> tuple[grpc.StatusCode, str]:
+        """Messages as they are: what no fx serializer would write."""
+        call = self.channel.stream_unary(path("UploadResults"), request_serializer=lambda b: b,
+                                         response_deserializer=lambda b: b)
+        try:
+            call(iter(messages), timeout=20)
+            return CODE.OK, ""
+        except grpc.RpcError as err:
+            return err.code(), err.details() or ""
+
+    def download(self, protocol: int) -> list[object]:
+        """The round 1 model's messages, asked for as a collaborator of ``protocol`` would."""
+        return [bytes(m) if is_data(m) else m  # type: ignore[arg-type]
+                for m in self.stub.download_model(DownloadRequest(self.me, 0, protocol), timeout=30)]
 
     def cut_off(self, frames: list[Frame]) -> grpc.StatusCode:
         """Send part of an upload, then drop the call as a dying client would."""
@@ -150,8 +167,12 @@ def test_hostile_updates_are_refused_the_sender_is_named_and_the_round_goes_on(t
         got = {case: raw.send(frames) for case, (frames, _, _) in cases.items()}
         too_big = raw.send([h, TensorMeta("w0", "<f4", w0.shape, w0.nbytes, 0), b"\0" * (8 << 20)])
         cut = raw.cut_off([h] + raw.frames(m)[:3])
+        nested = pb.UploadChunk(batch=pb.UploadBatch(chunks=[pb.UploadChunk(batch=pb.UploadBatch())]))
+        batch_in_batch = raw.send_raw([upload_frame_to_bytes(h), nested.SerializeToString()])
+        # Protocol 1 (first wave) downloads one message per frame; protocol 2 gets small frames batched.
+        old, new = raw.download(1), raw.download(2)
         validation = [UploadMeta(raw.me, 0, "aggregated_model_validation", 50, {"accuracy": 0.5}), Trailer(0, 0)]
-        first, duplicate = raw.send(validation), raw.send(validation)
+        first, duplicate = raw.send([Batch(tuple(validation))]), raw.send(validation)
         raw.channel.close()
         wait_until(lambda: cut_noticed(agg), "the aggregator to notice the cut-off")
         assert agg.popen.poll() is None, "the aggregator must survive every hostile upload"
@@ -167,6 +188,9 @@ def test_hostile_updates_are_refused_the_sender_is_named_and_the_round_goes_on(t
         assert reason in log, (case, "the aggregator's log must say why")
     assert too_big[0] == CODE.RESOURCE_EXHAUSTED, too_big  # over the message limit: refused by gRPC itself
     assert cut == CODE.CANCELLED and cut_noticed(agg)
+    assert batch_in_batch == (CODE.INVALID_ARGUMENT, "malformed upload chunk message"), batch_in_batch
+    assert not any(isinstance(f, Batch) for f in old) and any(isinstance(f, Batch) for f in new)
+    assert len(new) < len(old) and [bytes(f) if is_data(f) else f for f in unbatched(new)] == old  # type: ignore[arg-type]
     assert first[0] == CODE.OK and duplicate[0] == CODE.ALREADY_EXISTS and "not counted twice" in duplicate[1]
     assert "Traceback" not in agg.output()
     expected = reference_fedavg(ws, {"one": 1, "two": 2}, 2)

@@ -47,7 +47,11 @@ class Coordinator:
         self.round_deadline = round_deadline
         self.final_tasks = final_tasks
         self.clock = clock
-        self.cond = threading.Condition()
+        # One lock, two conditions: collaborators' long-polls wait on ``cond``, the engine's loop (verdicts, the
+        # farewell) on ``loop``. A finished collaborator wakes only the loop, not every other long-poll.
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        self.loop = threading.Condition(lock)
         self.missed: dict[str, int] = dict(saved.missed)  # 'you missed round N' notices still to deliver
         self.abort_reason = ""
         self.storage_problem: tuple[float, str] | None = None  # (first seen, error) of results it could not store
@@ -76,6 +80,11 @@ class Coordinator:
             self.round.dispatch(self.clock() - max(0.0, time.time() - saved.round_started))
         self.phase = Phase.COLLECTING
         self._emit(Event(EventKind.ROUND_OPENED, model.round))
+
+    def _wake_all(self) -> None:
+        """The phase or the collaborators changed: every waiter looks again (call with the lock held)."""
+        self.cond.notify_all()
+        self.loop.notify_all()
 
     def _emit(self, event: Event) -> None:
         """Tell the observer (called with the lock held: observers must be quick and must not block)."""
@@ -140,7 +149,7 @@ class Coordinator:
         n = self.rounds_to_train
         if self.phase in (Phase.ABORTED, Phase.FINISHED):
             self.presence.told_finish.add(col)
-            self.cond.notify_all()
+            self.loop.notify_all()
         if self.phase is Phase.ABORTED:
             return Instruction(Action.ABORTED, self.model.round, n, message=self.abort_reason)
         if self.phase is Phase.FINISHED:
@@ -259,8 +268,10 @@ class Coordinator:
             self.bytes_in += spilled.wire_bytes
             self._emit(Event(EventKind.UPDATE_ACCEPTED, ticket.round, ticket.collaborator, ticket.task,
                              metrics=dict(metrics), nbytes=spilled.wire_bytes, sha256=spilled.sha256))
-            if self.round.is_done(ticket.collaborator):  # only then can a verdict or an instruction change
-                self.cond.notify_all()
+            if self.round.is_done(ticket.collaborator):  # only then can a verdict change
+                self.loop.notify_all()
+                if self.assigner.sequential:  # ... or whose turn it is
+                    self.cond.notify_all()
         return Receipt(True, spilled.wire_bytes)
 
     def count_out(self, nbytes: int) -> None:
@@ -284,7 +295,7 @@ class Coordinator:
                     verdict = Verdict(fail=f"{self.storage_note()}: {verdict.fail}")
                 if verdict.end or verdict.fail:
                     return verdict
-                self.cond.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
+                self.loop.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
             return None
 
     def storage_failed(self, error: str) -> None:
@@ -325,7 +336,7 @@ class Coordinator:
             log.warning("%s removed from plan/cols.yaml during the run; %s", ", ".join(repr(c) for c in gone),
                         f"round {self.round.round + 1} goes on without {', '.join(repr(c) for c in dropped)}"
                         if dropped else "they get no further tasks")
-            self.cond.notify_all()
+            self._wake_all()
 
     def take_bytes(self) -> tuple[int, int]:
         """Bytes received and sent since the last call."""
@@ -343,7 +354,7 @@ class Coordinator:
             for col in self.round.pending():
                 self.missed[col] = self.round.round
             note = self.round.end_note(self.presence, self.clock())
-            self.cond.notify_all()
+            self._wake_all()
             return ClosedRound(self.round.round, self.model, records, done, self.round.expected, note, self.final,
                                tuple(self.round.pending()))
 
@@ -351,21 +362,21 @@ class Coordinator:
         """Start the round whose input is ``model`` (or finish when all rounds are done)."""
         with self.cond:
             self._open(model, None)
-            self.cond.notify_all()
+            self._wake_all()
 
     def finish(self) -> None:
         """The final model has been evaluated (or the run was stopped early): the run is over."""
         with self.cond:
             self.phase = Phase.FINISHED
             self._emit(Event(EventKind.RUN_FINISHED, self.model.round))
-            self.cond.notify_all()
+            self._wake_all()
 
     def abort(self, reason: str) -> None:
         with self.cond:
             self.phase = Phase.ABORTED
             self.abort_reason = reason
             self._emit(Event(EventKind.RUN_ABORTED, self.model.round, message=reason))
-            self.cond.notify_all()
+            self._wake_all()
 
     @property
     def is_over(self) -> bool:
@@ -386,7 +397,7 @@ class Coordinator:
                 if not left or now >= deadline:
                     return left
                 wake = min([self.presence.gone_at(c) for c in left] + [deadline])
-                self.cond.wait(min(max(wake - now, 0.01), MAX_TICK))
+                self.loop.wait(min(max(wake - now, 0.01), MAX_TICK))
 
 
 def _discard(spilled: Spilled) -> None:

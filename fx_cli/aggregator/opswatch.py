@@ -29,12 +29,14 @@ class OpsWatch:
 
     # --- GateWatch ------------------------------------------------------------------------------
 
-    def admitted(self, name: str, peer: Peer, join: bool) -> None:
+    def admitted(self, name: str) -> None:
         self.board.seen(name)
-        if join:
-            with self._lock:
-                self._last_refusal.pop(name, None)
-            self.audit.record("join", collaborator=name, peer=peer.address, cert_fingerprint=peer.cert_fingerprint)
+
+    def joined(self, name: str, peer: Peer) -> None:
+        self.board.seen(name)
+        with self._lock:
+            self._last_refusal.pop(name, None)
+        self.audit.record("join", collaborator=name, peer=peer.address, cert_fingerprint=peer.cert_fingerprint)
 
     def refused(self, claimed: str, peer: Peer, reason: str) -> None:
         key = (peer.cert_fingerprint, reason)

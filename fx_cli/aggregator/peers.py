@@ -19,8 +19,11 @@ class Peer:
 
 
 class GateWatch(Protocol):
-    def admitted(self, name: str, peer: Peer, join: bool) -> None:
-        """A call of ``name`` was let in (``join``: it was the Join call)."""
+    def admitted(self, name: str) -> None:
+        """A call of ``name`` was let in (any call but Join: who it is was already recorded when it joined)."""
+
+    def joined(self, name: str, peer: Peer) -> None:
+        """``name`` was let in by its Join call, from ``peer``."""
 
     def refused(self, claimed: str, peer: Peer, reason: str) -> None:
         """A call claiming to be ``claimed`` was refused for ``reason``."""

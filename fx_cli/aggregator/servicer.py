@@ -31,9 +31,9 @@ from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
 from fx_cli.secagg.rounds import SecAggRounds
 from fx_cli.transport.chunks import StreamError
-from fx_cli.transport.serde import (Action, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
+from fx_cli.transport.serde import (BATCHES, Action, Batch, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
                                     JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
-                                    UploadMeta, UploadReply)
+                                    UploadMeta, UploadReply, batched)
 
 log = logging.getLogger("fx.aggregator")
 MAX_PLAN_JSON = 4 << 20
@@ -129,7 +129,7 @@ class Gate:
             self.refused(context, caller.name, err)
             raise
         if self.watch is not None and check_plan:
-            self.watch.admitted(caller.name, peer_of(context), join=False)
+            self.watch.admitted(caller.name)  # no certificate parsing on every call: only Join records the peer
         return caller.name
 
     def refused(self, context: grpc.ServicerContext, claimed: str, err: BaseException) -> None:
@@ -147,7 +147,7 @@ class Gate:
 
     def joined(self, context: grpc.ServicerContext, name: str) -> None:
         if self.watch is not None:
-            self.watch.admitted(name, peer_of(context), join=True)
+            self.watch.joined(name, peer_of(context))
 
 
 def plan_differences(own: dict[str, Any], plan_json: bytes) -> list[str]:
@@ -240,7 +240,7 @@ class Servicer:
             log.info("told '%s' the federation is finished", name)
         return task_reply(ins)
 
-    def download_model(self, request: DownloadRequest, context: grpc.ServicerContext) -> Iterator[Frame]:
+    def download_model(self, request: DownloadRequest, context: grpc.ServicerContext) -> Iterator[Frame | Batch]:
         name = self._admit(context, request.caller)
         try:
             model = self.coord.model_for(request.round)
@@ -248,13 +248,19 @@ class Servicer:
             refuse(context, err)
         self.coord.count_out(model.nbytes)
         what = f"the round {request.round + 1} model download of '{name}'"
+
+        def frames() -> Iterator[Frame]:
+            for i, frame in enumerate(model.frames(self.chunk)):
+                if i == 2:  # the model header and a tensor header are on their way, its data is not
+                    fault("aggregator:sending_model")
+                yield frame
         try:
             with self.transfers.slot(what, self._alive(name, context)) as lease:
-                for i, frame in enumerate(model.frames(self.chunk)):
-                    if i == 2:  # the model header and a tensor header went out, its data did not
-                        fault("aggregator:sending_model")
+                # A caller of protocol 2 takes small frames together: one message (one hand-off between the
+                # server's threads) instead of one per header and chunk.
+                for message in batched(frames()) if request.protocol >= BATCHES else frames():
                     lease.touch(self.transfers.clock())
-                    yield frame
+                    yield message
         except SlotLost as err:
             context.abort(err.code, err.message)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 from pathlib import Path
@@ -18,9 +19,9 @@ from fx_cli.transport.chunks import StreamError, chunk_bytes, read_tensors, tens
 from fx_cli.transport.client import RetryPolicy, Retrier, code_of, open_channel, rpc_failure
 from fx_cli.transport.codec import decode
 from fx_cli.transport.methods import FederationStub
-from fx_cli.transport.serde import (Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
+from fx_cli.transport.serde import (BATCHES, Batch, Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
                                     JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
-                                    TasksRequest, TensorMeta, UploadMeta, UploadReply)
+                                    TasksRequest, TensorMeta, UploadMeta, UploadReply, batched, unbatched)
 
 log = logging.getLogger("fx.collaborator")
 Encoded = tuple[TensorMeta, memoryview]  # a tensor's wire header and payload
@@ -70,6 +71,7 @@ class AggregatorClient:
                                suspect=suspect)
         self.channel = open_channel(self.target, credentials, self.chunk)
         self.stub = FederationStub(self.channel)
+        self.batches = False  # whether the aggregator takes batched upload frames (it said so when we joined)
 
     def __enter__(self) -> "AggregatorClient":
         return self
@@ -92,7 +94,9 @@ class AggregatorClient:
 
     def join(self, capabilities: Capabilities | None = None) -> JoinReply:
         request = JoinRequest(self.caller, self.plan_json, capabilities=capabilities)
-        return self._call("join", lambda: self.stub.join(request, timeout=SHORT_TIMEOUT))
+        reply = self._call("join", lambda: self.stub.join(request, timeout=SHORT_TIMEOUT))
+        self.batches = reply.protocol >= BATCHES
+        return reply
 
     def get_tasks(self) -> TaskReply:
         request = TasksRequest(self.caller)
@@ -121,7 +125,7 @@ class AggregatorClient:
 
     def _download(self, request: DownloadRequest, into: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            frames: Iterator[Frame | None] = iter(self.stub.download_model(request))
+            frames: Iterator[Frame | None] = unbatched(self.stub.download_model(request))
             head = next(frames, None)
             if not isinstance(head, ModelMeta) or head.round != request.round:
                 raise StreamError(f"expected the model header of round {request.round + 1}, got {head!r:.80}")
@@ -146,10 +150,7 @@ class AggregatorClient:
             go = threading.Event()
             failed: list[BaseException] = []
 
-            def frames() -> Iterator[Frame]:
-                yield meta
-                if meta.tensor_count:
-                    go.wait()
+            def body() -> Iterator[Frame]:
                 sent: list[TensorMeta] = []
                 try:
                     for tmeta, payload in source():
@@ -159,6 +160,15 @@ class AggregatorClient:
                     failed.append(err)
                     return
                 yield trailer_of(sent)
+
+            def frames() -> Iterator[Frame | Batch]:
+                if meta.tensor_count:  # the header goes alone: the tensors wait for the server's go
+                    yield meta
+                    go.wait()
+                    yield from batched(body()) if self.batches else body()
+                else:
+                    yield from batched(itertools.chain([meta], body())) if self.batches else itertools.chain(
+                        [meta], body())
 
             call = self.stub.upload_results.future(frames())
             try:

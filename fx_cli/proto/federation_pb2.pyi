@@ -90,12 +90,14 @@ class GetTasksResponse(_message.Message):
     def __init__(self, action: _Optional[_Union[GetTasksResponse.Action, str]] = ..., round: _Optional[int] = ..., tasks: _Optional[_Iterable[str]] = ..., already_received: _Optional[_Iterable[str]] = ..., rounds_to_train: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("caller", "round")
+    __slots__ = ("caller", "round", "protocol")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     caller: Caller
     round: int
-    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ...) -> None: ...
+    protocol: int
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class TensorHeader(_message.Message):
     __slots__ = ("name", "dtype", "shape", "pipeline", "metadata", "nbytes", "crc32", "delta")
@@ -143,16 +145,24 @@ class ModelHeader(_message.Message):
     def __init__(self, round: _Optional[int] = ..., tensor_count: _Optional[int] = ..., payload_bytes: _Optional[int] = ...) -> None: ...
 
 class DownloadChunk(_message.Message):
-    __slots__ = ("model", "tensor", "data", "trailer")
+    __slots__ = ("model", "tensor", "data", "trailer", "batch")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TRAILER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     model: ModelHeader
     tensor: TensorHeader
     data: bytes
     trailer: StreamTrailer
-    def __init__(self, model: _Optional[_Union[ModelHeader, _Mapping]] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[StreamTrailer, _Mapping]] = ...) -> None: ...
+    batch: DownloadBatch
+    def __init__(self, model: _Optional[_Union[ModelHeader, _Mapping]] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[StreamTrailer, _Mapping]] = ..., batch: _Optional[_Union[DownloadBatch, _Mapping]] = ...) -> None: ...
+
+class DownloadBatch(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[DownloadChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[DownloadChunk, _Mapping]]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
     __slots__ = ("caller", "round", "task", "data_size", "metrics", "tensor_count")
@@ -178,16 +188,24 @@ class UploadHeader(_message.Message):
     def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ..., task: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., tensor_count: _Optional[int] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
-    __slots__ = ("header", "tensor", "data", "trailer")
+    __slots__ = ("header", "tensor", "data", "trailer", "batch")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TRAILER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     header: UploadHeader
     tensor: TensorHeader
     data: bytes
     trailer: StreamTrailer
-    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[StreamTrailer, _Mapping]] = ...) -> None: ...
+    batch: UploadBatch
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., tensor: _Optional[_Union[TensorHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[StreamTrailer, _Mapping]] = ..., batch: _Optional[_Union[UploadBatch, _Mapping]] = ...) -> None: ...
+
+class UploadBatch(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[UploadChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[UploadChunk, _Mapping]]] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
     __slots__ = ("outcome", "bytes_received", "message")

@@ -25,7 +25,7 @@ class FederationServicer(Protocol):
 
     def join(self, request: serde.JoinRequest, context: Any) -> serde.JoinReply: ...
     def get_tasks(self, request: serde.TasksRequest, context: Any) -> serde.TaskReply: ...
-    def download_model(self, request: serde.DownloadRequest, context: Any) -> Iterator[serde.Frame]: ...
+    def download_model(self, request: serde.DownloadRequest, context: Any) -> Iterator[serde.Frame | serde.Batch]: ...
     def upload_results(self, frames: Iterator[serde.Frame | None], context: Any) -> serde.UploadReply: ...
     def heartbeat(self, request: serde.HeartbeatRequest, context: Any) -> serde.HeartbeatReply: ...
     def ping(self, request: serde.PingRequest, context: Any) -> serde.PingReply: ...
@@ -45,7 +45,9 @@ def _unary(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any], wha
 
 
 def _frames(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any]) -> Callable[[Iterator[bytes], Any], Any]:
-    return lambda raws, context: method((_parsed(parse, raw, context, "upload chunk") for raw in raws), context)
+    """A client-streaming handler: ``method`` gets the stream's frames, batches opened (protocol 2)."""
+    return lambda raws, context: method(serde.unbatched(_parsed(parse, raw, context, "upload chunk") for raw in raws),
+                                        context)
 
 
 def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler[Any, Any]:
@@ -103,10 +105,10 @@ class FederationStub:
         self.get_tasks: grpc.UnaryUnaryMultiCallable[serde.TasksRequest, serde.TaskReply] = channel.unary_unary(
             path("GetTasks"), request_serializer=serde.tasks_request_to_bytes,
             response_deserializer=serde.task_reply_from_bytes)
-        self.download_model: grpc.UnaryStreamMultiCallable[serde.DownloadRequest, serde.Frame | None] = (
+        self.download_model: grpc.UnaryStreamMultiCallable[serde.DownloadRequest, serde.Frame | serde.Batch | None] = (
             channel.unary_stream(path("DownloadModel"), request_serializer=serde.download_request_to_bytes,
                                  response_deserializer=serde.download_frame_from_bytes))
-        self.upload_results: grpc.StreamUnaryMultiCallable[serde.Frame, serde.UploadReply] = (
+        self.upload_results: grpc.StreamUnaryMultiCallable[serde.Frame | serde.Batch, serde.UploadReply] = (
             channel.stream_unary(path("UploadResults"), request_serializer=serde.upload_frame_to_bytes,
                                  response_deserializer=serde.upload_reply_from_bytes))
         self.heartbeat: grpc.UnaryUnaryMultiCallable[serde.HeartbeatRequest, serde.HeartbeatReply] = (

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Iterable, Iterator, TypeVar, Union
 
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.tensors import varint
 
-PROTOCOL = 1
+# 1: first wave. 2: small stream frames may travel together in one message (``Batch``), each side only
+# to a peer that said it speaks 2 (``DownloadRequest.protocol``, ``JoinReply.protocol``).
+PROTOCOL = 2
+BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class TaskReply:
 class DownloadRequest:
     caller: Caller
     round: int
+    protocol: int = PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,22 @@ DATA = (bytes, bytearray, memoryview)
 _DATA_TAG = b"\x1a"
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive frames of one stream sent as one message (protocol 2).
+
+    A synchronous gRPC server hands every message between two threads, which for a small model costs more
+    than its bytes; so runs of headers and small chunks travel together, and large chunks alone.
+    """
+    frames: tuple[Frame, ...]
+
+
+# Payload bytes gathered into one batch at most, and frames: a batch stays far inside the message limit whatever
+# the chunk size. A chunk at least this large is sent on its own.
+BATCH_BYTES = 256 << 10
+BATCH_FRAMES = 64
+
+
 def is_data(frame: object) -> bool:
     """Whether a stream frame is a payload chunk."""
     return isinstance(frame, DATA)
@@ -188,6 +208,58 @@ def _data_view(b: bytes) -> memoryview | None:
     if size < 0 or start + size != len(b):
         return None
     return memoryview(b)[start:]
+
+
+def batched(frames: Iterable[Frame], limit: int = BATCH_BYTES) -> Iterator[Frame | Batch]:
+    """``frames`` with runs of small ones gathered into batches of at most ``limit`` payload bytes.
+
+    Small chunks are copied into the batch (the sender may reuse a buffer once it yields the next frame).
+    """
+    pending: list[Frame] = []
+    size = 0
+    for frame in frames:
+        n = memoryview(frame).nbytes if isinstance(frame, DATA) else 0
+        if pending and (size + n > limit or len(pending) >= BATCH_FRAMES):
+            yield _one_or_batch(pending)
+            pending, size = [], 0
+        if n >= limit:
+            yield frame
+            continue
+        pending.append(bytes(frame) if isinstance(frame, DATA) else frame)
+        size += n
+    if pending:
+        yield _one_or_batch(pending)
+
+
+def _one_or_batch(frames: list[Frame]) -> Frame | Batch:
+    return frames[0] if len(frames) == 1 else Batch(tuple(frames))
+
+
+def unbatched(items: Iterable[Frame | Batch | None]) -> Iterator[Frame | None]:
+    """A received stream with its batches opened."""
+    for item in items:
+        if isinstance(item, Batch):
+            yield from item.frames
+        else:
+            yield item
+
+
+_Chunk = TypeVar("_Chunk", pb.DownloadChunk, pb.UploadChunk)
+# ``DownloadChunk.batch`` / ``UploadChunk.batch`` (field 5) and ``*Batch.chunks`` (field 1), length-delimited.
+_BATCH_TAG = b"\x2a"
+_CHUNK_TAG = b"\x0a"
+
+
+def _batch_message(batch: Batch, one: Callable[[Frame], bytes]) -> bytes:
+    """Byte-identical to protobuf's serialisation of ``DownloadChunk(batch=...)`` / ``UploadChunk(batch=...)``."""
+    parts: list[bytes] = []
+    for frame in batch.frames:
+        if isinstance(frame, Batch):
+            raise TypeError("a batch cannot hold a batch")
+        encoded = one(frame)
+        parts += (_CHUNK_TAG, varint.encode(len(encoded)), encoded)
+    body = b"".join(parts)
+    return b"".join((_BATCH_TAG, varint.encode(len(body)), body))
 
 
 def _caller(msg: pb.Caller) -> Caller:
@@ -251,12 +323,12 @@ def task_reply_from_bytes(b: bytes) -> TaskReply:
 
 
 def download_request_to_bytes(r: DownloadRequest) -> bytes:
-    return pb.DownloadRequest(caller=_caller_pb(r.caller), round=r.round).SerializeToString()
+    return pb.DownloadRequest(caller=_caller_pb(r.caller), round=r.round, protocol=r.protocol).SerializeToString()
 
 
 def download_request_from_bytes(b: bytes) -> DownloadRequest:
     m = pb.DownloadRequest.FromString(b)
-    return DownloadRequest(_caller(m.caller), m.round)
+    return DownloadRequest(_caller(m.caller), m.round, m.protocol)
 
 
 def heartbeat_request_to_bytes(r: HeartbeatRequest) -> bytes:
@@ -320,9 +392,11 @@ def _tensor(m: pb.TensorHeader) -> TensorMeta:
                       m.pipeline or "none", dict(m.metadata), m.delta)
 
 
-def download_frame_to_bytes(f: Frame) -> bytes:
+def download_frame_to_bytes(f: Frame | Batch) -> bytes:
     if isinstance(f, DATA):
         return _data_message(f)
+    if isinstance(f, Batch):
+        return _batch_message(f, download_frame_to_bytes)
     if isinstance(f, TensorMeta):
         msg = pb.DownloadChunk(tensor=_tensor_pb(f))
     elif isinstance(f, ModelMeta):
@@ -335,12 +409,31 @@ def download_frame_to_bytes(f: Frame) -> bytes:
     return msg.SerializeToString()
 
 
-def download_frame_from_bytes(b: bytes) -> Frame | None:
+def download_frame_from_bytes(b: bytes) -> Frame | Batch | None:
     """The frame in a chunk message (None for an empty or unknown one); payload chunks are views of ``b``."""
     data = _data_view(b)
     if data is not None:
         return data
     m = pb.DownloadChunk.FromString(b)
+    if m.WhichOneof("kind") == "batch":
+        return Batch(tuple(_known(_download_frame(_flat(c))) for c in m.batch.chunks))
+    return _download_frame(m)
+
+
+def _flat(chunk: _Chunk) -> _Chunk:
+    """A chunk of a batch: refused (ValueError) when it is itself a batch."""
+    if chunk.WhichOneof("kind") == "batch":
+        raise ValueError("a batch inside a batch")
+    return chunk
+
+
+def _known(frame: Frame | None) -> Frame:
+    if frame is None:
+        raise ValueError("an empty or unknown chunk inside a batch")
+    return frame
+
+
+def _download_frame(m: pb.DownloadChunk) -> Frame | None:
     kind = m.WhichOneof("kind")
     if kind == "data":
         return m.data
@@ -353,9 +446,11 @@ def download_frame_from_bytes(b: bytes) -> Frame | None:
     return None
 
 
-def upload_frame_to_bytes(f: Frame) -> bytes:
+def upload_frame_to_bytes(f: Frame | Batch) -> bytes:
     if isinstance(f, DATA):
         return _data_message(f)
+    if isinstance(f, Batch):
+        return _batch_message(f, upload_frame_to_bytes)
     if isinstance(f, TensorMeta):
         msg = pb.UploadChunk(tensor=_tensor_pb(f))
     elif isinstance(f, UploadMeta):
@@ -369,12 +464,18 @@ def upload_frame_to_bytes(f: Frame) -> bytes:
     return msg.SerializeToString()
 
 
-def upload_frame_from_bytes(b: bytes) -> Frame | None:
+def upload_frame_from_bytes(b: bytes) -> Frame | Batch | None:
     """The frame in an upload chunk (None for an empty or unknown one); payload chunks are views of ``b``."""
     data = _data_view(b)
     if data is not None:
         return data
     m = pb.UploadChunk.FromString(b)
+    if m.WhichOneof("kind") == "batch":
+        return Batch(tuple(_known(_upload_frame(_flat(c))) for c in m.batch.chunks))
+    return _upload_frame(m)
+
+
+def _upload_frame(m: pb.UploadChunk) -> Frame | None:
     kind = m.WhichOneof("kind")
     if kind == "data":
         return m.data
