@@ -12,8 +12,8 @@ import pytest
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.transport import codec, serde
 from fx_cli.transport.chunks import read_tensors, tensor_frames, trailer_of
-from fx_cli.transport.serde import (BATCH_BYTES, BATCH_FRAMES, Batch, Caller, ModelMeta, TensorMeta, Trailer,
-                                    UploadMeta, batched, unbatched)
+from fx_cli.transport.batches import BATCH_BYTES, BATCH_FRAMES, batched, unbatched
+from fx_cli.transport.serde import Batch, Caller, ModelMeta, TensorMeta, Trailer, UploadMeta
 
 
 def stream(sizes: list[int], chunk: int) -> tuple[list[serde.Frame], dict[str, np.ndarray]]:

@@ -33,7 +33,8 @@ from fx_cli.secagg.rounds import SecAggRounds
 from fx_cli.transport.chunks import StreamError
 from fx_cli.transport.serde import (BATCHES, Action, Batch, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
                                     JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
-                                    UploadMeta, UploadReply, batched)
+                                    UploadMeta, UploadReply)
+from fx_cli.transport.batches import batched
 
 log = logging.getLogger("fx.aggregator")
 MAX_PLAN_JSON = 4 << 20

@@ -21,7 +21,8 @@ from fx_cli.transport.codec import decode
 from fx_cli.transport.methods import FederationStub
 from fx_cli.transport.serde import (BATCHES, Batch, Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
                                     JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
-                                    TasksRequest, TensorMeta, UploadMeta, UploadReply, batched, unbatched)
+                                    TasksRequest, TensorMeta, UploadMeta, UploadReply)
+from fx_cli.transport.batches import batched, unbatched
 
 log = logging.getLogger("fx.collaborator")
 Encoded = tuple[TensorMeta, memoryview]  # a tensor's wire header and payload

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from fx_cli.transport import serde
+from fx_cli.transport.batches import unbatched
 
 SERVICE = "fx.federation.v1.Federation"
 
@@ -46,7 +47,7 @@ def _unary(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any], wha
 
 def _frames(method: Callable[[Any, Any], Any], parse: Callable[[bytes], Any]) -> Callable[[Iterator[bytes], Any], Any]:
     """A client-streaming handler: ``method`` gets the stream's frames, batches opened (protocol 2)."""
-    return lambda raws, context: method(serde.unbatched(_parsed(parse, raw, context, "upload chunk") for raw in raws),
+    return lambda raws, context: method(unbatched(_parsed(parse, raw, context, "upload chunk") for raw in raws),
                                         context)
 
 

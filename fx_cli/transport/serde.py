@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar, Union
+from typing import Callable, TypeVar, Union
 
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.tensors import varint
@@ -181,12 +181,6 @@ class Batch:
     frames: tuple[Frame, ...]
 
 
-# Payload bytes gathered into one batch at most, and frames: a batch stays far inside the message limit whatever
-# the chunk size. A chunk at least this large is sent on its own.
-BATCH_BYTES = 256 << 10
-BATCH_FRAMES = 64
-
-
 def is_data(frame: object) -> bool:
     """Whether a stream frame is a payload chunk."""
     return isinstance(frame, DATA)
@@ -208,40 +202,6 @@ def _data_view(b: bytes) -> memoryview | None:
     if size < 0 or start + size != len(b):
         return None
     return memoryview(b)[start:]
-
-
-def batched(frames: Iterable[Frame], limit: int = BATCH_BYTES) -> Iterator[Frame | Batch]:
-    """``frames`` with runs of small ones gathered into batches of at most ``limit`` payload bytes.
-
-    Small chunks are copied into the batch (the sender may reuse a buffer once it yields the next frame).
-    """
-    pending: list[Frame] = []
-    size = 0
-    for frame in frames:
-        n = memoryview(frame).nbytes if isinstance(frame, DATA) else 0
-        if pending and (size + n > limit or len(pending) >= BATCH_FRAMES):
-            yield _one_or_batch(pending)
-            pending, size = [], 0
-        if n >= limit:
-            yield frame
-            continue
-        pending.append(bytes(frame) if isinstance(frame, DATA) else frame)
-        size += n
-    if pending:
-        yield _one_or_batch(pending)
-
-
-def _one_or_batch(frames: list[Frame]) -> Frame | Batch:
-    return frames[0] if len(frames) == 1 else Batch(tuple(frames))
-
-
-def unbatched(items: Iterable[Frame | Batch | None]) -> Iterator[Frame | None]:
-    """A received stream with its batches opened."""
-    for item in items:
-        if isinstance(item, Batch):
-            yield from item.frames
-        else:
-            yield item
 
 
 _Chunk = TypeVar("_Chunk", pb.DownloadChunk, pb.UploadChunk)
