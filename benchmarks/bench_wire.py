@@ -18,7 +18,7 @@ Peak RSS and CPU come from the kernel (``wait4`` rusage of each process); per-ro
 ``cpu_s`` field of ``logs/aggregator_metrics.jsonl``. Steady rounds are rounds 2.. (round 1 includes
 start-up and connection set-up; the final model's evaluation is not a training round).
 
-Usage: python -m benchmarks.bench_wire [--cases wire,big2,big8,cpu,many] [--huge] [--keep DIR]
+Usage: python -m benchmarks.bench_wire [--cases big2,big8,cpu,many] [--rounds N] [--huge] [--keep DIR] [--tree DIR]
 """
 from __future__ import annotations
 
@@ -329,6 +329,7 @@ def main() -> None:
                         "(e.g. a checkout of an older commit, for before/after figures on the same machine)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a plan setting for every federation, e.g. aggregator.audit_log=false")
+    parser.add_argument("--rounds", type=int, help="rounds of every case (more steady rounds, less noise)")
     args = parser.parse_args()
     if args.tree:
         TREE[0] = str(args.tree.resolve())
@@ -346,6 +347,7 @@ def main() -> None:
         runs: dict[str, Run] = {}
         for key in [c for c in args.cases.split(",") if c]:
             label, n, params, rounds = CASES[key]
+            rounds = args.rounds or rounds
             print(f"running {label} ({rounds} rounds) ...", flush=True)
             runs[key] = federation(root, label, n, params, rounds)
             print(f"  {runs[key].wall:.1f} s wall; rounds (s): "

@@ -37,7 +37,7 @@ def write_rounds(path: Path, signer: HeadSigner, rounds: int = 3) -> None:
     audit.record("plan_loaded", plan_hash="ab" * 24)
     for r in range(1, rounds + 1):
         audit.record("task_assigned", collaborator="one", round=r, tasks=["train"])
-        audit.record("update_accepted", collaborator="one", round=r, sha256="cd" * 32)
+        audit.record("update_accepted", collaborator="one", round=r, blake3="cd" * 32)
         audit.record("round_closed", round=r, participants=["one"], model_sha256="ef" * 32)
         audit.sign_head()
     audit.close()
@@ -76,7 +76,7 @@ def test_edited_record_with_recomputed_hash_is_caught_by_the_next_link(tmp_path:
     write_rounds(path, signer[0])
     content = lines(path)
     record = json.loads(content[2])
-    record["data"]["sha256"] = "00" * 32
+    record["data"]["blake3"] = "00" * 32
     record["hash"] = chain.body_hash(record)
     content[2] = chain.canonical(record)
     path.write_bytes(b"\n".join(content) + b"\n")

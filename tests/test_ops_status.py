@@ -114,8 +114,8 @@ def test_status_api_during_and_after_a_run(ws: Path, tmp_path: Path) -> None:
     assert all(re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", j["cert_fingerprint"]) for j in joins)
     accepted = [r["data"] for r in records if r["kind"] == "update_accepted"]
     trains = [a for a in accepted if a["task"] == "train"]
-    assert len(trains) == 6 and all(re.fullmatch(r"[0-9a-f]{64}", a["sha256"]) and a["nbytes"] > 0 for a in trains)
-    assert len({a["sha256"] for a in trains}) == 6  # every update differs
+    assert len(trains) == 6 and all(re.fullmatch(r"[0-9a-f]{64}", a["blake3"]) and a["nbytes"] > 0 for a in trains)
+    assert len({a["blake3"] for a in trains}) == 6  # every update differs
     closed = [r["data"] for r in records if r["kind"] == "round_closed"]
     assert [c["participants"] for c in closed] == [["one", "two"]] * 3
     import hashlib

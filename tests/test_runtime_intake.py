@@ -53,15 +53,15 @@ def test_a_good_update_is_spilled_in_model_layout_and_reads_back_verified(model:
 
 def test_the_audit_digest_covers_names_and_payloads_and_is_skipped_without_an_audit_log(model: Any,
                                                                                       tmp_path: Path) -> None:
-    import hashlib
+    import blake3
 
     update = {"w1": MODEL["w1"] * 2, "w0": MODEL["w0"] + 1}
     frames = upload_frames(update)
     audited = receive(model, tmp_path, frames)
-    expected = hashlib.sha256(b"".join(n.encode() + b"\0" + update[n].tobytes() for n in update)).hexdigest()
-    assert audited.sha256 == expected
+    expected = blake3.blake3(b"".join(n.encode() + b"\0" + update[n].tobytes() for n in update)).hexdigest()
+    assert audited.blake3 == expected
     bare = UpdateIntake(model, tmp_path / "updates" / "two.train.f32", set(), digest=False).receive(iter(frames))
-    assert bare.sha256 == "" and bare.crcs == audited.crcs
+    assert bare.blake3 == "" and bare.crcs == audited.crcs
     assert bare.path.read_bytes() == audited.path.read_bytes()
 
 

@@ -267,7 +267,7 @@ class Coordinator:
             self.presence.seen(ticket.collaborator, self.clock())
             self.bytes_in += spilled.wire_bytes
             self._emit(Event(EventKind.UPDATE_ACCEPTED, ticket.round, ticket.collaborator, ticket.task,
-                             metrics=dict(metrics), nbytes=spilled.wire_bytes, sha256=spilled.sha256))
+                             metrics=dict(metrics), nbytes=spilled.wire_bytes, blake3=spilled.blake3))
             if self.round.is_done(ticket.collaborator):  # only then can a verdict change
                 self.loop.notify_all()
                 if self.assigner.sequential:  # ... or whose turn it is

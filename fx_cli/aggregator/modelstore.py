@@ -10,7 +10,6 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from fx_cli.atomic import atomic_write
+from fx_cli.checksum import crc32
 from fx_cli.errors import ModelFileError
 from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
 from fx_cli.tensors.trailer import ChecksumSink
@@ -127,7 +127,7 @@ def model_problem(model: RoundModel, path: Path | None = None) -> str | None:
                     data = fh.read(min(left, 4 << 20))
                     if not data:
                         return f"{path} is truncated (tensor '{e.name}' is incomplete)"
-                    crc, left = zlib.crc32(data, crc), left - len(data)
+                    crc, left = crc32(data, crc), left - len(data)
                 if crc != e.crc32:
                     return f"{path}: tensor '{e.name}' does not match its checksum (the file is damaged)"
         if path.suffix == ".pbuf":  # not spilled updates (raw .f32): record headers, fx's checksum record
@@ -175,7 +175,7 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
             data = np.asarray(array, dtype=DTYPE, order="C")
             start = fh.tell()
             written = write_tensor(sink, name, data, round_number=round_num)
-            crc = zlib.crc32(data.reshape(-1).data.cast("B"))
+            crc = crc32(data.reshape(-1).data.cast("B"))
             entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
         sink.finish()
     remember_sha256(path, sink.file_sha256())

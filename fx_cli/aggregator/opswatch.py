@@ -69,7 +69,7 @@ class OpsWatch:
             self.audit.record("task_assigned", collaborator=col, round=r, tasks=tasks)
             self.board.seen(col, task=tasks[0] if tasks else "")
         elif kind is EventKind.UPDATE_ACCEPTED:
-            self.audit.record("update_accepted", collaborator=col, round=r, task=event.task, sha256=event.sha256,
+            self.audit.record("update_accepted", collaborator=col, round=r, task=event.task, blake3=event.blake3,
                               nbytes=event.nbytes, metrics=dict(event.metrics))
             self.board.seen(col, task="")
         elif kind is EventKind.UPDATE_REFUSED:

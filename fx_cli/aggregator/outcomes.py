@@ -100,7 +100,7 @@ class Event:
     metrics: Mapping[str, float] = field(default_factory=dict)
     report: "RoundReport | None" = None
     nbytes: int = 0  # UPDATE_ACCEPTED: payload bytes as received
-    sha256: str = ""  # UPDATE_ACCEPTED: SHA-256 of the update as received (``intake.UpdateIntake``)
+    blake3: str = ""  # UPDATE_ACCEPTED: BLAKE3 digest of the update as received (``intake.UpdateIntake``)
 
 
 Observer = Callable[[Event], None]

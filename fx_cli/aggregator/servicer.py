@@ -171,7 +171,7 @@ class Servicer:
                  eligibility: Eligibility | None = None, secagg: SecAggRounds | None = None,
                  upload_digest: bool = True) -> None:
         self.secagg_rounds = secagg
-        self.upload_digest = upload_digest  # SHA-256 of each upload for the audit log (off with the audit log)
+        self.upload_digest = upload_digest  # BLAKE3 digest of each upload for the audit log (off with the audit log)
         self.eligibility = eligibility
         self.coord = coordinator
         self.gate = gate

@@ -8,11 +8,11 @@ shape. Nothing is pickled and no tensor-sized temporary is made.
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from fx_cli.checksum import crc32
 from fx_cli.transport.serde import Frame, TensorMeta, Trailer, is_data
 
 MIN_CHUNK = 4096
@@ -42,7 +42,7 @@ def as_payload(array: np.ndarray) -> memoryview:
 def raw_meta(name: str, array: np.ndarray, payload: memoryview) -> TensorMeta:
     """Header of a tensor sent as raw bytes."""
     return TensorMeta(name=name, dtype=np.dtype(array.dtype).newbyteorder("<").str, shape=tuple(array.shape),
-                      nbytes=payload.nbytes, crc32=zlib.crc32(payload))
+                      nbytes=payload.nbytes, crc32=crc32(payload))
 
 
 def tensor_frames(meta: TensorMeta, payload: memoryview, chunk: int) -> Iterator[Frame]:
@@ -85,7 +85,7 @@ class PayloadCheck:
         size = memoryview(data).nbytes
         if self.received + size > self.meta.nbytes:
             raise StreamError(f"tensor '{self.meta.name}': more payload than the {self.meta.nbytes:,} bytes announced")
-        self.crc = zlib.crc32(data, self.crc)
+        self.crc = crc32(data, self.crc)
         self.received += size
 
     def finish(self) -> None:

@@ -1,11 +1,11 @@
 """Tensor payloads on the wire: raw bytes, or a compression pipeline's encoding named in the header."""
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import numpy as np
 
+from fx_cli.checksum import crc32
 from fx_cli.errors import FxError
 from fx_cli.transport.chunks import StreamError, as_payload, raw_array, raw_meta
 from fx_cli.transport.serde import TensorMeta
@@ -28,7 +28,7 @@ def encode(name: str, array: np.ndarray, pipeline: Any = None, delta: bool = Fal
     data, metadata = pipeline.encode(array)
     payload = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     meta = TensorMeta(name=name, dtype=np.dtype(array.dtype).newbyteorder("<").str, shape=tuple(array.shape),
-                      nbytes=payload.nbytes, crc32=zlib.crc32(payload), pipeline=pipeline_name(pipeline),
+                      nbytes=payload.nbytes, crc32=crc32(payload), pipeline=pipeline_name(pipeline),
                       metadata={str(k): str(v) for k, v in metadata.items()}, delta=delta)
     return meta, payload
 
