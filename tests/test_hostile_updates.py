@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -149,6 +150,10 @@ def test_hostile_updates_are_refused_the_sender_is_named_and_the_round_goes_on(t
             "NaN": ([h] + raw.frames(with_tensor(m, "w0", nan)), CODE.INVALID_ARGUMENT,
                     "tensor 'w0' contains NaN or Inf values"),
             "Inf": ([h] + raw.frames(with_tensor(m, "w0", inf)), CODE.INVALID_ARGUMENT, "contains NaN or Inf"),
+            # Protocol 2's small upload: header and tensors in one message, no go awaited; checked the same way.
+            "NaN, eager": ([Batch(tuple(bytes(f) if is_data(f) else f  # type: ignore[arg-type]
+                                        for f in [replace(h, eager=True)] + raw.frames(with_tensor(m, "w0", nan))))],
+                           CODE.INVALID_ARGUMENT, "tensor 'w0' contains NaN or Inf values"),
             "wrong shape": ([h] + raw.frames(with_tensor(m, "w0", w0.reshape(2, -1))), CODE.INVALID_ARGUMENT,
                             f"tensor 'w0': got <f4 (2, {w0.size // 2}), the global model has <f4 ({w0.size},)"),
             "wrong dtype": ([h] + raw.frames(with_tensor(m, "w0", w0.astype(np.float64))), CODE.INVALID_ARGUMENT,

@@ -12,7 +12,7 @@ import pytest
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.transport import codec, serde
 from fx_cli.transport.chunks import read_tensors, tensor_frames, trailer_of
-from fx_cli.transport.batches import BATCH_BYTES, BATCH_FRAMES, batched, unbatched
+from fx_cli.transport.batches import BATCH_BYTES, BATCH_FRAMES, batched, gathered, unbatched
 from fx_cli.transport.serde import Batch, Caller, ModelMeta, TensorMeta, Trailer, UploadMeta
 
 
@@ -59,6 +59,29 @@ def test_a_batch_never_passes_its_payload_or_frame_limit() -> None:
         assert len(m.frames) <= BATCH_FRAMES
         assert sum(len(f) for f in m.frames if isinstance(f, bytes)) <= 20_000
     assert as_bytes(list(unbatched(messages))) == as_bytes(list(frames))
+
+
+def test_a_chunk_of_exactly_the_limit_goes_alone_after_the_frames_before_it() -> None:
+    """A model whose chunk size equals the batch limit: headers first, then the chunk, never the other way."""
+    frames, _ = stream([BATCH_BYTES // 4 * 2 + 3], chunk=BATCH_BYTES)  # two full chunks and a small one
+    messages = list(batched(frames))
+    assert isinstance(messages[0], Batch) and isinstance(messages[0].frames[0], ModelMeta)
+    assert [memoryview(m).nbytes for m in messages[1:3]] == [BATCH_BYTES, BATCH_BYTES]  # type: ignore[arg-type]
+    assert as_bytes(list(unbatched(messages))) == as_bytes(list(frames))
+
+
+def test_gathered_tells_a_small_stream_from_a_large_one_and_loses_nothing() -> None:
+    small, _ = stream([1000, 2000], chunk=1 << 20)
+    taken, whole = gathered(iter(small))
+    assert whole and as_bytes(taken) == as_bytes(small)
+    large, _ = stream([10, BATCH_BYTES // 4 + 1, 10], chunk=1 << 20)
+    rest = iter(large)
+    taken, whole = gathered(rest)
+    assert not whole and len(taken) < len(large)
+    assert as_bytes(taken + list(rest)) == as_bytes(large)  # the sender goes on with what was not taken
+    many, _ = stream([1] * BATCH_FRAMES, chunk=1 << 20)  # tiny, but more frames than one batch holds
+    taken, whole = gathered(iter(many))
+    assert not whole and len(taken) == BATCH_FRAMES
 
 
 def test_small_chunks_are_copied_so_the_sender_may_reuse_its_buffer() -> None:

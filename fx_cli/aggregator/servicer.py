@@ -300,7 +300,8 @@ class Servicer:
             if header.tensor_count:
                 what = f"the round {ticket.round + 1} '{ticket.task}' upload of '{ticket.collaborator}'"
                 with self.transfers.slot(what, self._alive(ticket.collaborator, context)) as lease:
-                    context.send_initial_metadata(((READY_KEY, "go"),))  # the client streams only now
+                    if not header.eager:  # a small upload is all here already; a large one streams only now
+                        context.send_initial_metadata(((READY_KEY, "go"),))
                     spilled = intake.receive(self.transfers.moving(lease, frames))
             else:
                 spilled = intake.receive(frames)

@@ -5,6 +5,7 @@ import functools
 import itertools
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -22,7 +23,7 @@ from fx_cli.transport.methods import FederationStub
 from fx_cli.transport.serde import (BATCHES, Batch, Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
                                     JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
                                     TasksRequest, TensorMeta, UploadMeta, UploadReply)
-from fx_cli.transport.batches import batched, unbatched
+from fx_cli.transport.batches import batched, gathered, unbatched
 
 log = logging.getLogger("fx.collaborator")
 Encoded = tuple[TensorMeta, memoryview]  # a tensor's wire header and payload
@@ -143,7 +144,8 @@ class AggregatorClient:
         ``tensors``: each tensor's header and payload, or a function yielding them one at a time as they
         are sent (called again on a retry), so that only one encoded tensor exists at a time.
         With tensors, only the header goes out until the server's initial metadata says a transfer
-        slot is ours, so an upload waiting in the aggregator's queue holds no buffers there.
+        slot is ours, so an upload waiting in the aggregator's queue holds no buffers there. A small one
+        (protocol 2, within one batch) goes whole in one message, marked ``eager``: there is no go to wait for.
         """
         source = tensors if callable(tensors) else (lambda: tensors)
 
@@ -163,13 +165,23 @@ class AggregatorClient:
                 yield trailer_of(sent)
 
             def frames() -> Iterator[Frame | Batch]:
-                if meta.tensor_count:  # the header goes alone: the tensors wait for the server's go
-                    yield meta
-                    go.wait()
-                    yield from batched(body()) if self.batches else body()
-                else:
+                if not meta.tensor_count:
                     yield from batched(itertools.chain([meta], body())) if self.batches else itertools.chain(
                         [meta], body())
+                    return
+                if not self.batches:  # the header goes alone: the tensors wait for the server's go
+                    yield meta
+                    go.wait()
+                    yield from body()
+                    return
+                rest = body()
+                first, whole = gathered(rest)
+                if whole:  # small: header and tensors in one message, no go to wait for
+                    yield from batched([replace(meta, eager=True), *first])
+                    return
+                yield meta
+                go.wait()
+                yield from batched(itertools.chain(first, rest))
 
             call = self.stub.upload_results.future(frames())
             try:

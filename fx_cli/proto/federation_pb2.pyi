@@ -165,7 +165,7 @@ class DownloadBatch(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[DownloadChunk, _Mapping]]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("caller", "round", "task", "data_size", "metrics", "tensor_count")
+    __slots__ = ("caller", "round", "task", "data_size", "metrics", "tensor_count", "eager")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -179,13 +179,15 @@ class UploadHeader(_message.Message):
     DATA_SIZE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     TENSOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EAGER_FIELD_NUMBER: _ClassVar[int]
     caller: Caller
     round: int
     task: str
     data_size: int
     metrics: _containers.ScalarMap[str, float]
     tensor_count: int
-    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ..., task: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., tensor_count: _Optional[int] = ...) -> None: ...
+    eager: bool
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., round: _Optional[int] = ..., task: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., tensor_count: _Optional[int] = ..., eager: _Optional[bool] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("header", "tensor", "data", "trailer", "batch")

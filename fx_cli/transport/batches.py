@@ -11,8 +11,9 @@ from typing import Iterable, Iterator
 from fx_cli.transport.serde import DATA, Batch, Frame
 
 # Payload bytes gathered into one batch at most, and frames: a batch stays far inside the message limit whatever
-# the chunk size. A chunk at least this large is sent on its own.
-BATCH_BYTES = 256 << 10
+# the chunk size. A chunk at least this large is sent on its own. 1 MiB: a model of a few hundred thousand
+# parameters travels as one message each way; a large model's chunks (MiBs) are not copied into batches.
+BATCH_BYTES = 1 << 20
 BATCH_FRAMES = 64
 
 
@@ -25,7 +26,7 @@ def batched(frames: Iterable[Frame], limit: int = BATCH_BYTES) -> Iterator[Frame
     size = 0
     for frame in frames:
         n = memoryview(frame).nbytes if isinstance(frame, DATA) else 0
-        if pending and (size + n > limit or len(pending) >= BATCH_FRAMES):
+        if pending and (size + n > limit or n >= limit or len(pending) >= BATCH_FRAMES):
             yield _one_or_batch(pending)
             pending, size = [], 0
         if n >= limit:
@@ -35,6 +36,24 @@ def batched(frames: Iterable[Frame], limit: int = BATCH_BYTES) -> Iterator[Frame
         size += n
     if pending:
         yield _one_or_batch(pending)
+
+
+def gathered(frames: Iterator[Frame], limit: int = BATCH_BYTES, most: int = BATCH_FRAMES) -> tuple[list[Frame], bool]:
+    """The first frames of ``frames`` (data copied), and whether that was all of them and they fit one batch.
+
+    An uploader looks ahead like this to send a small upload in one message without waiting for the server's
+    go; otherwise it sends the frames taken, then the rest of ``frames``.
+    """
+    taken: list[Frame] = []
+    size = 0
+    for frame in frames:
+        if isinstance(frame, DATA):
+            size += memoryview(frame).nbytes
+            frame = bytes(frame)
+        taken.append(frame)
+        if size > limit or len(taken) >= most:
+            return taken, False
+    return taken, True
 
 
 def _one_or_batch(frames: list[Frame]) -> Frame | Batch:

@@ -155,6 +155,7 @@ class UploadMeta:
     data_size: int
     metrics: dict[str, float]
     tensor_count: int = 0
+    eager: bool = False  # protocol 2: the tensors follow without waiting for the server's go (a small upload)
 
 
 @dataclass(frozen=True)
@@ -416,7 +417,7 @@ def upload_frame_to_bytes(f: Frame | Batch) -> bytes:
     elif isinstance(f, UploadMeta):
         msg = pb.UploadChunk(header=pb.UploadHeader(caller=_caller_pb(f.caller), round=f.round, task=f.task,
                                                     data_size=f.data_size, metrics=dict(f.metrics),
-                                                    tensor_count=f.tensor_count))
+                                                    tensor_count=f.tensor_count, eager=f.eager))
     elif isinstance(f, Trailer):
         msg = pb.UploadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
     else:
@@ -443,7 +444,8 @@ def _upload_frame(m: pb.UploadChunk) -> Frame | None:
         return _tensor(m.tensor)
     if kind == "header":
         h = m.header
-        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics), h.tensor_count)
+        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics), h.tensor_count,
+                          h.eager)
     if kind == "trailer":
         return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
     return None
