@@ -124,3 +124,36 @@ def test_mapped_base_tensors_equal_the_file_and_writing_them_leaves_the_file_alo
         np.testing.assert_array_equal(read, arrays[name])
         mapped[...] = 7  # an aggregation function may scribble on its base tensor
     assert (tmp_path / "m.pbuf").read_bytes() == before and model_problem(model) is None
+
+
+def test_a_closed_rounds_file_work_runs_behind_one_at_a_time_and_its_failure_is_not_lost() -> None:
+    """``Behind`` runs a committed round's copies while the next round starts; settle waits and re-raises."""
+    import threading
+
+    from fx_cli.aggregator.roundend import Behind
+
+    behind = Behind("test-behind")
+    gate, order = threading.Event(), []
+
+    def first() -> None:
+        gate.wait(30)
+        order.append("first")
+
+    behind.start(first)
+    assert not order  # running behind the caller
+    gate.set()
+    behind.start(lambda: order.append("second"))  # waits for the first one before it starts
+    behind.settle()
+    assert order == ["first", "second"]
+
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    behind.start(broken)
+    try:
+        behind.settle()
+    except OSError as err:
+        assert err.errno == 28
+    else:
+        raise AssertionError("settle must raise what the work raised")
+    behind.settle()  # raised once, then clear

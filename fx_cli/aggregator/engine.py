@@ -31,7 +31,7 @@ from fx_cli.aggregator.pauses import ActiveClock
 from fx_cli.aggregator.recovery import recover
 from fx_cli.aggregator.reset import state_lock
 from fx_cli.aggregator.round import Presence
-from fx_cli.aggregator.roundend import BestTracker, Exports, RoundCloser, load_agg_state
+from fx_cli.aggregator.roundend import BestTracker, Exports, RoundCloser, SavingFailed, load_agg_state
 from fx_cli.aggregator.state import Snapshot, Store
 from fx_cli.aggregator.stopping import EarlyStopping, stopped_round
 from fx_cli.errors import FxError
@@ -212,6 +212,10 @@ class Engine:
         while True:
             verdict = coord.await_verdict()
             if verdict is None:
+                try:
+                    closer.settle()  # the last round's best/last copies are in place before the run reports them
+                except SavingFailed as err:
+                    raise _saving_failed(err.round, err.error) from None
                 return reports
             if verdict.fail:
                 raise FxError(verdict.fail, STORAGE_HINT if coord.storage_problem else STRAGGLER_HINT)
@@ -240,10 +244,9 @@ class Engine:
                     else:
                         coord.open_next(given)
             except OSError as err:
-                raise FxError(f"round {closed.round + 1}: saving the round failed: {err}; the last saved state is "
-                              "kept", "free disk space (or fix permissions) under local_state/ and save/, then start "
-                              "again: the run resumes from its last saved round with the results already "
-                              "received") from None
+                raise _saving_failed(closed.round + 1, err) from None
+            except SavingFailed as err:  # the previous round's copies, found as this one closed
+                raise _saving_failed(err.round, err.error) from None
             release_free_memory()
             reports.append(report)
             if self.source is None:
@@ -270,6 +273,12 @@ class Engine:
         return RunResult(self.coord.model.round, self.rounds_to_train, exports.last if exports else None,
                          exports.best if exports and self.best.model else None, self.best.score, reports=reports,
                          not_told=not_told or [], stop_reason=self.stop_reason, results_path=results)
+
+
+def _saving_failed(round_num: int, err: OSError) -> FxError:
+    return FxError(f"round {round_num}: saving the round failed: {err}; the last saved state is kept",
+                   "free disk space (or fix permissions) under local_state/ and save/, then start again: the run "
+                   "resumes from its last saved round with the results already received")
 
 
 @contextlib.contextmanager

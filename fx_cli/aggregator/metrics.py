@@ -35,6 +35,8 @@ class RoundReport:
     cpu_seconds: float = field(default_factory=time.process_time)
     # Each participant's own metrics ("task/metric"), for performance-based client selection.
     by_collaborator: dict[str, dict[str, float]] = field(default_factory=dict)
+    # SHA-256 of the round's new global model file (the bytes save/last.pbuf gets): the audit log's digest.
+    model_sha256: str = ""
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""

@@ -7,6 +7,7 @@ file without loading the model.
 """
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import threading
@@ -225,6 +226,21 @@ def remember_sha256(path: Path, digest: str) -> None:
         _DIGESTS[key] = digest
         while len(_DIGESTS) > _DIGESTS_KEPT:
             del _DIGESTS[next(iter(_DIGESTS))]
+
+
+def file_sha256(path: Path) -> str | None:
+    """The hex SHA-256 of ``path`` (None when it does not exist); a model file this process wrote is not read again."""
+    known = known_sha256(path)  # hashed while it was written
+    if known is not None:
+        return known
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def known_sha256(path: Path) -> str | None:

@@ -7,7 +7,6 @@ signs the chain head after each round; the status server serves the saved state 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Callable, Iterator
 from fx_cli import __version__
 from fx_cli.aggregator.inputs import aggregator_inputs
 from fx_cli.aggregator.metrics import RoundReport
+from fx_cli.aggregator.modelstore import file_sha256
 from fx_cli.aggregator.opswatch import OpsWatch
 from fx_cli.aggregator.service import AggregatorRun, RunResult, run_aggregator
 from fx_cli.audit.log import Audit, AuditLog, NullAudit
@@ -23,22 +23,6 @@ from fx_cli.errors import FxError
 from fx_cli.status.board import LiveBoard
 
 log = logging.getLogger("fx.aggregator")
-
-
-def file_sha256(path: Path) -> str | None:
-    from fx_cli.aggregator.modelstore import known_sha256
-
-    known = known_sha256(path)  # a model file this process wrote: hashed while it was written
-    if known is not None:
-        return known
-    try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    except FileNotFoundError:
-        return None
 
 
 @dataclass
@@ -85,7 +69,8 @@ class Operations:
         kind = "final_evaluation" if report.final else "round_closed"
         self.audit.record(kind, round=report.round, participants=sorted(report.participants),
                           expected=report.expected, metrics=report.metrics,
-                          model_sha256=None if report.final else file_sha256(last), final=report.final)
+                          model_sha256=None if report.final else report.model_sha256 or file_sha256(last),
+                          final=report.final)
         self.audit.sign_head()
         from fx_cli.status.views import metrics_doc
         from fx_cli.status.saved import Saved
