@@ -6,7 +6,8 @@ client process, the federation's own certificates from its CA, messages of the
 plan's chunk size, one stream down and one up), then runs real federations
 (numpy/synthetic, aggregator and collaborators as processes) and prints:
 
-* seconds per steady round / wire time of that round's bytes (5e7 x 2, 5e7 x 8; target <= 1.5);
+* seconds per steady round (close to close, rounds 2..) / wire time of that round's bytes (5e7 x 2, 5e7 x 8;
+  target <= 1.5);
 * aggregator bytes moved per CPU-second (1e7 x 8; target >= 3 x 170 MB/s), also as a fraction of the
   bytes the TLS probe moved per CPU-second of its server process;
 * collaborator peak RSS / model size at 5e7 (target <= 2);
@@ -231,10 +232,18 @@ class Run:
     aggregator: Usage
     collaborator_peak: int
     wall: float
+    closed_at: list[float] = field(default_factory=list)  # when each record appeared (this process's clock)
     model_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.model_bytes = self.params * 4
+
+    def cycle(self) -> float | None:
+        """Seconds from one training round's close to the next, over rounds 2..: all a round costs, including
+        the work between a round's report and the next round's start (a round record's ``seconds`` ends at
+        its report)."""
+        closes = [t for r, t in zip(self.rounds, self.closed_at) if not r["final"]]
+        return (closes[-1] - closes[0]) / (len(closes) - 1) if len(closes) > 1 else None
 
     def steady(self) -> list[tuple[dict[str, Any], float]]:
         """(record, CPU seconds of the aggregator for that round) of rounds 2.. (not the final evaluation)."""
@@ -251,12 +260,34 @@ def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors:
     procs += [start(["-m", "fx_cli", "collaborator", "start", "-n", f"col-{i}"], ws, logs / f"bench-col-{i}.log")
               for i in range(1, n + 1)]
     started = time.monotonic()
+    metrics = logs / "aggregator_metrics.jsonl"
+    closed_at: list[float] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_lines, args=(metrics, closed_at, done), daemon=True)
+    watcher.start()
     usage = reap(procs, timeout)
     wall = time.monotonic() - started
+    done.set()
+    watcher.join()
     if any(u.code for u in usage):
         raise SystemExit(f"{name}: run failed (exit codes {[u.code for u in usage]}); see {logs}")
-    records = [json.loads(x) for x in (logs / "aggregator_metrics.jsonl").read_text().splitlines()]
-    return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall)
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall,
+               closed_at if len(closed_at) == len(records) else [])
+
+
+def _watch_lines(path: Path, seen: list[float], done: threading.Event) -> None:
+    """Note when each line of ``path`` appears (polled every 10 ms) until ``done``."""
+    while True:
+        finished = done.is_set()
+        try:
+            count = path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            count = 0
+        seen.extend([time.monotonic()] * (count - len(seen)))
+        if finished:
+            return
+        done.wait(0.01)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -271,7 +302,7 @@ def mib(n: float) -> str:
 
 def report_round_speed(run: Run, wire: Wire) -> None:
     steady = run.steady()
-    secs = sum(r["seconds"] for r, _ in steady) / len(steady)
+    secs = run.cycle() or sum(r["seconds"] for r, _ in steady) / len(steady)
     out = sum(r["bytes_out"] for r, _ in steady) / len(steady)
     inn = sum(r["bytes_in"] for r, _ in steady) / len(steady)
     limit = wire.seconds(int(out), int(inn))
