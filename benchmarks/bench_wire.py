@@ -309,6 +309,10 @@ def report_round_speed(run: Run, wire: Wire) -> None:
     x = secs / limit
     print(f"{run.name}: {secs:.2f} s per steady round for {(out + inn) / MB:,.0f} MB; wire time {limit:.2f} s "
           f"-> {x:.2f} x the wire (target <= {TARGET_ROUND_X})  [{verdict(x <= TARGET_ROUND_X)}]")
+    closing = [r["aggregate_s"] for r, _ in steady if "aggregate_s" in r]
+    if closing:
+        print(f"{run.name}: of which {sum(closing) / len(closing):.2f} s closing the round (aggregating, writing the "
+              "next model); the rest is downloads, the collaborators' tasks and uploads")
 
 
 def report_memory(run: Run) -> None:

@@ -20,18 +20,21 @@ def streaming_weighted_average(tensor_name: str, shape: tuple[int, ...], dtype: 
     Peak memory: the accumulator and a small scratch slice, plus one whole
     update for contributions without ``read_slice``.
     """
+    if not contributions:
+        return np.zeros(shape, dtype=dtype)
     weights = normalised_weights(contributions)
-    acc = np.zeros(shape, dtype=dtype)
+    acc = np.empty(shape, dtype=dtype)  # the first contribution's products fill it: no zeroing, no first add
     flat = acc.reshape(-1)
     scratch = np.empty(min(flat.size, FOLD_CHUNK), dtype=dtype)
-    for c, w in zip(contributions, weights):
+    for i, (c, w) in enumerate(zip(contributions, weights)):
         read = update_reader(c, tensor_name, shape)
         for start in range(0, flat.size, FOLD_CHUNK):
             stop = min(start + FOLD_CHUNK, flat.size)
-            part = scratch[:stop - start]
+            part = flat[start:stop] if i == 0 else scratch[:stop - start]
             # dtype= makes the product itself float64 when accumulating in float64 (not float32, then widened)
             np.multiply(read(start, stop), w, out=part, dtype=dtype, casting="unsafe")
-            np.add(flat[start:stop], part, out=flat[start:stop])
+            if i:
+                np.add(flat[start:stop], part, out=flat[start:stop])
         del read  # frees a loaded update before the next one is read
     return acc
 

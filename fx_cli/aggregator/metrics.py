@@ -37,6 +37,8 @@ class RoundReport:
     by_collaborator: dict[str, dict[str, float]] = field(default_factory=dict)
     # SHA-256 of the round's new global model file (the bytes save/last.pbuf gets): the audit log's digest.
     model_sha256: str = ""
+    # Seconds the round's close took until this report: aggregation and writing the next model (0: not measured).
+    aggregate_seconds: float = 0.0
 
     def line(self) -> str:
         """``round 2/3  accuracy=0.9120 loss=0.3100  participants=2/2  1.23 s``."""
@@ -55,6 +57,7 @@ class RoundReport:
                 "seconds": round(self.seconds, 4), "best": self.best, "rss_mib": round(rss / 2**20, 1),
                 "peak_rss_mib": round(peak / 2**20, 1), "data_sizes": self.data_sizes,
                 "cpu_s": round(self.cpu_seconds, 4),
+                **({"aggregate_s": round(self.aggregate_seconds, 4)} if self.aggregate_seconds else {}),
                 **({"privacy": self.privacy} if self.privacy else {}),
                 **({"stopped": self.stopped} if self.stopped else {}),
                 **({"by_collaborator": self.by_collaborator} if self.by_collaborator else {})}

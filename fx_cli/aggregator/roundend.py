@@ -170,6 +170,7 @@ class RoundCloser:
         self.settle()
         if closed.final:
             return closed.model, self._close_final(closed, bytes_in, bytes_out, opened_at)
+        started = time.monotonic()
         r = closed.round
         target = self.layout.model(r + 1)
         updates = model_updates(closed.records, self.task_order)
@@ -198,7 +199,8 @@ class RoundCloser:
                              else None,
                              data_sizes=task_data_sizes(closed.records, self.claims), stopped=self.early_stop,
                              by_collaborator=_by_collaborator(closed.records),
-                             model_sha256=file_sha256(model.path) or "")
+                             model_sha256=file_sha256(model.path) or "",
+                             aggregate_seconds=time.monotonic() - started)
         best = (self.best.score, self.best.model) if improved and self.best.score is not None else None
         last = model.round >= self.rounds_to_train or bool(self.early_stop)
         fault("aggregator:saving_model")  # the next model's file exists; nothing is committed
