@@ -157,3 +157,23 @@ def test_a_closed_rounds_file_work_runs_behind_one_at_a_time_and_its_failure_is_
     else:
         raise AssertionError("settle must raise what the work raised")
     behind.settle()  # raised once, then clear
+
+
+def test_an_old_model_file_becomes_the_spare_the_next_model_overwrites(tmp_path: Path) -> None:
+    from fx_cli.aggregator.layout import StateLayout
+    from fx_cli.aggregator.modelstore import write_round_model
+    from fx_cli.tensors.pbuf import read_model
+
+    layout = StateLayout(tmp_path)
+    tensors = [("w", np.arange(1000, dtype=np.float32))]
+    first = write_round_model(layout.model(1), tensors, 1)
+    second = write_round_model(layout.model(2), [("w", np.ones(1000, dtype=np.float32))], 2)
+    layout.prune_models([second.path])
+    assert not first.path.exists() and layout.spare_model().exists()  # kept as bytes to overwrite, not a model
+    spare_inode = layout.spare_model().stat().st_ino
+    third = write_round_model(layout.model(3), [("w", np.full(10, 3, dtype=np.float32))], 3,
+                              reuse=layout.spare_model())
+    assert third.path.stat().st_ino == spare_inode and not layout.spare_model().exists()
+    np.testing.assert_array_equal(read_model(third.path).tensors["w"], np.full(10, 3, dtype=np.float32))
+    layout.prune_models([third.path])  # round_2 becomes the spare; nothing else is left
+    assert sorted(p.name for p in layout.models.iterdir()) == [".spare.pbuf", "round_3.pbuf"]

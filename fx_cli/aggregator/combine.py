@@ -46,7 +46,7 @@ def choose_function(updates: Sequence[UpdateRecord], functions: dict[str, Aggreg
 
 
 def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: AggregationFunction,
-               target: Path, weights: Sequence[float] | None = None) -> RoundModel:
+               target: Path, weights: Sequence[float] | None = None, reuse: Path | None = None) -> RoundModel:
     """Aggregate every tensor of ``model`` over ``updates`` and write the next round's model file.
 
     ``weights`` are the data sizes the claim policy accepted (default: the claims). A function with a
@@ -84,7 +84,7 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
                 result = base
             yield name, result
 
-    return write_round_model(target, tensors(), model.round + 1)
+    return write_round_model(target, tensors(), model.round + 1, reuse=reuse)
 
 
 def _unreadable(update: UpdateRecord, model: RoundModel, err: OSError) -> FxError:

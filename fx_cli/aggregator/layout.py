@@ -18,6 +18,7 @@ reset, and the simulator (local optimizer state of virtual collaborators).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Iterable
 log = logging.getLogger("fx.aggregator")
 
 MODEL_PREFIX = "round_"
+SPARE_MODEL = ".spare.pbuf"  # no model: bytes to be overwritten by the next model file (ARCHITECTURE.md)
 AGG_STATE_PREFIX = "aggstate_"
 
 
@@ -107,15 +109,25 @@ class StateLayout:
         """The spilled updates of a round that is over."""
         shutil.rmtree(self.round_updates(round_num), ignore_errors=True)
 
+    def spare_model(self) -> Path:
+        """A model file no longer needed, kept to be overwritten by the next one (``atomic_write(reuse=)``)."""
+        return self.models / SPARE_MODEL
+
     def prune_models(self, keep: Iterable[Path | str]) -> None:
-        """Delete model and server-optimizer files not in ``keep``, and temporary files left by a crash."""
+        """Delete model and server-optimizer files not in ``keep``, and temporary files left by a crash.
+
+        One old model file becomes the spare instead (``spare_model``), when there is none.
+        """
         names = {Path(p).name for p in keep}
         if not self.models.is_dir():
             return
-        for path in self.models.iterdir():
+        spare = self.spare_model()
+        for path in sorted(self.models.iterdir()):
             stray = path.name.startswith(".") and ".tmp-" in path.name
-            stray |= path.name.startswith((MODEL_PREFIX, AGG_STATE_PREFIX)) and path.name not in names
-            if stray:
+            old = path.name.startswith((MODEL_PREFIX, AGG_STATE_PREFIX)) and path.name not in names
+            if old and path.name.startswith(MODEL_PREFIX) and path.suffix == ".pbuf" and not spare.exists():
+                os.replace(path, spare)
+            elif stray or old:
                 path.unlink(missing_ok=True)
 
     def prune_updates(self, current_round: int, keep: Iterable[Path | str]) -> None:

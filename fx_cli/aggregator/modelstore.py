@@ -167,10 +167,14 @@ def _read_at(fh: Any, e: TensorEntry) -> np.ndarray:
     return buf.reshape(e.shape)
 
 
-def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], round_num: int) -> RoundModel:
-    """Write tensors one by one to ``path`` atomically (temp, fsync, rename), returning the index."""
+def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], round_num: int,
+                      reuse: Path | None = None) -> RoundModel:
+    """Write tensors one by one to ``path`` atomically (temp, fsync, rename), returning the index.
+
+    ``reuse``: an unneeded file to overwrite instead of writing a new one (``atomic_write``).
+    """
     entries = []
-    with atomic_write(path, fault_point="aggregator:writing_file") as fh:
+    with atomic_write(path, fault_point="aggregator:writing_file", reuse=reuse) as fh:
         sink = ChecksumSink(fh)
         for name, array in tensors:
             data = np.asarray(array, dtype=DTYPE, order="C")

@@ -180,9 +180,10 @@ class RoundCloser:
             model = self.privacy.next_model(closed.model, updates, target, closed.expected)
         elif updates:
             _, function = choose_function(updates, self.functions, self.task_order)
-            model = next_model(closed.model, updates, function, target, self.claims.weights(r, updates))
+            model = next_model(closed.model, updates, function, target, self.claims.weights(r, updates),
+                               reuse=self.layout.spare_model())
         else:
-            model = write_round_model(target, closed.model.tensors(), r + 1)
+            model = write_round_model(target, closed.model.tensors(), r + 1, reuse=self.layout.spare_model())
         self.stopped = any(f.finished() for f in self.functions.values())
         metrics = round_metrics(closed.records, self.claims, r)
         improved = self.best.consider(metrics, closed.model)
