@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 from fx_cli.errors import FxError
 from fx_cli.simulate.pool import Died, Report
 from fx_cli.simulate.settings import SimulationSettings
 from fx_cli.simulate.worker import Turn, Worker, WorkerSetup
+
+SETTLE_S = 15.0  # how long to wait for resources of actors that just ended to come free
 
 log = logging.getLogger("fx.simulate")
 RAY_HINT = "install Ray with the ray extra: make install, or pip install -e '.[ray]' in fx's source folder"
@@ -100,14 +103,23 @@ class RayPool:
             raise
 
     def _check_fits(self, settings: SimulationSettings, size: int) -> None:
-        free = self.ray.available_resources()
-        cpus, memory = float(free.get("CPU", 0.0)), float(free.get("memory", 0.0))
         need_cpus = settings.worker_cpus * size
         need_memory = settings.worker_memory_mb * 2**20 * size
+        total = self.ray.cluster_resources()
+        could_fit = need_cpus <= float(total.get("CPU", 0.0)) + 1e-9 and need_memory <= float(total.get("memory", 0.0))
+        # Ray frees the resources of actors that just ended (an earlier run's workers) a moment later: when the
+        # cluster as a whole can hold the workers, give them that moment before refusing.
+        deadline = time.monotonic() + (SETTLE_S if could_fit else 0.0)
+        while True:
+            free = self.ray.available_resources()
+            cpus, memory = float(free.get("CPU", 0.0)), float(free.get("memory", 0.0))
+            if (need_cpus <= cpus + 1e-9 and need_memory <= memory) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         problems = []
         if need_cpus > cpus + 1e-9:
             problems.append(f"{size} workers x {settings.worker_cpus:g} CPUs = {need_cpus:g} CPUs, the cluster has "
-                            f"{cpus:g} free")
+                            f"{float(total.get('CPU', 0.0)):g} in all, {cpus:g} free")
         if need_memory > memory:
             problems.append(f"{size} workers x {settings.worker_memory_mb} MB = {need_memory / 2**20:.0f} MB, the "
                             f"cluster has {memory / 2**20:.0f} MB free")
