@@ -72,3 +72,25 @@ def test_bad_selection_rules_are_named() -> None:
         assert f"selection.{key}" in str(err.value)
     with pytest.raises(PlanError, match="thresholds"):
         check_rule({"strategy": "resource", "thresholds": {"cpus": 2}})
+
+
+def test_capabilities_reported_at_the_same_moment_are_all_kept(tmp_path: Path) -> None:
+    """Collaborators join from concurrent gRPC handlers; each one's report must survive the others'."""
+    import threading
+
+    from fx_cli.aggregator.selection import read_capabilities, record_capabilities
+
+    path = tmp_path / "capabilities.json"
+    names = [f"col-{i}" for i in range(16)]
+    start = threading.Barrier(len(names))
+
+    def report(name: str) -> None:
+        start.wait()
+        record_capabilities(path, name, {"train_samples": int(name.split("-")[1])})
+
+    threads = [threading.Thread(target=report, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(read_capabilities(path)) == sorted(names)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -121,15 +122,19 @@ def read_capabilities(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+_RECORDING = threading.Lock()  # collaborators report from concurrent gRPC handlers: one read-modify-write at a time
+
+
 def record_capabilities(path: Path, name: str, caps: Mapping[str, Any]) -> None:
     """Keep a collaborator's reported capabilities for resource selection (atomic write)."""
     from fx_cli.atomic import atomic_write
 
-    data = read_capabilities(path)
-    data[name] = dict(caps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as fh:
-        fh.write(json.dumps(data, sort_keys=True).encode())
+    with _RECORDING:
+        data = read_capabilities(path)
+        data[name] = dict(caps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as fh:
+            fh.write(json.dumps(data, sort_keys=True).encode())
 
 
 def check_rule(raw: Any) -> dict[str, Any] | None:
