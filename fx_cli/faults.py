@@ -19,6 +19,7 @@ import threading
 ENV = "FX_FAULT"
 POINTS = (
     "aggregator:before_round_<N>",  # round N (1-based) is about to open; its input model is committed
+    "aggregator:after_round_<N>",  # round N's best/last copies are refreshed, its spills deleted (in the background)
     "aggregator:sending_model",  # a model download is part-way through its tensors
     "aggregator:mid_upload",  # an update is part-way through being received (its .part file half written)
     "aggregator:aggregating",  # the next model file is part-way through being computed and written

@@ -33,14 +33,17 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def stopped_after_round_1(ws: Path) -> None:
-    """Run the federation until round 1 is saved, then SIGKILL everything (the state is at round 2)."""
+    """Run the federation until round 1 is saved and exported, then SIGKILL everything (the state is at round 2).
+
+    The copies are refreshed behind the next round, so the kill comes where they are done, not as round 2 opens.
+    """
     with processes(ws) as procs:
-        agg = procs.aggregator(fault="aggregator:before_round_2")
+        agg = procs.aggregator(fault="aggregator:after_round_1")
         cols = [procs.collaborator(n) for n in NAMES]
         killed(agg)
         for col in cols:
             col.popen.kill()
-    assert saved_meta(ws)["round"] == "1"
+    assert saved_meta(ws)["round"] == "1" and read_model(ws / "save" / "last.pbuf").round_number == 1
 
 
 def finish(ws: Path, uninterrupted: dict[str, np.ndarray]) -> str:

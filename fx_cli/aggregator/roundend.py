@@ -228,6 +228,7 @@ class RoundCloser:
             self.layout.drop_round_updates(r)
         except OSError as err:
             raise SavingFailed(r + 1, err) from err
+        fault(f"aggregator:after_round_{r + 1}")
 
     def _trained(self, closed: ClosedRound, updates: Sequence[UpdateRecord]) -> bool:
         """Whether a model update was released this round (under secure aggregation results carry none)."""
