@@ -23,10 +23,10 @@ from fx_cli.transport import codec
 from fx_cli.transport.chunks import chunk_bytes, tensor_frames, trailer_of
 from fx_cli.transport.client import open_channel
 from fx_cli.proto import federation_pb2 as pb
+from fx_cli.transport.frames import upload_frame_to_bytes
 from fx_cli.transport.methods import FederationStub, path
 from fx_cli.transport.serde import (Action, Batch, Caller, DownloadRequest, Frame, HeartbeatRequest, JoinRequest,
-                                    TaskReply, TasksRequest, TensorMeta, Trailer, UploadMeta, is_data,
-                                    upload_frame_to_bytes)
+                                    TaskReply, TasksRequest, TensorMeta, Trailer, UploadMeta, is_data)
 from fx_cli.transport.batches import unbatched
 from tests.fault_helpers import files, flat, in_log, processes, wait_until
 from tests.runtime_helpers import Proc, final_model, make_workspace, reference_fedavg

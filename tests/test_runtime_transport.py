@@ -15,6 +15,8 @@ from fx_cli.errors import FxError
 from fx_cli.transport import codec, serde
 from fx_cli.transport.chunks import (StreamError, chunk_bytes, raw_array, read_tensors, tensor_frames, trailer_of)
 from fx_cli.transport.client import RetryPolicy, Retrier, open_channel, rpc_failure
+from fx_cli.transport.frames import (download_frame_from_bytes, download_frame_to_bytes, upload_frame_from_bytes,
+                                     upload_frame_to_bytes)
 from fx_cli.transport.methods import FederationStub, generic_handler
 from fx_cli.transport.serde import Caller, DownloadRequest, Frame, ModelMeta, TensorMeta
 from fx_cli.transport.server import serve
@@ -106,13 +108,13 @@ def test_every_message_survives_serialization() -> None:
         (serde.ping_reply_to_bytes, serde.ping_reply_from_bytes,
          serde.PingReply("plan_x", "h", False, ("k.a",), 1, 3, False)),
         (serde.upload_reply_to_bytes, serde.upload_reply_from_bytes, serde.UploadReply(serde.Outcome.LATE, 7, "m")),
-        (serde.upload_frame_to_bytes, serde.upload_frame_from_bytes,
+        (upload_frame_to_bytes, upload_frame_from_bytes,
          serde.UploadMeta(caller, 2, "train", 100, {"loss": 0.5})),
-        (serde.upload_frame_to_bytes, serde.upload_frame_from_bytes,
+        (upload_frame_to_bytes, upload_frame_from_bytes,
          TensorMeta("w", "<f4", (2, 3), 24, 9, "fp16", {"scale": "1.5"}, True)),
-        (serde.download_frame_to_bytes, serde.download_frame_from_bytes, ModelMeta(3, 4, 100)),
-        (serde.download_frame_to_bytes, serde.download_frame_from_bytes, serde.Trailer(4, 100)),
-        (serde.download_frame_to_bytes, serde.download_frame_from_bytes, b"\x00\x01payload"),
+        (download_frame_to_bytes, download_frame_from_bytes, ModelMeta(3, 4, 100)),
+        (download_frame_to_bytes, download_frame_from_bytes, serde.Trailer(4, 100)),
+        (download_frame_to_bytes, download_frame_from_bytes, b"\x00\x01payload"),
     ]
     for to_bytes, from_bytes, value in cases:
         assert from_bytes(to_bytes(value)) == value
@@ -228,9 +230,9 @@ def test_hand_built_chunk_messages_equal_protobufs_own_and_parse_without_copying
     from fx_cli.proto import federation_pb2 as pb
 
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    for to_bytes, from_bytes, message in ((serde.download_frame_to_bytes, serde.download_frame_from_bytes,
+    for to_bytes, from_bytes, message in ((download_frame_to_bytes, download_frame_from_bytes,
                                            pb.DownloadChunk),
-                                          (serde.upload_frame_to_bytes, serde.upload_frame_from_bytes,
+                                          (upload_frame_to_bytes, upload_frame_from_bytes,
                                            pb.UploadChunk)):
         wire = to_bytes(memoryview(data))
         assert wire == message(data=data).SerializeToString()
@@ -244,13 +246,13 @@ def test_a_chunk_message_with_more_than_its_data_is_parsed_by_protobuf() -> None
     # data, then a tensor header: protobuf's oneof keeps the last field, and so must we
     wire = pb.DownloadChunk(data=b"abc").SerializeToString() + pb.DownloadChunk(
         tensor=pb.TensorHeader(name="w", dtype="<f4", nbytes=4)).SerializeToString()
-    frame = serde.download_frame_from_bytes(wire)
+    frame = download_frame_from_bytes(wire)
     assert isinstance(frame, TensorMeta) and frame.name == "w"
     # a length that runs past the end is not taken as a payload: protobuf refuses the message
     from google.protobuf.message import DecodeError
 
     with pytest.raises(DecodeError):
-        serde.upload_frame_from_bytes(b"\x1a\x05abc")
+        upload_frame_from_bytes(b"\x1a\x05abc")
 
 
 def test_a_download_is_written_straight_into_the_arrays_offered_when_they_fit(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from fx_cli.proto import federation_pb2 as pb
 from fx_cli.transport import codec, serde
 from fx_cli.transport.chunks import read_tensors, tensor_frames, trailer_of
 from fx_cli.transport.batches import BATCH_BYTES, BATCH_FRAMES, batched, gathered, unbatched
+from fx_cli.transport.frames import (download_frame_from_bytes, download_frame_to_bytes, upload_frame_from_bytes,
+                                     upload_frame_to_bytes)
 from fx_cli.transport.serde import Batch, Caller, ModelMeta, TensorMeta, Trailer, UploadMeta
 
 
@@ -101,8 +103,8 @@ def test_a_batch_is_encoded_as_protobuf_encodes_it_and_decodes_back(kind: str) -
     head: serde.Frame = ModelMeta(4, 1, 8) if kind == "download" else UploadMeta(Caller("one", "h"), 4, "train", 10,
                                                                                     {"loss": 0.5}, 1)
     batch = Batch((head, meta, b"\x01" * 8, Trailer(1, 8)))
-    to_bytes, from_bytes = ((serde.download_frame_to_bytes, serde.download_frame_from_bytes) if kind == "download"
-                            else (serde.upload_frame_to_bytes, serde.upload_frame_from_bytes))
+    to_bytes, from_bytes = ((download_frame_to_bytes, download_frame_from_bytes) if kind == "download"
+                            else (upload_frame_to_bytes, upload_frame_from_bytes))
     wire = to_bytes(batch)
     outer, inner = (pb.DownloadChunk, pb.DownloadBatch) if kind == "download" else (pb.UploadChunk, pb.UploadBatch)
     expected = outer(batch=inner(chunks=[outer.FromString(to_bytes(f)) for f in batch.frames]))
@@ -113,12 +115,12 @@ def test_a_batch_is_encoded_as_protobuf_encodes_it_and_decodes_back(kind: str) -
 def test_a_batch_inside_a_batch_or_an_unknown_chunk_in_one_is_malformed() -> None:
     nested = pb.UploadChunk(batch=pb.UploadBatch(chunks=[pb.UploadChunk(batch=pb.UploadBatch())]))
     with pytest.raises(ValueError, match="a batch inside a batch"):
-        serde.upload_frame_from_bytes(nested.SerializeToString())
+        upload_frame_from_bytes(nested.SerializeToString())
     empty = pb.DownloadChunk(batch=pb.DownloadBatch(chunks=[pb.DownloadChunk()]))
     with pytest.raises(ValueError, match="unknown chunk inside a batch"):
-        serde.download_frame_from_bytes(empty.SerializeToString())
+        download_frame_from_bytes(empty.SerializeToString())
     with pytest.raises(TypeError, match="a batch cannot hold a batch"):
-        serde.upload_frame_to_bytes(Batch((Batch(()),)))
+        upload_frame_to_bytes(Batch((Batch(()),)))
 
 
 def test_a_download_request_says_which_protocol_the_caller_speaks() -> None:

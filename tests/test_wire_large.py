@@ -15,6 +15,8 @@ from fx_cli.tensors import varint
 from fx_cli.tensors.pbuf import DATA_BYTES_KEY, MODEL_TENSORS_KEY, _named_tensor_head, model_headers
 from fx_cli.transport import serde
 from fx_cli.transport.chunks import check_meta, trailer_of
+from fx_cli.transport.frames import (download_frame_from_bytes, download_frame_to_bytes, upload_frame_from_bytes,
+                                     upload_frame_to_bytes)
 from fx_cli.transport.serde import ModelMeta, TensorMeta, Trailer
 from tests.runtime_helpers import final_model, make_workspace, reference_fedavg, run_in_process
 
@@ -25,11 +27,11 @@ HUGE_BYTES = HUGE * 4
 def test_headers_and_trailers_of_a_5_gb_tensor_keep_their_sizes_on_the_wire() -> None:
     meta = TensorMeta("w", "<f4", (HUGE,), HUGE_BYTES, 0xFFFFFFFF)
     assert check_meta(meta, HUGE_BYTES) == np.dtype("<f4")  # shape x itemsize in Python ints, no overflow
-    for to_bytes, from_bytes in ((serde.upload_frame_to_bytes, serde.upload_frame_from_bytes),
-                                 (serde.download_frame_to_bytes, serde.download_frame_from_bytes)):
+    for to_bytes, from_bytes in ((upload_frame_to_bytes, upload_frame_from_bytes),
+                                 (download_frame_to_bytes, download_frame_from_bytes)):
         assert from_bytes(to_bytes(meta)) == meta
         assert from_bytes(to_bytes(trailer_of([meta, meta]))) == Trailer(2, 2 * HUGE_BYTES)
-    assert serde.download_frame_from_bytes(serde.download_frame_to_bytes(ModelMeta(3, 1, HUGE_BYTES))) == \
+    assert download_frame_from_bytes(download_frame_to_bytes(ModelMeta(3, 1, HUGE_BYTES))) == \
         ModelMeta(3, 1, HUGE_BYTES)
     assert math.ceil(HUGE_BYTES / (4 << 20)) == 1193  # chunks of the default size: an ordinary loop count
 

@@ -1,7 +1,7 @@
 """The ``fx.federation.v1.Federation`` service: method paths, the client stub and the server's handler table.
 
 Written by hand (no ``_pb2_grpc``) so any grpcio release works; requests and
-replies are (de)serialized by ``serde``, so both sides see dataclasses only.
+replies are (de)serialized by ``serde`` and stream frames by ``frames``, so both sides see dataclasses only.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from google.protobuf.message import DecodeError
 
 from fx_cli.transport import serde
 from fx_cli.transport.batches import unbatched
+from fx_cli.transport.frames import (download_frame_from_bytes, download_frame_to_bytes, upload_frame_from_bytes,
+                                     upload_frame_to_bytes)
 
 SERVICE = "fx.federation.v1.Federation"
 
@@ -62,9 +64,9 @@ def generic_handler(servicer: FederationServicer) -> grpc.GenericRpcHandler[Any,
             response_serializer=serde.task_reply_to_bytes),
         "DownloadModel": grpc.unary_stream_rpc_method_handler(
             _unary(s.download_model, serde.download_request_from_bytes, "DownloadModel"),
-            response_serializer=serde.download_frame_to_bytes),
+            response_serializer=download_frame_to_bytes),
         "UploadResults": grpc.stream_unary_rpc_method_handler(
-            _frames(s.upload_results, serde.upload_frame_from_bytes), response_serializer=serde.upload_reply_to_bytes),
+            _frames(s.upload_results, upload_frame_from_bytes), response_serializer=serde.upload_reply_to_bytes),
         "Heartbeat": grpc.unary_unary_rpc_method_handler(
             _unary(s.heartbeat, serde.heartbeat_request_from_bytes, "Heartbeat"),
             response_serializer=serde.heartbeat_reply_to_bytes),
@@ -108,9 +110,9 @@ class FederationStub:
             response_deserializer=serde.task_reply_from_bytes)
         self.download_model: grpc.UnaryStreamMultiCallable[serde.DownloadRequest, serde.Frame | serde.Batch | None] = (
             channel.unary_stream(path("DownloadModel"), request_serializer=serde.download_request_to_bytes,
-                                 response_deserializer=serde.download_frame_from_bytes))
+                                 response_deserializer=download_frame_from_bytes))
         self.upload_results: grpc.StreamUnaryMultiCallable[serde.Frame | serde.Batch, serde.UploadReply] = (
-            channel.stream_unary(path("UploadResults"), request_serializer=serde.upload_frame_to_bytes,
+            channel.stream_unary(path("UploadResults"), request_serializer=upload_frame_to_bytes,
                                  response_deserializer=serde.upload_reply_from_bytes))
         self.heartbeat: grpc.UnaryUnaryMultiCallable[serde.HeartbeatRequest, serde.HeartbeatReply] = (
             channel.unary_unary(path("Heartbeat"), request_serializer=serde.heartbeat_request_to_bytes,

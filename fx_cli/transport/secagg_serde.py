@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.secagg.client import Revealed
 from fx_cli.secagg.keys import KeyAdvert
-from fx_cli.transport.serde import Caller, _caller, _caller_pb
+from fx_cli.transport.serde import Caller, caller_from_pb, caller_to_pb
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def _advert(m: pb.SecAggAdvert, round_num: int) -> KeyAdvert:
 
 
 def call_to_bytes(c: SecAggCall) -> bytes:
-    msg = pb.SecAggRequest(caller=_caller_pb(c.caller), round=c.round, masked=c.masked,
+    msg = pb.SecAggRequest(caller=caller_to_pb(c.caller), round=c.round, masked=c.masked,
                            masked_values=c.masked_values, modulus_bits=c.modulus_bits)
     if c.advert is not None:
         msg.advert.CopyFrom(_advert_pb(c.advert))
@@ -51,7 +51,7 @@ def call_to_bytes(c: SecAggCall) -> bytes:
 
 def call_from_bytes(b: bytes) -> SecAggCall:
     m = pb.SecAggRequest.FromString(b)
-    return SecAggCall(_caller(m.caller), m.round, _advert(m.advert, m.round) if m.HasField("advert") else None,
+    return SecAggCall(caller_from_pb(m.caller), m.round, _advert(m.advert, m.round) if m.HasField("advert") else None,
                       {s.peer: s.data for s in m.sealed}, m.masked, m.masked_values, m.modulus_bits,
                       {r.peer: ("seed" if r.seed else "s", r.x, int.from_bytes(r.share, "big")) for r in m.revealed})
 

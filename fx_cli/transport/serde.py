@@ -2,16 +2,16 @@
 
 Every RPC is registered with (de)serializers from here, so servicers and
 clients only ever see the frozen dataclasses below; tensor payloads travel as
-plain ``bytes`` chunks and are rebuilt into numpy arrays by ``chunks``.
+plain ``bytes`` chunks and are rebuilt into numpy arrays by ``chunks``. The stream frames' own
+encoding (by hand where protobuf would copy a payload) is in ``frames``.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar, Union
+from typing import Union
 
 from fx_cli.proto import federation_pb2 as pb
-from fx_cli.tensors import varint
 
 # 1: first wave. 2: small stream frames may travel together in one message (``Batch``), each side only
 # to a peer that said it speaks 2 (``DownloadRequest.protocol``, ``JoinReply.protocol``).
@@ -168,8 +168,6 @@ class Trailer:
 # memoryviews of the received message (no copy) and may be sent as any bytes-like object.
 Frame = Union[ModelMeta, UploadMeta, TensorMeta, bytes, memoryview, Trailer]
 DATA = (bytes, bytearray, memoryview)
-# ``DownloadChunk.data`` and ``UploadChunk.data`` are both field 3, wire type 2 (length-delimited).
-_DATA_TAG = b"\x1a"
 
 
 @dataclass(frozen=True)
@@ -187,54 +185,18 @@ def is_data(frame: object) -> bool:
     return isinstance(frame, DATA)
 
 
-def _data_message(data: bytes | bytearray | memoryview) -> bytes:
-    """A chunk message holding only ``data``: built by hand, so the payload is copied once, not three times.
-
-    Byte-identical to protobuf's own serialisation of ``DownloadChunk(data=...)`` / ``UploadChunk(data=...)``.
-    """
-    return b"".join((_DATA_TAG, varint.encode(memoryview(data).nbytes), data))
-
-
-def _data_view(b: bytes) -> memoryview | None:
-    """The payload of a message that is exactly one ``data`` field, as a view of ``b``; None for anything else."""
-    if b[:1] != _DATA_TAG:
-        return None
-    size, start = varint.decode_at(b, 1)
-    if size < 0 or start + size != len(b):
-        return None
-    return memoryview(b)[start:]
-
-
-_Chunk = TypeVar("_Chunk", pb.DownloadChunk, pb.UploadChunk)
-# ``DownloadChunk.batch`` / ``UploadChunk.batch`` (field 5) and ``*Batch.chunks`` (field 1), length-delimited.
-_BATCH_TAG = b"\x2a"
-_CHUNK_TAG = b"\x0a"
-
-
-def _batch_message(batch: Batch, one: Callable[[Frame], bytes]) -> bytes:
-    """Byte-identical to protobuf's serialisation of ``DownloadChunk(batch=...)`` / ``UploadChunk(batch=...)``."""
-    parts: list[bytes] = []
-    for frame in batch.frames:
-        if isinstance(frame, Batch):
-            raise TypeError("a batch cannot hold a batch")
-        encoded = one(frame)
-        parts += (_CHUNK_TAG, varint.encode(len(encoded)), encoded)
-    body = b"".join(parts)
-    return b"".join((_BATCH_TAG, varint.encode(len(body)), body))
-
-
-def _caller(msg: pb.Caller) -> Caller:
+def caller_from_pb(msg: pb.Caller) -> Caller:
     return Caller(msg.name, msg.plan_hash)
 
 
-def _caller_pb(c: Caller) -> pb.Caller:
+def caller_to_pb(c: Caller) -> pb.Caller:
     return pb.Caller(name=c.name, plan_hash=c.plan_hash)
 
 
 # --- unary requests -------------------------------------------------------------------------
 
 def join_request_to_bytes(r: JoinRequest) -> bytes:
-    m = pb.JoinRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json, protocol=r.protocol)
+    m = pb.JoinRequest(caller=caller_to_pb(r.caller), plan_json=r.plan_json, protocol=r.protocol)
     c = r.capabilities
     if c is not None:
         m.has_capabilities = True
@@ -247,7 +209,7 @@ def join_request_from_bytes(b: bytes) -> JoinRequest:
     m = pb.JoinRequest.FromString(b)
     caps = Capabilities(m.train_samples, m.valid_samples, m.cpu_count, m.memory_bytes, m.gpu,
                         m.fx_version[:64]) if m.has_capabilities else None
-    return JoinRequest(_caller(m.caller), m.plan_json, m.protocol, caps)
+    return JoinRequest(caller_from_pb(m.caller), m.plan_json, m.protocol, caps)
 
 
 def join_reply_to_bytes(r: JoinReply) -> bytes:
@@ -261,11 +223,11 @@ def join_reply_from_bytes(b: bytes) -> JoinReply:
 
 
 def tasks_request_to_bytes(r: TasksRequest) -> bytes:
-    return pb.GetTasksRequest(caller=_caller_pb(r.caller)).SerializeToString()
+    return pb.GetTasksRequest(caller=caller_to_pb(r.caller)).SerializeToString()
 
 
 def tasks_request_from_bytes(b: bytes) -> TasksRequest:
-    return TasksRequest(_caller(pb.GetTasksRequest.FromString(b).caller))
+    return TasksRequest(caller_from_pb(pb.GetTasksRequest.FromString(b).caller))
 
 
 def task_reply_to_bytes(r: TaskReply) -> bytes:
@@ -284,21 +246,21 @@ def task_reply_from_bytes(b: bytes) -> TaskReply:
 
 
 def download_request_to_bytes(r: DownloadRequest) -> bytes:
-    return pb.DownloadRequest(caller=_caller_pb(r.caller), round=r.round, protocol=r.protocol).SerializeToString()
+    return pb.DownloadRequest(caller=caller_to_pb(r.caller), round=r.round, protocol=r.protocol).SerializeToString()
 
 
 def download_request_from_bytes(b: bytes) -> DownloadRequest:
     m = pb.DownloadRequest.FromString(b)
-    return DownloadRequest(_caller(m.caller), m.round, m.protocol)
+    return DownloadRequest(caller_from_pb(m.caller), m.round, m.protocol)
 
 
 def heartbeat_request_to_bytes(r: HeartbeatRequest) -> bytes:
-    return pb.HeartbeatRequest(caller=_caller_pb(r.caller), round=r.round, task=r.task).SerializeToString()
+    return pb.HeartbeatRequest(caller=caller_to_pb(r.caller), round=r.round, task=r.task).SerializeToString()
 
 
 def heartbeat_request_from_bytes(b: bytes) -> HeartbeatRequest:
     m = pb.HeartbeatRequest.FromString(b)
-    return HeartbeatRequest(_caller(m.caller), m.round, m.task)
+    return HeartbeatRequest(caller_from_pb(m.caller), m.round, m.task)
 
 
 def heartbeat_reply_to_bytes(r: HeartbeatReply) -> bytes:
@@ -311,12 +273,12 @@ def heartbeat_reply_from_bytes(b: bytes) -> HeartbeatReply:
 
 
 def ping_request_to_bytes(r: PingRequest) -> bytes:
-    return pb.PingRequest(caller=_caller_pb(r.caller), plan_json=r.plan_json).SerializeToString()
+    return pb.PingRequest(caller=caller_to_pb(r.caller), plan_json=r.plan_json).SerializeToString()
 
 
 def ping_request_from_bytes(b: bytes) -> PingRequest:
     m = pb.PingRequest.FromString(b)
-    return PingRequest(_caller(m.caller), m.plan_json)
+    return PingRequest(caller_from_pb(m.caller), m.plan_json)
 
 
 def ping_reply_to_bytes(r: PingReply) -> bytes:
@@ -339,113 +301,3 @@ def upload_reply_to_bytes(r: UploadReply) -> bytes:
 def upload_reply_from_bytes(b: bytes) -> UploadReply:
     m = pb.UploadResponse.FromString(b)
     return UploadReply(Outcome(m.outcome) if m.outcome else Outcome.LATE, m.bytes_received, m.message)
-
-
-# --- stream frames --------------------------------------------------------------------------
-
-def _tensor_pb(t: TensorMeta) -> pb.TensorHeader:
-    return pb.TensorHeader(name=t.name, dtype=t.dtype, shape=list(t.shape), pipeline=t.pipeline,
-                           metadata=dict(t.metadata), nbytes=t.nbytes, crc32=t.crc32, delta=t.delta)
-
-
-def _tensor(m: pb.TensorHeader) -> TensorMeta:
-    return TensorMeta(m.name, m.dtype, tuple(int(d) for d in m.shape), m.nbytes, m.crc32,
-                      m.pipeline or "none", dict(m.metadata), m.delta)
-
-
-def download_frame_to_bytes(f: Frame | Batch) -> bytes:
-    if isinstance(f, DATA):
-        return _data_message(f)
-    if isinstance(f, Batch):
-        return _batch_message(f, download_frame_to_bytes)
-    if isinstance(f, TensorMeta):
-        msg = pb.DownloadChunk(tensor=_tensor_pb(f))
-    elif isinstance(f, ModelMeta):
-        msg = pb.DownloadChunk(model=pb.ModelHeader(round=f.round, tensor_count=f.tensor_count,
-                                                    payload_bytes=f.payload_bytes))
-    elif isinstance(f, Trailer):
-        msg = pb.DownloadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
-    else:
-        raise TypeError(f"not a download frame: {type(f).__name__}")
-    return msg.SerializeToString()
-
-
-def download_frame_from_bytes(b: bytes) -> Frame | Batch | None:
-    """The frame in a chunk message (None for an empty or unknown one); payload chunks are views of ``b``."""
-    data = _data_view(b)
-    if data is not None:
-        return data
-    m = pb.DownloadChunk.FromString(b)
-    if m.WhichOneof("kind") == "batch":
-        return Batch(tuple(_known(_download_frame(_flat(c))) for c in m.batch.chunks))
-    return _download_frame(m)
-
-
-def _flat(chunk: _Chunk) -> _Chunk:
-    """A chunk of a batch: refused (ValueError) when it is itself a batch."""
-    if chunk.WhichOneof("kind") == "batch":
-        raise ValueError("a batch inside a batch")
-    return chunk
-
-
-def _known(frame: Frame | None) -> Frame:
-    if frame is None:
-        raise ValueError("an empty or unknown chunk inside a batch")
-    return frame
-
-
-def _download_frame(m: pb.DownloadChunk) -> Frame | None:
-    kind = m.WhichOneof("kind")
-    if kind == "data":
-        return m.data
-    if kind == "tensor":
-        return _tensor(m.tensor)
-    if kind == "model":
-        return ModelMeta(m.model.round, m.model.tensor_count, m.model.payload_bytes)
-    if kind == "trailer":
-        return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
-    return None
-
-
-def upload_frame_to_bytes(f: Frame | Batch) -> bytes:
-    if isinstance(f, DATA):
-        return _data_message(f)
-    if isinstance(f, Batch):
-        return _batch_message(f, upload_frame_to_bytes)
-    if isinstance(f, TensorMeta):
-        msg = pb.UploadChunk(tensor=_tensor_pb(f))
-    elif isinstance(f, UploadMeta):
-        msg = pb.UploadChunk(header=pb.UploadHeader(caller=_caller_pb(f.caller), round=f.round, task=f.task,
-                                                    data_size=f.data_size, metrics=dict(f.metrics),
-                                                    tensor_count=f.tensor_count, eager=f.eager))
-    elif isinstance(f, Trailer):
-        msg = pb.UploadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
-    else:
-        raise TypeError(f"not an upload frame: {type(f).__name__}")
-    return msg.SerializeToString()
-
-
-def upload_frame_from_bytes(b: bytes) -> Frame | Batch | None:
-    """The frame in an upload chunk (None for an empty or unknown one); payload chunks are views of ``b``."""
-    data = _data_view(b)
-    if data is not None:
-        return data
-    m = pb.UploadChunk.FromString(b)
-    if m.WhichOneof("kind") == "batch":
-        return Batch(tuple(_known(_upload_frame(_flat(c))) for c in m.batch.chunks))
-    return _upload_frame(m)
-
-
-def _upload_frame(m: pb.UploadChunk) -> Frame | None:
-    kind = m.WhichOneof("kind")
-    if kind == "data":
-        return m.data
-    if kind == "tensor":
-        return _tensor(m.tensor)
-    if kind == "header":
-        h = m.header
-        return UploadMeta(_caller(h.caller), h.round, h.task, h.data_size, dict(h.metrics), h.tensor_count,
-                          h.eager)
-    if kind == "trailer":
-        return Trailer(m.trailer.tensor_count, m.trailer.payload_bytes)
-    return None
