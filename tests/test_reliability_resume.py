@@ -73,6 +73,7 @@ def test_aggregator_killed_in_each_phase_resumes_and_ends_bit_identical(
     for name in NAMES:
         assert task_counts(ws, name)["train"] == ROUNDS, f"'{name}' trained again after the restart"
     assert not files(ws / "local_state", "*.tmp-*") and not files(ws / "local_state", "*.part-*")
+    assert not files(ws / "local_state", "*.spare"), "the finished run keeps no spare spills"
 
 
 def test_a_run_killed_again_and_again_still_ends_bit_identical(tmp_path: Path,

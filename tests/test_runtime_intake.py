@@ -205,3 +205,46 @@ def test_a_spilled_update_damaged_on_disk_is_caught_while_aggregating(model: Any
         fh.write(bytes([byte[0] ^ 0x40]))
     with pytest.raises(FxError, match="update of 'one' cannot be read.*'w1' does not match its checksum"):
         next_model(model, [record], WeightedAverage(), tmp_path / "round_1b.pbuf")
+
+
+def test_a_finished_rounds_spills_are_overwritten_by_the_next_rounds_uploads(model: Any, tmp_path: Path) -> None:
+    from fx_cli.aggregator.layout import SPARE_SPILLS, StateLayout
+
+    layout = StateLayout(tmp_path / "state")
+    first = UpdateIntake(model, layout.new_update(0, "one", "train"), set()).receive(iter(upload_frames(MODEL)))
+    layout.round_updates(0).joinpath("junk.f32.part-1-2").write_bytes(b"x")  # a stray: not kept
+    spare_inode = first.path.stat().st_ino
+    layout.drop_round_updates(0)
+    spares = layout.updates / SPARE_SPILLS
+    (spare,) = spares.iterdir()
+    assert not layout.round_updates(0).exists() and spare.stat().st_ino == spare_inode
+    with open(spare, "ab") as fh:  # longer than a spill: the next one is cut to its own length
+        fh.write(b"\xff" * 4096)
+    update = {"w0": MODEL["w0"] * 3, "w1": MODEL["w1"] - 7}
+    second = UpdateIntake(model, layout.new_update(1, "one", "train"), set()).receive(iter(upload_frames(update)))
+    assert second.path.stat().st_ino == spare_inode and not list(spares.iterdir())  # the same file, renamed
+    assert second.path.stat().st_size == model.nbytes
+    for i, entry in enumerate(model.entries):
+        np.testing.assert_array_equal(load_spilled(second.path, model, entry.name, second.crcs[i]), update[entry.name])
+    third = UpdateIntake(model, layout.new_update(1, "two", "train"), set()).receive(iter(upload_frames(update)))
+    assert third.path.stat().st_ino != spare_inode  # no spare left: a new file
+    assert third.path.read_bytes() == second.path.read_bytes()
+
+
+def test_spares_are_one_rounds_worth_and_go_at_the_end_or_with_a_refused_upload(model: Any, tmp_path: Path) -> None:
+    from fx_cli.aggregator.layout import SPARE_SPILLS, StateLayout
+
+    layout = StateLayout(tmp_path / "state")
+    spares = layout.updates / SPARE_SPILLS
+    for col in ("one", "two", "three"):
+        UpdateIntake(model, layout.new_update(0, col, "train"), set()).receive(iter(upload_frames(MODEL)))
+    layout.drop_round_updates(0)
+    assert len(list(spares.iterdir())) == 3
+    UpdateIntake(model, layout.new_update(1, "one", "train"), set()).receive(iter(upload_frames(MODEL)))
+    with pytest.raises(StreamError, match="NaN or Inf"):  # the spare it took is deleted with its .part
+        UpdateIntake(model, layout.new_update(1, "two", "train"), set()).receive(iter(upload_frames(nan_update())))
+    assert len(list(spares.iterdir())) == 1 and len(list(layout.round_updates(1).iterdir())) == 1
+    layout.drop_round_updates(1)  # the unused spare of round 0 goes; round 1's one spill takes its place
+    assert [p.suffix for p in spares.iterdir()] == [".spare"] and len(list(spares.iterdir())) == 1
+    layout.drop_spare_spills()
+    assert not list(spares.iterdir())

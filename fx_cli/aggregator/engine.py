@@ -214,6 +214,7 @@ class Engine:
             if verdict is None:
                 try:
                     closer.settle()  # the last round's best/last copies are in place before the run reports them
+                    self.layout.drop_spare_spills()
                 except SavingFailed as err:
                     raise _saving_failed(err.round, err.error) from None
                 return reports

@@ -21,6 +21,7 @@ import blake3
 import numpy as np
 
 from fx_cli.aggregator.claims import metric_problem
+from fx_cli.aggregator.layout import take_spare_spill
 from fx_cli.aggregator.modelstore import RoundModel, TensorEntry
 from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.atomic import fsync_dir
@@ -106,12 +107,13 @@ class UpdateIntake:
         frames = itertools.chain([first], frames)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(self.part, "wb") as fh:
+            with self._open_part() as fh:
                 metas = self._tensors(frames, fh)
                 if not metas:
                     self.part.unlink()
                     return Spilled(None, 0, (), 0, self._hex())
                 self._check_complete(metas)
+                fh.truncate(self.model.nbytes)  # a spare may have been longer
                 fh.flush()
                 if self.power_safe:
                     os.fsync(fh.fileno())
@@ -123,6 +125,12 @@ class UpdateIntake:
             raise
         return Spilled(self.target, self.model.nbytes, tuple(self.crcs[e.name] for e in self.model.entries),
                        self.received, self._hex())
+
+    def _open_part(self) -> BinaryIO:
+        """The ``.part`` file: a spare spill renamed (its pages are overwritten in place) or else a new file."""
+        if take_spare_spill(self.target, self.part):
+            return open(self.part, "r+b")
+        return open(self.part, "wb")
 
     def _hex(self) -> str:
         return self.digest.hexdigest() if self.digest is not None else ""

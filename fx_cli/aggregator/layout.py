@@ -12,6 +12,7 @@ reset, and the simulator (local optimizer state of virtual collaborators).
     local_state/models/resource_<K>.pbuf the latest model of round-robin resource K
     local_state/models/aggstate_<task>_r<R>.npz   server-optimizer state saved with round R
     local_state/updates/r<R>/<col>.<task>.<token>.f32   a received update, spilled (float32, model order)
+    local_state/updates/.spare/*.spare   spills of the last finished round, to be overwritten by the next ones
     local_state/optimizer/<col>.npz      local optimizer state of a simulated collaborator (opt_treatment)
     local_state/privacy/noise.key        the run's secret seed of central-DP noise (0600; fx_cli/privacy/central.py)
 """
@@ -30,6 +31,9 @@ log = logging.getLogger("fx.aggregator")
 MODEL_PREFIX = "round_"
 SPARE_MODEL = ".spare.pbuf"  # no model: bytes to be overwritten by the next model file (ARCHITECTURE.md)
 AGG_STATE_PREFIX = "aggstate_"
+# Spills of a finished round, kept as bytes for the next round's uploads to overwrite (``take_spare_spill``):
+# on some machines (VMs that hand freed memory back) writing into new page-cache pages costs twice as much.
+SPARE_SPILLS = ".spare"
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,21 @@ class StateLayout:
     # --- clean-up -----------------------------------------------------------------------------
 
     def drop_round_updates(self, round_num: int) -> None:
-        """The spilled updates of a round that is over."""
-        shutil.rmtree(self.round_updates(round_num), ignore_errors=True)
+        """The spilled updates of a round that is over: they become the spares (one round's worth at most)."""
+        folder, spares = self.round_updates(round_num), self.updates / SPARE_SPILLS
+        self.drop_spare_spills()  # left over: fewer results came this round than the round before
+        if folder.is_dir():
+            spares.mkdir(exist_ok=True)
+            for path in folder.iterdir():
+                if path.suffix == ".f32" and path.is_file():
+                    os.replace(path, spares / f"{path.stem}.spare")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def drop_spare_spills(self) -> None:
+        """The spares of ``drop_round_updates``: at the end of a run, or when they were not all used."""
+        spares = self.updates / SPARE_SPILLS
+        for path in spares.iterdir() if spares.is_dir() else ():
+            path.unlink(missing_ok=True)
 
     def spare_model(self) -> Path:
         """A model file no longer needed, kept to be overwritten by the next one (``atomic_write(reuse=)``)."""
@@ -156,6 +173,25 @@ class StateLayout:
                 shutil.rmtree(folder)
                 removed.append(folder)
         return removed
+
+
+def take_spare_spill(spill: Path, into: Path) -> bool:
+    """Rename a spare spill to ``into`` (a new ``.part`` of ``spill``, ``updates/r<R>/<name>``); False if none.
+
+    Several uploads may take spares at once: a spare another one renamed first is skipped.
+    """
+    spares = spill.parent.parent / SPARE_SPILLS
+    try:
+        names = os.listdir(spares)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            os.replace(spares / name, into)
+            return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def scratch_layout(parent: Path) -> StateLayout:
