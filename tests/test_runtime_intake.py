@@ -207,6 +207,13 @@ def test_a_spilled_update_damaged_on_disk_is_caught_while_aggregating(model: Any
         next_model(model, [record], WeightedAverage(), tmp_path / "round_1b.pbuf")
 
 
+@pytest.fixture
+def spares_for_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spills of the small test model are recycled as large ones are (``SPARE_MIN_BYTES``)."""
+    monkeypatch.setattr("fx_cli.aggregator.intake.SPARE_MIN_BYTES", 0)
+
+
+@pytest.mark.usefixtures("spares_for_any_size")
 def test_a_finished_rounds_spills_are_overwritten_by_the_next_rounds_uploads(model: Any, tmp_path: Path) -> None:
     from fx_cli.aggregator.layout import SPARE_SPILLS, StateLayout
 
@@ -214,7 +221,7 @@ def test_a_finished_rounds_spills_are_overwritten_by_the_next_rounds_uploads(mod
     first = UpdateIntake(model, layout.new_update(0, "one", "train"), set()).receive(iter(upload_frames(MODEL)))
     layout.round_updates(0).joinpath("junk.f32.part-1-2").write_bytes(b"x")  # a stray: not kept
     spare_inode = first.path.stat().st_ino
-    layout.drop_round_updates(0)
+    layout.drop_round_updates(0, keep_spares=True)
     spares = layout.updates / SPARE_SPILLS
     (spare,) = spares.iterdir()
     assert not layout.round_updates(0).exists() and spare.stat().st_ino == spare_inode
@@ -231,6 +238,7 @@ def test_a_finished_rounds_spills_are_overwritten_by_the_next_rounds_uploads(mod
     assert third.path.read_bytes() == second.path.read_bytes()
 
 
+@pytest.mark.usefixtures("spares_for_any_size")
 def test_spares_are_one_rounds_worth_and_go_at_the_end_or_with_a_refused_upload(model: Any, tmp_path: Path) -> None:
     from fx_cli.aggregator.layout import SPARE_SPILLS, StateLayout
 
@@ -238,13 +246,23 @@ def test_spares_are_one_rounds_worth_and_go_at_the_end_or_with_a_refused_upload(
     spares = layout.updates / SPARE_SPILLS
     for col in ("one", "two", "three"):
         UpdateIntake(model, layout.new_update(0, col, "train"), set()).receive(iter(upload_frames(MODEL)))
-    layout.drop_round_updates(0)
+    layout.drop_round_updates(0, keep_spares=True)
     assert len(list(spares.iterdir())) == 3
     UpdateIntake(model, layout.new_update(1, "one", "train"), set()).receive(iter(upload_frames(MODEL)))
     with pytest.raises(StreamError, match="NaN or Inf"):  # the spare it took is deleted with its .part
         UpdateIntake(model, layout.new_update(1, "two", "train"), set()).receive(iter(upload_frames(nan_update())))
     assert len(list(spares.iterdir())) == 1 and len(list(layout.round_updates(1).iterdir())) == 1
-    layout.drop_round_updates(1)  # the unused spare of round 0 goes; round 1's one spill takes its place
+    layout.drop_round_updates(1, keep_spares=True)  # round 0's unused spare goes
     assert [p.suffix for p in spares.iterdir()] == [".spare"] and len(list(spares.iterdir())) == 1
     layout.drop_spare_spills()
     assert not list(spares.iterdir())
+
+
+def test_spills_of_a_small_model_are_deleted_not_kept(model: Any, tmp_path: Path) -> None:
+    from fx_cli.aggregator.layout import SPARE_MIN_BYTES, SPARE_SPILLS, StateLayout
+
+    assert model.nbytes < SPARE_MIN_BYTES
+    layout = StateLayout(tmp_path / "state")
+    UpdateIntake(model, layout.new_update(0, "one", "train"), set()).receive(iter(upload_frames(MODEL)))
+    layout.drop_round_updates(0)
+    assert not layout.round_updates(0).exists() and not (layout.updates / SPARE_SPILLS).exists()

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fx_cli.tensors import varint
 from fx_cli.tensors.pbuf import DATA_BYTES_KEY, MODEL_TENSORS_KEY, _named_tensor_head, model_headers
@@ -57,3 +58,19 @@ def test_one_tensor_in_thousands_of_chunks_goes_through_a_federation(tmp_path: P
     reference = reference_fedavg(ws, {"one": 1, "two": 2}, rounds=2)
     for name, array in final_model(ws).items():
         np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("final_evaluation", [True, False])
+def test_spills_recycled_across_rounds_give_the_same_model_and_none_is_left_at_the_end(
+        tmp_path: Path, final_evaluation: bool) -> None:
+    from fx_cli.aggregator.layout import SPARE_MIN_BYTES
+
+    params = SPARE_MIN_BYTES // 4 + 1000  # spills just over the size that is recycled
+    ws = make_workspace(tmp_path, ["one", "two"], rounds=3, num_params=params, num_tensors=3,
+                        aggregator={"final_evaluation": final_evaluation})
+    out = run_in_process(ws, ["one", "two"], timeout=120)
+    assert not out.errors, out.errors
+    reference = reference_fedavg(ws, {"one": 1, "two": 2}, rounds=3)
+    for name, array in final_model(ws).items():
+        np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)
+    assert not [p for p in (ws / "local_state").rglob("*") if p.is_file() and "updates" in p.parts]

@@ -23,7 +23,7 @@ from fx_cli.aggregator.build import Parts, build_parts, global_validation_tasks
 from fx_cli.aggregator.claims import claim_policy, training_tasks
 from fx_cli.aggregator.coordinator import Coordinator
 from fx_cli.aggregator.layout import StateLayout, scratch_layout
-from fx_cli.aggregator.memory import limit_malloc_arenas, release_free_memory
+from fx_cli.aggregator.memory import limit_malloc_arenas
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport
 from fx_cli.aggregator.modelstore import RoundModel, import_model
 from fx_cli.aggregator.outcomes import Event, EventKind, Observer
@@ -248,7 +248,6 @@ class Engine:
                 raise _saving_failed(closed.round + 1, err) from None
             except SavingFailed as err:  # the previous round's copies, found as this one closed
                 raise _saving_failed(err.round, err.error) from None
-            release_free_memory()
             reports.append(report)
             if self.source is None:
                 on_round(report)

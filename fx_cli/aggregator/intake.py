@@ -21,7 +21,7 @@ import blake3
 import numpy as np
 
 from fx_cli.aggregator.claims import metric_problem
-from fx_cli.aggregator.layout import take_spare_spill
+from fx_cli.aggregator.layout import SPARE_MIN_BYTES, take_spare_spill
 from fx_cli.aggregator.modelstore import RoundModel, TensorEntry
 from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.atomic import fsync_dir
@@ -128,7 +128,7 @@ class UpdateIntake:
 
     def _open_part(self) -> BinaryIO:
         """The ``.part`` file: a spare spill renamed (its pages are overwritten in place) or else a new file."""
-        if take_spare_spill(self.target, self.part):
+        if self.model.nbytes >= SPARE_MIN_BYTES and take_spare_spill(self.target, self.part):
             return open(self.part, "r+b")
         return open(self.part, "wb")
 

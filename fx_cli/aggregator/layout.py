@@ -34,6 +34,7 @@ AGG_STATE_PREFIX = "aggstate_"
 # Spills of a finished round, kept as bytes for the next round's uploads to overwrite (``take_spare_spill``):
 # on some machines (VMs that hand freed memory back) writing into new page-cache pages costs twice as much.
 SPARE_SPILLS = ".spare"
+SPARE_MIN_BYTES = 4 << 20  # smaller spills are not kept: the renames would cost more than the pages save
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,12 @@ class StateLayout:
 
     # --- clean-up -----------------------------------------------------------------------------
 
-    def drop_round_updates(self, round_num: int) -> None:
-        """The spilled updates of a round that is over: they become the spares (one round's worth at most)."""
+    def drop_round_updates(self, round_num: int, keep_spares: bool = False) -> None:
+        """The spilled updates of a round that is over; with ``keep_spares`` they become the spares (one round's
+        worth at most)."""
         folder, spares = self.round_updates(round_num), self.updates / SPARE_SPILLS
         self.drop_spare_spills()  # left over: fewer results came this round than the round before
-        if folder.is_dir():
+        if keep_spares and folder.is_dir():
             spares.mkdir(exist_ok=True)
             for path in folder.iterdir():
                 if path.suffix == ".f32" and path.is_file():

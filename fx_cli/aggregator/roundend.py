@@ -30,8 +30,7 @@ from fx_cli.aggregation import AggregationFunction
 from fx_cli.aggregator.claims import ClaimPolicy, round_metrics
 from fx_cli.aggregator.combine import choose_function, model_updates, next_model, task_data_sizes
 from fx_cli.aggregator.coordinator import ClosedRound
-from fx_cli.aggregator.layout import StateLayout
-from fx_cli.aggregator.memory import release_free_memory
+from fx_cli.aggregator.layout import SPARE_MIN_BYTES, StateLayout
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
 from fx_cli.aggregator.modelstore import RoundModel, export_copy, file_sha256, write_round_model
 from fx_cli.aggregator.stopping import EarlyStopping
@@ -189,7 +188,6 @@ class RoundCloser:
         improved = self.best.consider(metrics, closed.model)
         self.early_stop = "" if self.stopping is None else self.stopping.decide(
             [*self.store.history(), {"round": r + 1, "metrics": metrics}])
-        release_free_memory()  # the report's RSS is then what the run holds, not the aggregation's garbage
         agg_state = {task: str(self.layout.agg_state(task, r + 1)) for task in self.functions}
         agg_state = {t: p for t, p in agg_state.items() if _save_agg_state(self.functions[t], Path(p))}
         report = RoundReport(r + 1, self.rounds_to_train, metrics,
@@ -225,7 +223,7 @@ class RoundCloser:
         try:
             self.export(model, best)
             fault("aggregator:saving_model")  # exported; the round's spilled updates not yet deleted
-            self.layout.drop_round_updates(r)
+            self.layout.drop_round_updates(r, keep_spares=model.nbytes >= SPARE_MIN_BYTES)
         except OSError as err:
             raise SavingFailed(r + 1, err) from err
         fault(f"aggregator:after_round_{r + 1}")
