@@ -15,7 +15,6 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from fx_cli.aggregation import AggregationFunction, Contribution
-from fx_cli.aggregator.ahead import one_ahead
 from fx_cli.aggregator.claims import ClaimPolicy, effective_sizes
 from fx_cli.aggregator.intake import load_spilled, spilled_slices
 from fx_cli.aggregator.modelstore import RoundModel, write_round_model
@@ -84,9 +83,8 @@ def next_model(model: RoundModel, updates: Sequence[UpdateRecord], function: Agg
                           ", ".join(u.collaborator for u in updates))
                 result = base
             yield name, result
-            del result  # not held while the next one is computed (``one_ahead``)
 
-    return write_round_model(target, one_ahead(tensors()) if updates else tensors(), model.round + 1, reuse=reuse)
+    return write_round_model(target, tensors(), model.round + 1, reuse=reuse)
 
 
 def _unreadable(update: UpdateRecord, model: RoundModel, err: OSError) -> FxError:

@@ -175,14 +175,18 @@ def write_round_model(path: Path, tensors: Iterable[tuple[str, np.ndarray]], rou
     """
     entries = []
     with atomic_write(path, fault_point="aggregator:writing_file", reuse=reuse) as fh:
-        sink = ChecksumSink(fh)
-        for name, array in tensors:
-            data = np.asarray(array, dtype=DTYPE, order="C")
-            start = fh.tell()
-            written = write_tensor(sink, name, data, round_number=round_num)
-            crc = crc32(data.reshape(-1).data.cast("B"))
-            entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes, crc))
-        sink.finish()
+        sink = ChecksumSink(fh, behind=True)  # hashed while the next tensor is computed
+        try:
+            for name, array in tensors:
+                data = np.asarray(array, dtype=DTYPE, order="C")
+                start = fh.tell()
+                written = write_tensor(sink, name, data, round_number=round_num)
+                crc = crc32(data.reshape(-1).data.cast("B"))
+                entries.append(TensorEntry(name, tuple(data.shape), start + written - data.nbytes, data.nbytes,
+                                           crc))
+            sink.finish()
+        finally:
+            sink.close()
     remember_sha256(path, sink.file_sha256())
     return RoundModel(round_num, path, tuple(entries))
 

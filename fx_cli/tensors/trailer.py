@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol, cast
 
 from fx_cli.tensors import varint
+from fx_cli.tensors.hashbehind import BLOCK, FileHasher
 
 TRAILER_FIELD = 50
 TRAILER_KEY = (TRAILER_FIELD << 3) | 2
@@ -73,22 +74,47 @@ def _need(value: int | None) -> int:
 
 
 class ChecksumSink:
-    """Passes writes to ``fh`` while hashing them; ``finish`` appends the trailer."""
+    """Passes writes to ``fh`` while hashing them; ``finish`` appends the trailer.
 
-    def __init__(self, fh: Sink, spec: str = "") -> None:
+    ``behind``: ``fh`` is a file (with ``name`` and ``flush``) whose bytes are hashed by a thread reading them
+    back after each large write (``hashbehind``), so the caller's next work overlaps the hashing; call
+    ``close`` when the write fails.
+    """
+
+    def __init__(self, fh: Sink, spec: str = "", behind: bool = False) -> None:
         self.fh = fh
         self.spec = spec
         self.sha = hashlib.sha256()
         self.length = 0
         self.count = 0
+        self.start = 0
+        self.hasher: FileHasher | None = None
+        if behind:
+            file = cast(BinaryIO, fh)
+            self.start = file.tell()
+            self.hasher = FileHasher(file.name, self.start, self.sha)
 
     def write(self, data: bytes | memoryview, /) -> int:
-        self.sha.update(data)
         self.length += len(data)
-        return self.fh.write(data)
+        if self.hasher is None:
+            self.sha.update(data)
+            return self.fh.write(data)
+        written = self.fh.write(data)
+        if len(data) >= BLOCK:
+            cast(BinaryIO, self.fh).flush()
+            self.hasher.upto(self.start + self.length)
+        return written
+
+    def close(self) -> None:
+        """Stop the hashing thread (after a failed write; ``finish`` stops it otherwise)."""
+        if self.hasher is not None:
+            self.hasher.close()
 
     def finish(self) -> int:
         """Write the trailer; returns its size."""
+        if self.hasher is not None:
+            cast(BinaryIO, self.fh).flush()
+            self.hasher.wait(self.start + self.length)
         record = Trailer(self.count, self.length, self.sha.digest(), self.spec).encode()
         self.fh.write(record)
         self.sha.update(record)  # from here on: the SHA-256 of the whole file, trailer included
