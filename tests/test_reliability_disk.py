@@ -74,7 +74,8 @@ def refused_start(ws: Path) -> str:
     return flat(agg.output())
 
 
-# writing_file hits: 1 round_0 import; round 1: 2 model, 3 last, 4 best; round 2: 5 model, 6 last.
+# writing_file hits: 1 round_0 import; round 1: 2 model, 3 best, 4 last; round 2: 5 model, 6 last (its best.pbuf
+# is round 1's last.pbuf, renamed into place: no write).
 @pytest.mark.parametrize("rule,saved_round", [("aggregator:writing_file#5=enospc", "1"),
                                               ("aggregator:writing_file#6=enospc", "2"),
                                               ("aggregator:committing#2=enospc", "1")])

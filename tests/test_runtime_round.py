@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fx_cli.aggregator.layout import StateLayout
+from fx_cli.aggregator.modelstore import write_round_model
 from fx_cli.aggregator.round import Presence, RoundState
 from fx_cli.aggregator.stragglers import CutoffTimePolicy, PercentagePolicy, WaitForAllPolicy
 
@@ -177,3 +179,35 @@ def test_an_old_model_file_becomes_the_spare_the_next_model_overwrites(tmp_path:
     np.testing.assert_array_equal(read_model(third.path).tensors["w"], np.full(10, 3, dtype=np.float32))
     layout.prune_models([third.path])  # round_2 becomes the spare; nothing else is left
     assert sorted(p.name for p in layout.models.iterdir()) == [".spare.pbuf", "round_3.pbuf"]
+
+
+def test_the_best_copy_becomes_the_last_copy_it_holds_without_copying_and_then_they_part(tmp_path: Path) -> None:
+    from fx_cli.aggregator.modelstore import export_copy, export_from_copy, file_sha256
+
+    layout = StateLayout(tmp_path)
+    save = tmp_path / "save"
+    save.mkdir()
+    last, best = save / "last.pbuf", save / "best.pbuf"
+    first = write_round_model(layout.model(1), [("w", np.ones(1000, np.float32))], 1)
+    second = write_round_model(layout.model(2), [("w", np.full(1000, 2, np.float32))], 2)
+    export_copy(first.path, last)
+    assert not export_from_copy(last, second.path, best) and not best.exists()  # last holds other bytes
+    assert export_from_copy(last, first.path, best)
+    assert best.stat().st_ino == last.stat().st_ino and file_sha256(best) == file_sha256(first.path)
+    export_copy(second.path, last)  # the round's new last copy: a file of its own
+    assert best.stat().st_ino != last.stat().st_ino
+    assert best.read_bytes() == first.path.read_bytes() and last.read_bytes() == second.path.read_bytes()
+    assert not [p for p in save.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_copy_whose_bytes_this_process_did_not_write_is_copied_again_not_trusted(tmp_path: Path) -> None:
+    from fx_cli.aggregator.modelstore import export_copy, export_from_copy
+
+    layout = StateLayout(tmp_path)
+    model = write_round_model(layout.model(1), [("w", np.ones(1000, np.float32))], 1)
+    last, best = tmp_path / "last.pbuf", tmp_path / "best.pbuf"
+    export_copy(model.path, last)
+    data = bytearray(last.read_bytes())
+    data[100] ^= 0xFF
+    last.write_bytes(bytes(data))  # changed by someone else since: its digest is no longer known
+    assert not export_from_copy(last, model.path, best) and not best.exists()

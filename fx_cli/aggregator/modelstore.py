@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from fx_cli.atomic import atomic_write
+from fx_cli.atomic import atomic_write, fsync_dir
 from fx_cli.checksum import crc32
 from fx_cli.errors import ModelFileError
 from fx_cli.tensors.pbuf import DTYPE, iter_model, write_tensor
@@ -212,6 +212,31 @@ def export_copy(source: Path, target: Path) -> None:
             at += sent
     if digest is not None:
         remember_sha256(target, digest)
+
+
+def export_from_copy(copy: Path, source: Path, target: Path) -> bool:
+    """Make ``target`` the file ``copy`` when ``copy`` is known to hold exactly ``source``'s bytes; else False.
+
+    The best model of a round is the model the round started from, which the last round exported as
+    save/last.pbuf: so best_state_path becomes that file (a hard link renamed into place, no copy) just before
+    last_state_path is replaced by a copy of the new model, after which the two are separate files again.
+    "Known" means both digests were noted by this process as it wrote them (``remember_sha256``); after a
+    restart, or when the file system has no hard links, the caller copies as before.
+    """
+    digest = known_sha256(source)
+    if digest is None or known_sha256(copy) != digest:
+        return False
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-link")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(copy, tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    remember_sha256(target, digest)
+    return True
 
 
 # SHA-256 of the model files this process wrote, computed while writing them (the integrity trailer's own pass),

@@ -32,7 +32,7 @@ from fx_cli.aggregator.combine import choose_function, model_updates, next_model
 from fx_cli.aggregator.coordinator import ClosedRound
 from fx_cli.aggregator.layout import SPARE_MIN_BYTES, StateLayout
 from fx_cli.aggregator.metrics import MetricsSink, RoundReport, display_names
-from fx_cli.aggregator.modelstore import RoundModel, export_copy, file_sha256, write_round_model
+from fx_cli.aggregator.modelstore import RoundModel, export_copy, export_from_copy, file_sha256, write_round_model
 from fx_cli.aggregator.stopping import EarlyStopping
 from fx_cli.aggregator.state import Store, UpdateRecord
 from fx_cli.atomic import atomic_write
@@ -255,9 +255,9 @@ class RoundCloser:
         """Refresh last_state_path (and best_state_path when ``best`` is given)."""
         if self.exports is None:
             return
-        export_copy(last.path, self.exports.last)
-        if best is not None:
+        if best is not None and not export_from_copy(self.exports.last, best.path, self.exports.best):
             export_copy(best.path, self.exports.best)
+        export_copy(last.path, self.exports.last)
 
     def _prune(self, current: RoundModel, keep_state: set[str]) -> None:
         keep: set[Path | str] = {current.path, *keep_state}
