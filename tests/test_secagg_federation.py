@@ -124,7 +124,7 @@ def test_what_the_aggregator_receives_from_one_site_is_uncorrelated_with_its_upd
     plain = quantize(delta, 4.0, 24, runner.train_data_size(), 64).astype(np.float64)
     masked = received[(0, "one")][:-1].astype(np.float64)
     assert masked.size == plain.size >= 100_000 and np.std(plain) > 0
-    assert abs(np.corrcoef(masked, plain)[0, 1]) < 0.01
+    assert abs(np.corrcoef(masked, plain)[0, 1]) < 6 / np.sqrt(masked.size)  # 6 standard deviations of chance
 
 
 def test_keys_swapped_by_the_aggregator_are_refused_by_the_sites_with_the_cause(tmp_path: Path, monkeypatch) -> None:
