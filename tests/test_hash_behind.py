@@ -16,14 +16,16 @@ from fx_cli.tensors.pbuf import read_model
 from fx_cli.tensors.trailer import ChecksumSink
 
 
-def hashing_threads() -> int:
-    return sum(t.name == "fx-hash" for t in threading.enumerate())
+def hashing_threads(before: set[threading.Thread]) -> int:
+    """Hashing threads started since ``before`` that are still alive."""
+    return sum(t.name == "fx-hash" and t not in before for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("sizes", [[10, 20], [BLOCK], [BLOCK - 1, BLOCK + 1, 3], [3 * BLOCK + 17, 5, 2 * BLOCK]])
 def test_hashing_behind_gives_the_inline_digest_and_trailer(tmp_path: Path, sizes: list[int]) -> None:
     rng = np.random.default_rng(len(sizes))
     chunks = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    before = set(threading.enumerate())
     inline = ChecksumSink(io.BytesIO())
     path = tmp_path / "f.bin"
     with open(path, "wb") as fh:
@@ -36,7 +38,7 @@ def test_hashing_behind_gives_the_inline_digest_and_trailer(tmp_path: Path, size
         behind.finish()
     assert behind.file_sha256() == inline.file_sha256()
     assert hashlib.sha256(b"".join(chunks)).digest() in path.read_bytes()  # the trailer holds the data's digest
-    assert hashing_threads() == 0
+    assert hashing_threads(before) == 0
 
 
 def test_a_round_model_written_with_hashing_behind_reads_back_verified(tmp_path: Path) -> None:
@@ -53,9 +55,10 @@ def test_a_failed_write_stops_the_hashing_thread_and_leaves_no_file(tmp_path: Pa
         yield "t0", np.ones(BLOCK, np.float32)
         raise OSError("the fold could not read a spill")
 
+    before = set(threading.enumerate())
     with pytest.raises(OSError, match="could not read a spill"):
         write_round_model(tmp_path / "round_1.pbuf", tensors(), 1)
-    assert hashing_threads() == 0 and not list(tmp_path.iterdir())
+    assert hashing_threads(before) == 0 and not list(tmp_path.iterdir())
 
 
 def test_a_file_shorter_than_what_was_written_is_an_error(tmp_path: Path) -> None:
