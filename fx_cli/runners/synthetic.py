@@ -113,6 +113,10 @@ class SyntheticRunner(TaskRunner):
         rng = np.random.default_rng(seed)
         self.weights = {f"w{i}": rng.standard_normal(n, dtype=np.float32)
                         for i, n in enumerate(tensor_sizes(num_params, num_tensors))}
+        # The loss of the weights as training left them: the locally tuned validation that follows reuses it.
+        # Forgotten whenever the weights may change (set_tensors, tensor_buffers, get_tensors).
+        self._trained_loss: float | None = None
+        self._slice_buffers: tuple[np.ndarray, np.ndarray] | None = None
 
     def _target(self, index: int) -> np.float32:
         shard = self.data_loader.shard if self.data_loader else 0
@@ -120,6 +124,7 @@ class SyntheticRunner(TaskRunner):
         return target
 
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
+        self._trained_loss = None  # the caller holds the arrays themselves
         return dict(self.weights)
 
     def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
@@ -132,30 +137,61 @@ class SyntheticRunner(TaskRunner):
             if array.shape != self.weights[name].shape:
                 raise FxError(f"tensor '{name}': shape {array.shape} does not fit the model's {self.weights[name].shape}",
                               "the model file was made for another plan; check num_params/num_tensors")
+        self._trained_loss = None
         for name, array in tensors.items():
             own = self.weights[name]
             if not (isinstance(array, np.ndarray) and array.ctypes.data == own.ctypes.data):
                 np.copyto(own, array, casting="unsafe")  # into the model's own arrays: no second model in memory
 
     def tensor_buffers(self) -> dict[str, np.ndarray]:
+        self._trained_loss = None  # the next model is written into them
         return dict(self.weights)
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scratch for one slice: float32 and float64, allocated once (no new pages per pass)."""
+        if self._slice_buffers is None:
+            size = min(SLICE, max(w.size for w in self.weights.values()))
+            self._slice_buffers = (np.empty(size, np.float32), np.empty(size, np.float64))
+        return self._slice_buffers
+
+    def _slice_loss(self, w: np.ndarray, target: np.float32) -> float:
+        """Sum of squared differences of one slice, in float64 (the float32 difference, widened)."""
+        b32, b64 = self._buffers()
+        diff, wide = b32[:w.size], b64[:w.size]
+        np.subtract(w, target, out=diff)
+        np.square(diff, out=wide, dtype=np.float64)
+        return float(wide.sum())
 
     def _loss(self) -> float:
         total = 0.0
         for i, w in enumerate(self.weights.values()):
             for start in range(0, w.size, SLICE):  # float64 a slice at a time, not a float64 copy of the model
-                total += float(np.square(w[start:start + SLICE] - self._target(i), dtype=np.float64).sum())
+                total += self._slice_loss(w[start:start + SLICE], self._target(i))
         return total / sum(w.size for w in self.weights.values())
 
     def train_task(self, round_num: int, epochs: int = 1, **kwargs: Any) -> TaskResult:
+        """Each epoch moves every weight ``learning_rate`` of the way to its target, in float32:
+        ``w += lr * (target - w)``, a slice at a time; the last epoch also sums the loss of each slice it
+        leaves (one pass over the model, not two; the same slices and sums as ``_loss``)."""
         lr = np.float32(self.learning_rate)
-        for _ in range(int(epochs)):
+        step = self._buffers()[0]
+        total = 0.0
+        epochs = int(epochs)
+        for epoch in range(epochs):
+            last = epoch == epochs - 1
             for i, w in enumerate(self.weights.values()):
-                step = self._target(i) - w  # the same float32 operations as w + lr * (target - w), in place
-                step *= lr
-                w += step
-        return TaskResult({"loss": self._loss()}, dict(self.weights))
+                target = self._target(i)
+                for start in range(0, w.size, SLICE):
+                    part = w[start:start + SLICE]
+                    np.subtract(target, part, out=step[:part.size])
+                    step[:part.size] *= lr
+                    part += step[:part.size]
+                    if last:
+                        total += self._slice_loss(part, target)
+        loss = total / sum(w.size for w in self.weights.values()) if epochs > 0 else self._loss()
+        self._trained_loss = loss
+        return TaskResult({"loss": loss}, dict(self.weights))
 
     def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
-        loss = self._loss()
+        loss = self._trained_loss if self._trained_loss is not None else self._loss()
         return TaskResult({"accuracy": 1.0 / (1.0 + loss), "loss": loss})
