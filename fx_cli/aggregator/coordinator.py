@@ -202,6 +202,11 @@ class Coordinator:
             raise Refused(Refusal.NOT_STARTED, f"round {round_num + 1} has not started "
                                                f"(the federation is at round {self.model.round + 1})")
 
+    def holds(self, col: str, round_num: int, task: str) -> bool:
+        """Whether ``col``'s result of ``task`` for ``round_num`` is already counted in the round now collecting."""
+        with self.cond:
+            return round_num == self.model.round and (col, task) in self.updates
+
     def open_upload(self, col: str, round_num: int, task: str) -> Ticket | Receipt:
         """A ticket to receive this result, a late ``Receipt`` (not counted), or ``Refused``."""
         with self.cond:

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
 import blake3
 import numpy as np
@@ -30,9 +30,10 @@ from fx_cli.faults import fault
 from fx_cli.tensors.pbuf import DTYPE
 from fx_cli.transport import codec
 from fx_cli.transport.chunks import PayloadCheck, StreamError, TensorAssembler, check_meta, trailer_of
-from fx_cli.transport.serde import Frame, TensorMeta, Trailer
+from fx_cli.transport.serde import Frame, MetricsResult, TensorMeta, Trailer
 
 MAX_METRICS = 256
+MAX_RESULTS = 16  # metrics-only results one task request may carry
 # A compressed payload may be a little larger than the raw tensor, never much larger.
 COMPRESSED_SLACK = 2.0
 
@@ -49,6 +50,17 @@ def check_result(task: str, data_size: int, metrics: Mapping[str, float]) -> Non
         problem = metric_problem(name, value, task)
         if problem:
             raise Refused(Refusal.INVALID, problem)
+
+
+def check_results(results: Sequence[MetricsResult]) -> None:
+    """Refuse (``Refusal.INVALID``) metrics-only results sent together (protocol 3) that are unusable."""
+    if len(results) > MAX_RESULTS:
+        raise Refused(Refusal.INVALID, f"{len(results)} results in one request exceed the limit of {MAX_RESULTS}")
+    tasks = [r.task for r in results]
+    if len(set(tasks)) != len(tasks):
+        raise Refused(Refusal.INVALID, f"one request carries the result of a task twice ({', '.join(tasks)})")
+    for result in results:
+        check_result(result.task, result.data_size, result.metrics)
 
 
 @dataclass(frozen=True)

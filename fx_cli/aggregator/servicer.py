@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
@@ -21,7 +22,7 @@ import grpc
 from fx_cli.aggregator import outcomes
 from fx_cli.aggregator.coordinator import Coordinator, Ticket
 from fx_cli.aggregator.eligibility import Eligibility, discard_spill, refusal_of
-from fx_cli.aggregator.intake import Spilled, UpdateIntake, check_result
+from fx_cli.aggregator.intake import Spilled, UpdateIntake, check_result, check_results
 from fx_cli.aggregator.outcomes import Refusal, Refused
 from fx_cli.aggregator.peers import GateWatch, peer_of, refusal_reason
 from fx_cli.aggregator.transfers import SlotLost, Transfers
@@ -31,9 +32,9 @@ from fx_cli.plan.identity import differing_keys
 from fx_cli.plan.participants import read_cols
 from fx_cli.secagg.rounds import SecAggRounds
 from fx_cli.transport.chunks import StreamError
-from fx_cli.transport.serde import (BATCHES, Action, Batch, Caller, Capabilities, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest,
-                                    JoinReply, JoinRequest, Outcome, PingReply, PingRequest, TaskReply, TasksRequest,
-                                    UploadMeta, UploadReply)
+from fx_cli.transport.serde import (BATCHES, Action, Batch, Caller, Capabilities, DownloadRequest, Frame,
+                                    HeartbeatReply, HeartbeatRequest, JoinReply, JoinRequest, Outcome, PingReply,
+                                    PingRequest, TaskReply, TasksRequest, Trailer, UploadMeta, UploadReply)
 from fx_cli.transport.batches import batched
 
 log = logging.getLogger("fx.aggregator")
@@ -234,12 +235,45 @@ class Servicer:
 
     def get_tasks(self, request: TasksRequest, context: grpc.ServicerContext) -> TaskReply:
         name = self._admit(context, request.caller)
+        late = self._results_with_request(name, request, context) if request.results else ()
         ins = self.coord.next_tasks(name, self.poll_timeout)
         if ins.action is outcomes.Action.RUN:
             log.debug("round %d: '%s' runs %s", ins.round + 1, name, ", ".join(ins.tasks))
         elif ins.action is outcomes.Action.FINISHED:
             log.info("told '%s' the federation is finished", name)
-        return task_reply(ins)
+        return replace(task_reply(ins), not_counted=late)
+
+    def _results_with_request(self, name: str, request: TasksRequest,
+                              context: grpc.ServicerContext) -> tuple[str, ...]:
+        """Count the metrics-only results a task request carries (protocol 3) as if each had been uploaded
+        alone; returns the tasks of those that came after their round ended. All are checked before any counts;
+        one already counted is skipped (the request is a retry)."""
+        r = request.results_round
+        late: list[str] = []
+        try:
+            try:
+                check_results(request.results)
+            except Refused as err:
+                self.coord.refused(name, r, request.results[0].task, err)
+                raise
+            for result in request.results:
+                if self.coord.holds(name, r, result.task):
+                    continue
+                ticket = self.coord.open_upload(name, r, result.task)
+                if isinstance(ticket, outcomes.Receipt):
+                    log.info("round %d: late result of '%s' from '%s' not counted", r + 1, result.task, name)
+                    late.append(result.task)
+                    continue
+                intake = UpdateIntake(ticket.model, ticket.target, self.pipelines, 0, digest=self.upload_digest)
+                spilled = intake.receive(iter([Trailer(0, 0)]))  # no tensors: the same record as uploaded alone
+                self.coord.accept(ticket, result.data_size, result.metrics, spilled)
+                log.info("%s: received '%s' from '%s' (data size %d, with its task request)", self._round_name(r),
+                         result.task, name, result.data_size)
+        except Refused as err:
+            log.warning("rejected a result of '%s' for round %d sent with its task request: %s", name, r + 1,
+                        err.message)
+            refuse(context, err)
+        return tuple(late)
 
     def download_model(self, request: DownloadRequest, context: grpc.ServicerContext) -> Iterator[Frame | Batch]:
         name = self._admit(context, request.caller)

@@ -23,7 +23,7 @@ from fx_cli.secagg.keys import SecAggError
 from fx_cli.names import check_collaborator_name
 from fx_cli.plan import Plan, load_plan
 from fx_cli.plan.participants import read_data
-from fx_cli.transport.serde import Action, Outcome, TaskReply, UploadMeta
+from fx_cli.transport.serde import Action, MetricsResult, Outcome, TaskReply, UploadMeta
 
 log = logging.getLogger("fx.collaborator")
 T = TypeVar("T")
@@ -34,6 +34,13 @@ class CollaboratorRun:
     name: str
     plan_path: Path = Path("plan/plan.yaml")
     data_path: Path = Path("plan/data.yaml")
+
+
+@dataclass(frozen=True)
+class Held:
+    """Results of round ``round`` that go with the next task request (protocol 3)."""
+    round: int
+    results: tuple[MetricsResult, ...]
 
 
 @dataclass
@@ -111,10 +118,16 @@ class CollaboratorLoop:
         self.downloaded = False  # the first download is announced: it follows a quiet start-up
 
     def run(self) -> CollaboratorResult:
+        held: Held | None = None  # results that go with the next task request
         while True:
-            reply = self.client.get_tasks()
+            reply = self.client.get_tasks(held.round, held.results) if held else self.client.get_tasks()
+            if held is not None and reply.not_counted:
+                log.warning("round %d: %s result(s) not counted: the round ended before they arrived",
+                            held.round + 1, ", ".join(f"'{t}'" for t in reply.not_counted))
+                self._missed(held.round)
+            held = None
             if reply.action is Action.RUN:
-                self._round(reply)
+                held = self._round(reply)
             elif reply.action is Action.MISSED:
                 log.warning("%s", reply.message or f"missed round {reply.round + 1}")
                 self._missed(reply.round)
@@ -125,7 +138,10 @@ class CollaboratorLoop:
                 raise RunEnded(f"the aggregator ended the run: {reply.message}",
                                "see the aggregator's log for the cause")
 
-    def _round(self, reply: TaskReply) -> None:
+    def _round(self, reply: TaskReply) -> Held | None:
+        """Run the round's tasks and send their results; a metrics-only result that ends the round is returned
+        instead, for the next task request to carry (protocol 3): the request follows at once, so nothing
+        waits on it, and it saves the aggregator a call per collaborator and round."""
         r = reply.round
         received = set(reply.already_received)
         needs_local = any(t not in received and applies_local(self.executor.spec(t)) for t in reply.tasks)
@@ -145,12 +161,13 @@ class CollaboratorLoop:
             self.downloaded = True
         except RoundGone as gone:
             log.warning("round %d is over before its model arrived (%s)", r + 1, gone)
-            return
+            return None
         finally:
             release_free_memory()  # the stream's chunk buffers go back to the OS before the runner works
         final = r >= reply.rounds_to_train
         what = "final model" if final else f"round {r + 1}/{reply.rounds_to_train}"
         log.info("%s: running %s", what, ", ".join(reply.tasks))
+        held: Held | None = None
         for i, task in enumerate(todo):
             masked = self.secagg is not None and is_training(self.executor.spec(task)) and not final \
                 and task not in received
@@ -168,17 +185,23 @@ class CollaboratorLoop:
             if masked and self.secagg is not None:
                 sent = self._secagg(lambda r: self.secagg.send_masked(r, out, model) if self.secagg else out, r)
                 if not sent:
-                    return
+                    return None
                 out = sent
             elif self.secagg is not None and out.tensors:
                 out = dataclasses.replace(out, tensors={})  # under secure aggregation no plain update leaves
-            if beat.round_closed or not self._send(r, out, model):
+            if beat.round_closed:
                 self._missed(r)
-                return
+                return None
+            if i == len(todo) - 1 and not out.tensors and self.client.results_with_requests and self.secagg is None:
+                held = Held(r, (MetricsResult(out.task, out.data_size, out.metrics),))
+            elif not self._send(r, out, model):
+                self._missed(r)
+                return None
         if self.secagg is not None and not final and not self._secagg(self.secagg.unmask, r):
-            return
+            return None
         if not final:
             self.result.rounds.append(r + 1)
+        return held
 
     def _secagg(self, stage: Callable[[int], T], r: int) -> T | None:
         """A secure-aggregation stage; None when the aggregator could not complete it (it redoes the round)."""

@@ -20,9 +20,10 @@ from fx_cli.transport.chunks import StreamError, chunk_bytes, read_tensors, tens
 from fx_cli.transport.client import RetryPolicy, Retrier, code_of, open_channel, rpc_failure
 from fx_cli.transport.codec import decode
 from fx_cli.transport.methods import FederationStub
-from fx_cli.transport.serde import (BATCHES, Batch, Capabilities, Caller, DownloadRequest, Frame, HeartbeatReply, HeartbeatRequest, JoinReply,
-                                    JoinRequest, ModelMeta, Outcome, PingReply, PingRequest, TaskReply,
-                                    TasksRequest, TensorMeta, UploadMeta, UploadReply)
+from fx_cli.transport.serde import (BATCHES, RESULTS_WITH_REQUEST, Batch, Capabilities, Caller, DownloadRequest,
+                                    Frame, HeartbeatReply, HeartbeatRequest, JoinReply, JoinRequest, MetricsResult,
+                                    ModelMeta, Outcome, PingReply, PingRequest, TaskReply, TasksRequest, TensorMeta,
+                                    UploadMeta, UploadReply)
 from fx_cli.transport.batches import batched, gathered, unbatched
 
 log = logging.getLogger("fx.collaborator")
@@ -74,6 +75,7 @@ class AggregatorClient:
         self.channel = open_channel(self.target, credentials, self.chunk)
         self.stub = FederationStub(self.channel)
         self.batches = False  # whether the aggregator takes batched upload frames (it said so when we joined)
+        self.results_with_requests = False  # whether a task request may carry metrics-only results (protocol 3)
 
     def __enter__(self) -> "AggregatorClient":
         return self
@@ -98,10 +100,13 @@ class AggregatorClient:
         request = JoinRequest(self.caller, self.plan_json, capabilities=capabilities)
         reply = self._call("join", lambda: self.stub.join(request, timeout=SHORT_TIMEOUT))
         self.batches = reply.protocol >= BATCHES
+        self.results_with_requests = reply.protocol >= RESULTS_WITH_REQUEST
         return reply
 
-    def get_tasks(self) -> TaskReply:
-        request = TasksRequest(self.caller)
+    def get_tasks(self, results_round: int = 0, results: tuple[MetricsResult, ...] = ()) -> TaskReply:
+        """The next instruction; ``results`` (protocol 3) are delivered with the request, and a retry resends
+        them (the aggregator counts each once)."""
+        request = TasksRequest(self.caller, results_round, results)
         return self._call("a task request", lambda: self.stub.get_tasks(request, timeout=POLL_TIMEOUT))
 
     def heartbeat(self, round_num: int, task: str) -> HeartbeatReply:

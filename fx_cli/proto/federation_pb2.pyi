@@ -54,13 +54,34 @@ class JoinResponse(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., protocol: _Optional[int] = ..., round: _Optional[int] = ..., rounds_to_train: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
 
 class GetTasksRequest(_message.Message):
-    __slots__ = ("caller",)
+    __slots__ = ("caller", "results_round", "results")
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_ROUND_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     caller: Caller
-    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
+    results_round: int
+    results: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., results_round: _Optional[int] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("task", "data_size", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DATA_SIZE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    data_size: int
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, task: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetTasksResponse(_message.Message):
-    __slots__ = ("action", "round", "tasks", "already_received", "rounds_to_train", "message")
+    __slots__ = ("action", "round", "tasks", "already_received", "rounds_to_train", "message", "not_counted")
     class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         ACTION_UNSPECIFIED: _ClassVar[GetTasksResponse.Action]
@@ -81,13 +102,15 @@ class GetTasksResponse(_message.Message):
     ALREADY_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_TO_TRAIN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NOT_COUNTED_FIELD_NUMBER: _ClassVar[int]
     action: GetTasksResponse.Action
     round: int
     tasks: _containers.RepeatedScalarFieldContainer[str]
     already_received: _containers.RepeatedScalarFieldContainer[str]
     rounds_to_train: int
     message: str
-    def __init__(self, action: _Optional[_Union[GetTasksResponse.Action, str]] = ..., round: _Optional[int] = ..., tasks: _Optional[_Iterable[str]] = ..., already_received: _Optional[_Iterable[str]] = ..., rounds_to_train: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    not_counted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, action: _Optional[_Union[GetTasksResponse.Action, str]] = ..., round: _Optional[int] = ..., tasks: _Optional[_Iterable[str]] = ..., already_received: _Optional[_Iterable[str]] = ..., rounds_to_train: _Optional[int] = ..., message: _Optional[str] = ..., not_counted: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("caller", "round", "protocol")

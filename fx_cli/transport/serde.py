@@ -14,9 +14,11 @@ from typing import Union
 from fx_cli.proto import federation_pb2 as pb
 
 # 1: first wave. 2: small stream frames may travel together in one message (``Batch``), each side only
-# to a peer that said it speaks 2 (``DownloadRequest.protocol``, ``JoinReply.protocol``).
-PROTOCOL = 2
+# to a peer that said it speaks 2 (``DownloadRequest.protocol``, ``JoinReply.protocol``). 3: a task request
+# may carry the caller's metrics-only results (``TasksRequest.results``), sent only to an aggregator of 3.
+PROTOCOL = 3
 BATCHES = 2
+RESULTS_WITH_REQUEST = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,16 @@ class JoinReply:
 @dataclass(frozen=True)
 class TasksRequest:
     caller: Caller
+    results_round: int = 0
+    results: tuple["MetricsResult", ...] = ()  # protocol 3
+
+
+@dataclass(frozen=True)
+class MetricsResult:
+    """A task's result without tensors (a validation), as a task request carries it."""
+    task: str
+    data_size: int
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class TaskReply:
     already_received: tuple[str, ...] = ()
     rounds_to_train: int = 0
     message: str = ""
+    not_counted: tuple[str, ...] = ()  # the request's results that arrived after their round ended
 
 
 @dataclass(frozen=True)
@@ -223,17 +236,21 @@ def join_reply_from_bytes(b: bytes) -> JoinReply:
 
 
 def tasks_request_to_bytes(r: TasksRequest) -> bytes:
-    return pb.GetTasksRequest(caller=caller_to_pb(r.caller)).SerializeToString()
+    return pb.GetTasksRequest(caller=caller_to_pb(r.caller), results_round=r.results_round,
+                              results=[pb.TaskResult(task=x.task, data_size=x.data_size, metrics=dict(x.metrics))
+                                       for x in r.results]).SerializeToString()
 
 
 def tasks_request_from_bytes(b: bytes) -> TasksRequest:
-    return TasksRequest(caller_from_pb(pb.GetTasksRequest.FromString(b).caller))
+    m = pb.GetTasksRequest.FromString(b)
+    return TasksRequest(caller_from_pb(m.caller), m.results_round,
+                        tuple(MetricsResult(x.task, x.data_size, dict(x.metrics)) for x in m.results))
 
 
 def task_reply_to_bytes(r: TaskReply) -> bytes:
     return pb.GetTasksResponse(action=r.action.value, round=r.round, tasks=list(r.tasks),
                                already_received=list(r.already_received), rounds_to_train=r.rounds_to_train,
-                               message=r.message).SerializeToString()
+                               message=r.message, not_counted=list(r.not_counted)).SerializeToString()
 
 
 def task_reply_from_bytes(b: bytes) -> TaskReply:
@@ -242,7 +259,8 @@ def task_reply_from_bytes(b: bytes) -> TaskReply:
         action = Action(m.action)
     except ValueError:
         action = Action.WAIT  # an unknown action from a newer server: ask again
-    return TaskReply(action, m.round, tuple(m.tasks), tuple(m.already_received), m.rounds_to_train, m.message)
+    return TaskReply(action, m.round, tuple(m.tasks), tuple(m.already_received), m.rounds_to_train, m.message,
+                     tuple(m.not_counted))
 
 
 def download_request_to_bytes(r: DownloadRequest) -> bytes:
