@@ -6,7 +6,7 @@ trailers and batches go through the generated classes.
 """
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from fx_cli.proto import federation_pb2 as pb
 from fx_cli.tensors import varint
@@ -63,32 +63,48 @@ def _tensor(m: pb.TensorHeader) -> TensorMeta:
                       m.pipeline or "none", dict(m.metadata), m.delta)
 
 
-def download_frame_to_bytes(f: Frame | Batch) -> bytes:
+def _frame_to_bytes(f: Frame | Batch, chunk: type[_Chunk], own: Callable[[Frame], dict[str, Any] | None],
+                    what: str) -> bytes:
+    """One frame as a ``chunk`` message; ``own`` gives the fields of the stream's own header (None: not one)."""
     if isinstance(f, DATA):
         return _data_message(f)
     if isinstance(f, Batch):
-        return _batch_message(f, download_frame_to_bytes)
+        return _batch_message(f, lambda g: _frame_to_bytes(g, chunk, own, what))
     if isinstance(f, TensorMeta):
-        msg = pb.DownloadChunk(tensor=_tensor_pb(f))
-    elif isinstance(f, ModelMeta):
-        msg = pb.DownloadChunk(model=pb.ModelHeader(round=f.round, tensor_count=f.tensor_count,
-                                                    payload_bytes=f.payload_bytes))
+        fields: dict[str, Any] | None = {"tensor": _tensor_pb(f)}
     elif isinstance(f, Trailer):
-        msg = pb.DownloadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
+        fields = {"trailer": pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes)}
     else:
-        raise TypeError(f"not a download frame: {type(f).__name__}")
-    return msg.SerializeToString()
+        fields = own(f)
+    if fields is None:
+        raise TypeError(f"not {what} frame: {type(f).__name__}")
+    return chunk(**fields).SerializeToString()
 
 
-def download_frame_from_bytes(b: bytes) -> Frame | Batch | None:
-    """The frame in a chunk message (None for an empty or unknown one); payload chunks are views of ``b``."""
+def _frame_from_bytes(b: bytes, chunk: type[_Chunk], one: Callable[[_Chunk], Frame | None]) -> Frame | Batch | None:
+    """The frame in a ``chunk`` message (None for an empty or unknown one); payload chunks are views of ``b``."""
     data = _data_view(b)
     if data is not None:
         return data
-    m = pb.DownloadChunk.FromString(b)
+    m = chunk.FromString(b)
     if m.WhichOneof("kind") == "batch":
-        return Batch(tuple(_known(_download_frame(_flat(c))) for c in m.batch.chunks))
-    return _download_frame(m)
+        return Batch(tuple(_known(one(_flat(c))) for c in m.batch.chunks))
+    return one(m)
+
+
+def _model_header(f: Frame) -> dict[str, Any] | None:
+    if not isinstance(f, ModelMeta):
+        return None
+    return {"model": pb.ModelHeader(round=f.round, tensor_count=f.tensor_count, payload_bytes=f.payload_bytes)}
+
+
+def download_frame_to_bytes(f: Frame | Batch) -> bytes:
+    return _frame_to_bytes(f, pb.DownloadChunk, _model_header, "a download")
+
+
+def download_frame_from_bytes(b: bytes) -> Frame | Batch | None:
+    """The frame in a download chunk (None for an empty or unknown one); payload chunks are views of ``b``."""
+    return _frame_from_bytes(b, pb.DownloadChunk, _download_frame)
 
 
 def _flat(chunk: _Chunk) -> _Chunk:
@@ -117,33 +133,21 @@ def _download_frame(m: pb.DownloadChunk) -> Frame | None:
     return None
 
 
+def _upload_header(f: Frame) -> dict[str, Any] | None:
+    if not isinstance(f, UploadMeta):
+        return None
+    return {"header": pb.UploadHeader(caller=caller_to_pb(f.caller), round=f.round, task=f.task,
+                                      data_size=f.data_size, metrics=dict(f.metrics), tensor_count=f.tensor_count,
+                                      eager=f.eager)}
+
+
 def upload_frame_to_bytes(f: Frame | Batch) -> bytes:
-    if isinstance(f, DATA):
-        return _data_message(f)
-    if isinstance(f, Batch):
-        return _batch_message(f, upload_frame_to_bytes)
-    if isinstance(f, TensorMeta):
-        msg = pb.UploadChunk(tensor=_tensor_pb(f))
-    elif isinstance(f, UploadMeta):
-        msg = pb.UploadChunk(header=pb.UploadHeader(caller=caller_to_pb(f.caller), round=f.round, task=f.task,
-                                                    data_size=f.data_size, metrics=dict(f.metrics),
-                                                    tensor_count=f.tensor_count, eager=f.eager))
-    elif isinstance(f, Trailer):
-        msg = pb.UploadChunk(trailer=pb.StreamTrailer(tensor_count=f.tensor_count, payload_bytes=f.payload_bytes))
-    else:
-        raise TypeError(f"not an upload frame: {type(f).__name__}")
-    return msg.SerializeToString()
+    return _frame_to_bytes(f, pb.UploadChunk, _upload_header, "an upload")
 
 
 def upload_frame_from_bytes(b: bytes) -> Frame | Batch | None:
     """The frame in an upload chunk (None for an empty or unknown one); payload chunks are views of ``b``."""
-    data = _data_view(b)
-    if data is not None:
-        return data
-    m = pb.UploadChunk.FromString(b)
-    if m.WhichOneof("kind") == "batch":
-        return Batch(tuple(_known(_upload_frame(_flat(c))) for c in m.batch.chunks))
-    return _upload_frame(m)
+    return _frame_from_bytes(b, pb.UploadChunk, _upload_frame)
 
 
 def _upload_frame(m: pb.UploadChunk) -> Frame | None:
