@@ -8,6 +8,7 @@ uninterrupted run, and no collaborator may have trained twice in a round.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,10 @@ PHASES: dict[str, tuple[str, Evidence]] = {
     "before round 2": ("aggregator:before_round_2", lambda ws: saved_meta(ws)["round"] == "1"),
     "while sending models": ("aggregator:sending_model#3", lambda ws: saved_meta(ws)["round"] == "1"),
     "mid-upload": ("aggregator:mid_upload#3", lambda ws: bool(files(ws / "local_state" / "updates", "*.part-*"))),
+    # Protocol 3: the validation that ends a round came with a task request, was counted, and got no answer; the
+    # request is retried after the restart and must count nothing twice.
+    "results with a task request": ("aggregator:results_counted#3",
+                                    lambda ws: saved_meta(ws)["round"] == "1" and accepted_twice(ws) == []),
     "during aggregation": ("aggregator:aggregating#2",
                            lambda ws: bool(files(ws / "local_state" / "models", ".round_2.pbuf.tmp-*"))),
     "saving: model written, not committed": ("aggregator:saving_model#4", lambda ws: saved_meta(ws)["round"] == "1"
@@ -50,6 +55,14 @@ PHASES: dict[str, tuple[str, Evidence]] = {
     "saving: mid-export of last.pbuf": ("aggregator:writing_file#6",
                                         lambda ws: bool(files(ws / "save", ".last.pbuf.tmp-*"))),
 }
+
+
+def accepted_twice(ws: Path) -> list[tuple[int, str, str]]:
+    """(round, collaborator, task) results the audit log records as accepted more than once."""
+    seen = [(r["data"]["round"], r["data"]["collaborator"], r["data"]["task"])
+            for r in map(json.loads, (ws / "logs" / "audit.jsonl").read_text().splitlines())
+            if r["kind"] == "update_accepted"]
+    return sorted({x for x in seen if seen.count(x) > 1})
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
@@ -74,6 +87,7 @@ def test_aggregator_killed_in_each_phase_resumes_and_ends_bit_identical(
         assert task_counts(ws, name)["train"] == ROUNDS, f"'{name}' trained again after the restart"
     assert not files(ws / "local_state", "*.tmp-*") and not files(ws / "local_state", "*.part-*")
     assert not files(ws / "local_state", "*.spare"), "the finished run keeps no spare spills"
+    assert accepted_twice(ws) == [], "a result was counted twice"
 
 
 def test_a_run_killed_again_and_again_still_ends_bit_identical(tmp_path: Path,

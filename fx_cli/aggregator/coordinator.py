@@ -22,6 +22,7 @@ from fx_cli.aggregator.outcomes import (Action, Event, EventKind, Instruction, L
 from fx_cli.aggregator.outcomes import ClosedRound as ClosedRound, Phase as Phase, Ticket as Ticket
 from fx_cli.aggregator.round import Presence, RoundState, Verdict
 from fx_cli.aggregator.state import Snapshot, Store, UpdateRecord
+from fx_cli.aggregator.storage_trouble import StorageTrouble
 from fx_cli.aggregator.stragglers import StragglerPolicy
 
 log = logging.getLogger("fx.aggregator")
@@ -54,7 +55,7 @@ class Coordinator:
         self.loop = threading.Condition(lock)
         self.missed: dict[str, int] = dict(saved.missed)  # 'you missed round N' notices still to deliver
         self.abort_reason = ""
-        self.storage_problem: tuple[float, str] | None = None  # (first seen, error) of results it could not store
+        self.storage = StorageTrouble(clock)  # results it could not store, named if a round then fails
         self.bytes_in = 0
         self.bytes_out = 0
         self._open(model, saved if saved.round == model.round else None)
@@ -296,26 +297,13 @@ class Coordinator:
             while self.phase is Phase.COLLECTING:
                 tolerate = self.assigner.may_close_without(self.round.round, self.round.pending())
                 verdict = self.round.verdict(self.presence, self.clock(), tolerate)
-                if verdict.fail and self.storage_problem is not None:
-                    verdict = Verdict(fail=f"{self.storage_note()}: {verdict.fail}")
+                trouble = self.storage.note()
+                if verdict.fail and trouble is not None:
+                    verdict = Verdict(fail=f"{trouble}: {verdict.fail}")
                 if verdict.end or verdict.fail:
                     return verdict
                 self.loop.wait(min(max(verdict.wake - self.clock(), 0.01), MAX_TICK))
             return None
-
-    def storage_failed(self, error: str) -> None:
-        """A result could not be stored (disk full, I/O error): named if the run then cannot complete."""
-        with self.cond:
-            if self.storage_problem is None:
-                self.storage_problem = (self.clock(), error)
-
-    def storage_note(self) -> str | None:
-        """Why results went missing on this side, when storing them failed."""
-        if self.storage_problem is None:
-            return None
-        since, error = self.storage_problem
-        return (f"the aggregator could not store collaborators' results ({error}) since {self.clock() - since:.0f} s "
-                "ago, so they kept retrying and gave up")
 
     def remove_collaborators(self, names: frozenset[str]) -> None:
         """Collaborators taken out of plan/cols.yaml during the run: the round goes on without them.

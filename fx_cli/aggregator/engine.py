@@ -219,7 +219,7 @@ class Engine:
                     raise _saving_failed(err.round, err.error) from None
                 return reports
             if verdict.fail:
-                raise FxError(verdict.fail, STORAGE_HINT if coord.storage_problem else STRAGGLER_HINT)
+                raise FxError(verdict.fail, STORAGE_HINT if coord.storage.first else STRAGGLER_HINT)
             closed = coord.close_round()
             if closed.note:
                 log.warning(closed.note)

@@ -269,6 +269,7 @@ class Servicer:
                 self.coord.accept(ticket, result.data_size, result.metrics, spilled)
                 log.info("%s: received '%s' from '%s' (data size %d, with its task request)", self._round_name(r),
                          result.task, name, result.data_size)
+            fault("aggregator:results_counted")  # counted and durable; the caller has no answer yet
         except Refused as err:
             log.warning("rejected a result of '%s' for round %d sent with its task request: %s", name, r + 1,
                         err.message)
@@ -347,7 +348,7 @@ class Servicer:
             raise refused from None
         except OSError as err:  # disk full or similar: the sender retries UNAVAILABLE within its deadline
             log.error("cannot store the '%s' result of '%s': %s", ticket.task, ticket.collaborator, err)
-            self.coord.storage_failed(f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else ""))
+            self.coord.storage.record(f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else ""))
             raise Refused(Refusal.STORAGE, f"the aggregator cannot store updates right now "
                                            f"({err.strerror or err}); retrying") from None
         except grpc.RpcError:
