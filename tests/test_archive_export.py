@@ -161,3 +161,58 @@ def test_export_leaves_out_private_keys_whatever_their_file_name(make_workspace,
     assert not any(b"PRIVATE KEY" in data for data in members.values())
     for name in ("src/keys/id_ecdsa", "src/settings.py", "plan/notes.txt"):
         assert f"{name}: holds a private key" in res.output, res.output
+
+
+def _dist_info(folder: Path, name: str, version: str) -> None:
+    """An installed distribution ``name`` at ``version`` providing the module ``name`` (metadata only)."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "__init__.py").write_text("")
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "top_level.txt").write_text(f"{name}\n")
+    (info / "RECORD").write_text("")
+
+
+def _wheel(folder: Path, name: str, version: str) -> None:
+    """A pure-Python wheel of ``name`` ``version`` in ``folder`` (a one-package index for pip --find-links)."""
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as whl:
+        whl.writestr(f"{name}/__init__.py", "")
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+
+
+def test_export_pins_a_local_build_by_its_public_version_which_another_site_can_install(make_workspace, tmp_path):
+    """PyTorch's CPU wheels are versioned ``2.13.0+cpu``: no index but PyTorch's serves that exact pin, so the
+    archive pins ``==2.13.0`` (satisfied by any 2.13.0 build, the local one too) and says why."""
+    site = tmp_path / "site"
+    _dist_info(site, "fxlocalbuild", "1.4.0+cpu")
+    ws = make_workspace()
+    (ws / "src" / "model.py").write_text("import fxlocalbuild\n")
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FQDN": "localhost", "PYTHONPATH": os.pathsep.join([str(site), str(repo)])}
+    code = ("import json; from click.testing import CliRunner; from fx_cli.cli.main import cli;"
+            "r = CliRunner().invoke(cli, ['workspace', 'export']); print(json.dumps([r.exit_code, r.output + r.stderr]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=60, env=env)
+    exit_code, output = json.loads(out.stdout.splitlines()[-1])
+    assert exit_code == 0, output
+    lines = zip_members(ws / "ws.zip")["requirements.txt"].decode().splitlines()
+    assert "fxlocalbuild==1.4.0" in lines, output
+    assert not any("+cpu" in line for line in lines)
+    assert "fxlocalbuild 1.4.0+cpu is a local build ('+cpu'" in " ".join(output.split())
+    # Another site, whose index has only the public build: the pin installs; the local one could not.
+    index = tmp_path / "index"
+    index.mkdir()
+    _wheel(index, "fxlocalbuild", "1.4.0")
+    for pin, ok in (("fxlocalbuild==1.4.0", True), ("fxlocalbuild==1.4.0+cpu", False)):
+        res = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links",
+                              str(index), "--disable-pip-version-check", pin], capture_output=True, text=True,
+                             timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        assert (res.returncode == 0) is ok, res.stdout + res.stderr
+    # Here, where the local build is installed, the public pin is already satisfied: pip changes nothing.
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                          "--disable-pip-version-check", "fxlocalbuild==1.4.0"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 0 and "already satisfied" in res.stdout, res.stdout + res.stderr

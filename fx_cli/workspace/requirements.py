@@ -83,10 +83,22 @@ def code_files(workspace: Path, templates: Iterable[str]) -> list[Path]:
     return files
 
 
-def framework_pins(top_levels: set[str]) -> tuple[dict[str, str], list[str]]:
-    """Exact versions of the installed distributions providing ``top_levels``; and the unresolved names."""
+def public_version(version: str) -> str:
+    """``version`` without its local label (PEP 440): ``2.13.0+cpu`` -> ``2.13.0``.
+
+    A local label names a build from a project's own index (PyTorch's ``+cpu``, ``+cu121``). PyPI serves no such
+    build, so ``pip install torch==2.13.0+cpu`` fails at a site that installs from PyPI; ``torch==2.13.0`` is
+    satisfied by any 2.13.0 build, the local one included.
+    """
+    return version.split("+", 1)[0]
+
+
+def framework_pins(top_levels: set[str]) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """Exact public versions of the installed distributions providing ``top_levels``; the unresolved names;
+    and the installed version of each pinned distribution that is a local build (see ``public_version``)."""
     providers = importlib.metadata.packages_distributions()
     pins: dict[str, str] = {}
+    local: dict[str, str] = {}
     missing: list[str] = []
     for top in sorted(top_levels | set(ALWAYS_PINNED)):
         if top in sys.stdlib_module_names or top in ("fx_cli", "src", "__future__"):
@@ -96,10 +108,14 @@ def framework_pins(top_levels: set[str]) -> tuple[dict[str, str], list[str]]:
             missing.append(top)
             continue
         for dist in dict.fromkeys(dists):
-            pins[canonical_name(dist)] = importlib.metadata.version(dist)
+            installed = importlib.metadata.version(dist)
+            pins[canonical_name(dist)] = public_version(installed)
+            if public_version(installed) != installed:
+                local[canonical_name(dist)] = installed
     for name in FX_DISTS:
         pins.pop(name, None)
-    return pins, missing
+        local.pop(name, None)
+    return pins, missing, local
 
 
 def merge_requirements(user_text: str, pins: dict[str, str]) -> tuple[str, list[str]]:
@@ -132,8 +148,12 @@ def capture(workspace: Path, templates: Iterable[str]) -> Captured:
     """Build the archive's requirements.txt for ``workspace``."""
     req = workspace / "requirements.txt"
     user_text = req.read_text(encoding="utf-8") if req.is_file() else ""
-    pins, missing = framework_pins(imported_top_levels(code_files(workspace, templates)))
+    pins, missing, local = framework_pins(imported_top_levels(code_files(workspace, templates)))
     text, notes = merge_requirements(user_text, pins)
+    notes += [f"{name} {installed} is a local build ('+{installed.split('+', 1)[1]}', from its project's own index, "
+              f"not PyPI): pinned as '{name}=={pins[name]}', which any {pins[name]} build satisfies; a site that "
+              f"needs this very build installs it from that index before `fx workspace import --install`"
+              for name, installed in sorted(local.items())]
     if not req.is_file():
         notes.append("the workspace has no requirements.txt; the archive's holds only the pins")
     notes += [f"module '{m}' is imported by the workspace code but not installed here, so it is not pinned"
