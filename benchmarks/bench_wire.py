@@ -7,7 +7,9 @@ plan's chunk size, one stream down and one up), then runs real federations
 (numpy/synthetic, aggregator and collaborators as processes) and prints:
 
 * seconds per steady round (close to close, rounds 3..) / wire time of that round's bytes (5e7 x 2, 5e7 x 8;
-  target <= 1.5);
+  target <= 1.5), and beside it the round's CPU: every process's CPU-seconds per steady round (read from
+  /proc when each round's record appears), what that alone takes spread over this machine's cores, and what
+  the probe itself spends on the same bytes (server and client, during its transfers);
 * aggregator bytes moved per CPU-second (1e7 x 8; target >= 3 x 170 MB/s), also as a fraction of the
   bytes the TLS probe moved per CPU-second of its server process;
 * collaborator peak RSS / model size at 5e7 (target <= 2);
@@ -38,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -160,19 +162,28 @@ def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
     from fx_cli.transport.server import serve
 
     payload = os.urandom(chunk)
+    in_calls = [0.0]  # CPU-seconds of this process (all its threads) while a transfer ran
 
     def down(request: bytes, context: Any) -> Iterator[bytes]:
-        for _ in range(int.from_bytes(request, "little") // chunk):
-            yield payload
+        started = time.process_time()
+        try:
+            for _ in range(int.from_bytes(request, "little") // chunk):
+                yield payload
+        finally:
+            in_calls[0] += time.process_time() - started
 
     def up(requests: Iterator[bytes], context: Any) -> bytes:
-        return sum(len(r) for r in requests).to_bytes(8, "little")
+        started = time.process_time()
+        got = sum(len(r) for r in requests)
+        in_calls[0] += time.process_time() - started
+        return got.to_bytes(8, "little")
 
     handler = grpc.method_handlers_generic_handler("probe.Wire", {
         "Down": grpc.unary_stream_rpc_method_handler(down), "Up": grpc.stream_unary_rpc_method_handler(up)})
     with serve(handler, "localhost:0", server_credentials(ws, "localhost"), chunk=chunk) as port:
         port_file.write_text(str(port))
         sys.stdin.read()  # until the parent closes our stdin
+    port_file.with_suffix(".cpu").write_text(str(in_calls[0]))
 
 
 def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) -> None:
@@ -183,14 +194,16 @@ def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) ->
     down = channel.unary_stream("/probe.Wire/Down")
     upload = channel.stream_unary("/probe.Wire/Up")
     payload = os.urandom(chunk)
-    result: dict[str, list[float]] = {"down": [], "up": []}
+    result: dict[str, list[float]] = {"down": [], "up": [], "cpu": [], "bytes": []}
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         got = sum(len(m) for m in down(nbytes.to_bytes(8, "little")))
         result["down"].append(got / (time.perf_counter() - t))
         t = time.perf_counter()
         sent = int.from_bytes(upload(iter([payload] * (nbytes // chunk))), "little")
         result["up"].append(sent / (time.perf_counter() - t))
+        result["cpu"].append(time.process_time() - cpu)
+        result["bytes"].append(got + sent)
     print(json.dumps(result))
 
 
@@ -198,7 +211,8 @@ def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) ->
 class Wire:
     down: float  # bytes/s, aggregator -> collaborator
     up: float
-    server_bytes_per_cpu: float
+    server_bytes_per_cpu: float  # whole server process, start-up included
+    cpu_per_byte: float  # CPU-seconds per byte moved, server and client together, during the transfers only
 
     def seconds(self, bytes_out: int, bytes_in: int) -> float:
         return bytes_out / self.down + bytes_in / self.up
@@ -222,7 +236,9 @@ def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int =
     usage = reap([server], 60)[0]
     rates = json.loads(out.stdout)
     moved = 2 * nbytes * repeats
-    return Wire(max(rates["down"]), max(rates["up"]), moved / max(usage.cpu, 1e-9))
+    in_calls = float(port_file.with_suffix(".cpu").read_text())
+    return Wire(max(rates["down"]), max(rates["up"]), moved / max(usage.cpu, 1e-9),
+                (in_calls + sum(rates["cpu"])) / sum(rates["bytes"]))
 
 
 # --- one federation ----------------------------------------------------------------------------
@@ -237,6 +253,7 @@ class Run:
     collaborator_peak: int
     wall: float
     closed_at: list[float] = field(default_factory=list)  # when each record appeared (this process's clock)
+    cpu_at: list[list[float]] = field(default_factory=list)  # then: CPU-seconds of each process (aggregator first)
     model_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -248,6 +265,13 @@ class Run:
         ``seconds`` ends at its report)."""
         closes = [t for r, t in zip(self.rounds, self.closed_at) if not r["final"]][warm_up - 1:]
         return (closes[-1] - closes[0]) / (len(closes) - 1) if len(closes) > 1 else None
+
+    def cycle_cpu(self) -> list[float] | None:
+        """CPU-seconds of each process (aggregator first) per round, over the rounds ``cycle`` counts."""
+        marks = [c for r, c in zip(self.rounds, self.cpu_at) if not r["final"]][WARM_UP - 1:]
+        if len(marks) < 2 or len(self.cpu_at) != len(self.rounds):
+            return None
+        return [(last - first) / (len(marks) - 1) for first, last in zip(marks[0], marks[-1])]
 
     def steady(self) -> list[tuple[dict[str, Any], float]]:
         """(record, CPU seconds of the aggregator for that round) of the rounds after ``WARM_UP`` (not the
@@ -268,8 +292,11 @@ def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors:
     started = time.monotonic()
     metrics = logs / "aggregator_metrics.jsonl"
     closed_at: list[float] = []
+    cpu_at: list[list[float]] = []
     done = threading.Event()
-    watcher = threading.Thread(target=_watch_lines, args=(metrics, closed_at, done), daemon=True)
+    pids = [p.pid for p in procs]
+    watcher = threading.Thread(target=_watch_lines, args=(metrics, closed_at, done, lambda: cpu_at.append(
+        [_cpu_seconds(pid) for pid in pids])), daemon=True)
     watcher.start()
     usage = reap(procs, timeout)
     wall = time.monotonic() - started
@@ -279,18 +306,36 @@ def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors:
         raise SystemExit(f"{name}: run failed (exit codes {[u.code for u in usage]}); see {logs}")
     records = [json.loads(x) for x in metrics.read_text().splitlines()]
     return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall,
-               closed_at if len(closed_at) == len(records) else [])
+               closed_at if len(closed_at) == len(records) else [], cpu_at if len(cpu_at) == len(records) else [])
 
 
-def _watch_lines(path: Path, seen: list[float], done: threading.Event) -> None:
-    """Note when each line of ``path`` appears (polled every 10 ms) until ``done``."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds of a running process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15 of proc(5))
+
+
+def _watch_lines(path: Path, seen: list[float], done: threading.Event, on_line: Callable[[], None]) -> None:
+    """Note when each line of ``path`` appears (polled every 10 ms), calling ``on_line`` once per line,
+    until ``done``."""
     while True:
         finished = done.is_set()
         try:
             count = path.read_bytes().count(b"\n")
         except FileNotFoundError:
             count = 0
-        seen.extend([time.monotonic()] * (count - len(seen)))
+        if count > len(seen):
+            now = time.monotonic()
+            for _ in range(count - len(seen)):
+                seen.append(now)
+                on_line()
         if finished:
             return
         done.wait(0.01)
@@ -319,10 +364,31 @@ def report_round_speed(run: Run, wire: Wire) -> None:
     if with_round_2 is not None:
         print(f"{run.name}: counting round 2 as well (as before the seventh session): {with_round_2:.2f} s, "
               f"{with_round_2 / limit:.2f} x the wire")
+    report_cpu_floor(run, wire, limit, out + inn)
     closing = [r["aggregate_s"] for r, _ in steady if "aggregate_s" in r]
     if closing:
         print(f"{run.name}: of which {sum(closing) / len(closing):.2f} s closing the round (aggregating, writing the "
               "next model); the rest is downloads, the collaborators' tasks and uploads")
+
+
+def report_cpu_floor(run: Run, wire: Wire, limit: float, moved: float) -> None:
+    """What the round's CPU alone costs on this machine's cores, beside what the probe spends on the same bytes.
+
+    A round cannot take less than its processes' CPU-seconds spread over every core. On a machine where the
+    aggregator and its collaborators share a few cores, the probe's own CPU for the round's bytes already
+    fills them for about the wire time, so this says how much of the gap to the target is CPU, not waiting.
+    """
+    per_process = run.cycle_cpu()
+    if per_process is None:
+        return
+    cores = len(os.sched_getaffinity(0))
+    total, agg = sum(per_process), per_process[0]
+    probe = wire.cpu_per_byte * moved
+    print(f"{run.name}: CPU per steady round, all processes: {total:.2f} CPU-s (aggregator {agg:.2f}, "
+          f"collaborators {total - agg:.2f}); spread over this machine's {cores} cores that alone is "
+          f"{total / cores:.2f} s = {total / cores / limit:.2f} x the wire. The probe spends {probe:.2f} CPU-s "
+          f"on the same bytes ({probe / cores / limit:.2f} x over {cores} cores); everything fx does beyond "
+          f"that costs {total - probe:.2f} CPU-s")
 
 
 def report_memory(run: Run) -> None:
@@ -389,7 +455,8 @@ def main() -> None:
         probe_ws = make_workspace(root, 1, 1000, 1)
         wire = measure_wire(probe_ws, 4 << 20)
         print(f"loopback mutual-TLS gRPC limit: {wire.down / MB:,.0f} MB/s down, {wire.up / MB:,.0f} MB/s up; "
-              f"bare server {wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second", flush=True)
+              f"bare server {wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second; server and client together, "
+              f"during the transfers: {1 / wire.cpu_per_byte / MB:,.0f} MB per CPU-second", flush=True)
         runs: dict[str, Run] = {}
         for key in [c for c in args.cases.split(",") if c]:
             label, n, params, rounds = CASES[key]
