@@ -3,7 +3,8 @@
 Absolute times drift on a shared machine, so this first measures what plain
 gRPC over mutual TLS carries on loopback here and now (a server process and a
 client process, the federation's own certificates from its CA, messages of the
-plan's chunk size, one stream down and one up), then runs real federations
+plan's chunk size, gRPC's own flow-control window rather than fx's bounded one,
+one stream down and one up), then runs real federations
 (numpy/synthetic, aggregator and collaborators as processes) and prints:
 
 * seconds per steady round (close to close, rounds 3..) / wire time of that round's bytes (5e7 x 2, 5e7 x 8;
@@ -180,7 +181,8 @@ def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
 
     handler = grpc.method_handlers_generic_handler("probe.Wire", {
         "Down": grpc.unary_stream_rpc_method_handler(down), "Up": grpc.stream_unary_rpc_method_handler(up)})
-    with serve(handler, "localhost:0", server_credentials(ws, "localhost"), chunk=chunk) as port:
+    # window=None: gRPC's own flow-control sizing, the fastest plain stream (fx bounds it; see stream_window)
+    with serve(handler, "localhost:0", server_credentials(ws, "localhost"), chunk=chunk, window=None) as port:
         port_file.write_text(str(port))
         sys.stdin.read()  # until the parent closes our stdin
     port_file.with_suffix(".cpu").write_text(str(in_calls[0]))
@@ -190,7 +192,7 @@ def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) ->
     from fx_cli.pki.tls import client_credentials
     from fx_cli.transport.client import open_channel
 
-    channel = open_channel(f"localhost:{port}", client_credentials(ws, "col-1"), chunk)
+    channel = open_channel(f"localhost:{port}", client_credentials(ws, "col-1"), chunk, None)
     down = channel.unary_stream("/probe.Wire/Down")
     upload = channel.stream_unary("/probe.Wire/Up")
     payload = os.urandom(chunk)

@@ -6,6 +6,7 @@ tensor crosses thousands of chunk boundaries.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -49,12 +50,21 @@ def test_a_model_file_with_a_5_gb_tensor_is_indexed_without_reading_it(tmp_path:
     assert header.name == "w" and header.shape == (HUGE,) and header.nbytes == HUGE_BYTES
 
 
-def test_one_tensor_in_thousands_of_chunks_goes_through_a_federation(tmp_path: Path) -> None:
-    # 4 KiB chunks (the smallest) and one 2.4 MB tensor: about 600 chunks each way per collaborator and round
+def test_one_tensor_in_thousands_of_chunks_goes_through_a_federation(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # 4 KiB chunks (the smallest) and one 2.4 MB tensor: about 600 chunks each way per collaborator and round,
+    # through the smallest flow-control window (two chunks in flight per stream)
     ws = make_workspace(tmp_path, ["one", "two"], rounds=2, num_params=600_000, num_tensors=1,
-                        network={"chunk_size_mib": 0.004})
-    out = run_in_process(ws, ["one", "two"], timeout=120)
+                        network={"chunk_size_mib": 0.004, "stream_window_mib": 0.001})
+    fx_log = logging.getLogger("fx")  # fx's loggers do not propagate to the root logger
+    fx_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="fx"):
+            out = run_in_process(ws, ["one", "two"], timeout=120)
+    finally:
+        fx_log.removeHandler(caplog.handler)
     assert not out.errors, out.errors
+    assert "streams: chunks of 4,192 bytes; at most 8,384 bytes in flight per stream" in caplog.text
     reference = reference_fedavg(ws, {"one": 1, "two": 2}, rounds=2)
     for name, array in final_model(ws).items():
         np.testing.assert_allclose(array, reference[name], rtol=2e-6, atol=1e-6)

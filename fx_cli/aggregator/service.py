@@ -62,7 +62,7 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
     """The gRPC transport around ``engine``: serve while the engine drives the rounds, then say goodbye."""
     from fx_cli.transport.chunks import chunk_bytes
     from fx_cli.transport.methods import generic_handler
-    from fx_cli.transport.server import serve
+    from fx_cli.transport.server import serve, stream_window
 
     net, settings = plan.network, plan.aggregator
     credentials, tls_identity = _server_security(plan)
@@ -77,8 +77,11 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
                         secagg=engine.secagg, upload_digest=settings.audit_log)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
     with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
-               max_workers=2 * len(cols) + 8) as port:
+               window=stream_window(net.stream_window_mib, chunk), max_workers=2 * len(cols) + 8) as port:
         on_ready(f"{net.agg_addr}:{port}")
+        window = stream_window(net.stream_window_mib, chunk)
+        log.info("streams: chunks of %s; %s (network.settings.stream_window_mib)", _size(chunk),
+                 f"at most {_size(window)} in flight per stream" if window else "gRPC sizes each stream's window")
         log.info("aggregator of %s listening on %s:%d (%s); round %d/%d; collaborators: %s", plan.federation_id,
                  host, port, "mutual TLS" if tls_identity else ("TLS" if credentials else "PLAIN TCP"),
                  min(coord.model.round + 1, coord.rounds_to_train), coord.rounds_to_train, ", ".join(cols))
@@ -95,6 +98,13 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
         if not_told:
             log.warning("collaborators %s were not told the run finished (no contact)", ", ".join(not_told))
     return reports, not_told
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale:,} {unit}"
+    return f"{nbytes:,} bytes"
 
 
 def _server_security(plan: Plan) -> tuple[grpc.ServerCredentials | None, bool]:

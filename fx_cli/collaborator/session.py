@@ -25,6 +25,7 @@ from fx_cli.transport.serde import (BATCHES, RESULTS_WITH_REQUEST, Batch, Capabi
                                     ModelMeta, Outcome, PingReply, PingRequest, TaskReply, TasksRequest, TensorMeta,
                                     UploadMeta, UploadReply)
 from fx_cli.transport.batches import batched, gathered, unbatched
+from fx_cli.transport.server import stream_window
 
 log = logging.getLogger("fx.collaborator")
 Encoded = tuple[TensorMeta, memoryview]  # a tensor's wire header and payload
@@ -72,7 +73,8 @@ class AggregatorClient:
             suspect = functools.partial(_tls_expected, self.target)
         self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target,
                                suspect=suspect)
-        self.channel = open_channel(self.target, credentials, self.chunk)
+        self.channel = open_channel(self.target, credentials, self.chunk,
+                                    stream_window(net.stream_window_mib, self.chunk))
         self.stub = FederationStub(self.channel)
         self.batches = False  # whether the aggregator takes batched upload frames (it said so when we joined)
         self.results_with_requests = False  # whether a task request may carry metrics-only results (protocol 3)

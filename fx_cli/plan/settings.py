@@ -90,6 +90,9 @@ class NetworkSettings:
     chunk_size_mib: float = 4.0
     # Model downloads/uploads the aggregator serves at once (memory vs. parallelism; others queue).
     max_concurrent_transfers: int = 2
+    # What a receiver buffers of each stream it has not read yet, in MiB (at least two chunks); 0: gRPC sizes it
+    # from the measured bandwidth-delay product (faster on long fast links; memory grows with it).
+    stream_window_mib: float = 8.0
     transport_protocol: Literal["grpc"] = "grpc"
     hash_salt: Any = "auto"
     enable_atomic_connections: bool = False

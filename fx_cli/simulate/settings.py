@@ -12,7 +12,8 @@ from typing import Any, Mapping
 REAL_FEDERATION_KEYS = ("agg_addr", "agg_port", "use_tls", "require_client_auth", "cert_folder", "certificate",
                         "certificates", "cert", "key", "ca", "tls_ciphers", "hash_salt", "client_reconnect_interval",
                         "reconnect_deadline", "heartbeat_interval", "heartbeat_timeout", "join_deadline",
-                        "single_col_cert_common_name", "max_concurrent_transfers", "chunk_size_mib")
+                        "single_col_cert_common_name", "max_concurrent_transfers", "chunk_size_mib",
+                        "stream_window_mib")
 
 
 @dataclass(frozen=True)

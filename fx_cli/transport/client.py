@@ -21,7 +21,7 @@ import grpc
 from fx_cli.errors import FxError
 from fx_cli.pki.diagnose import CERTAIN, POSSIBLE, tls_failure_kind
 from fx_cli.transport.reasons import plain_reason
-from fx_cli.transport.server import message_options
+from fx_cli.transport.server import DEFAULT_WINDOW, message_options
 
 log = logging.getLogger("fx.transport")
 T = TypeVar("T")
@@ -45,9 +45,11 @@ class RetryPolicy:
             delay = min(delay * 2, MAX_DELAY)
 
 
-def open_channel(target: str, credentials: grpc.ChannelCredentials | None, chunk: int) -> grpc.Channel:
-    """A channel to ``target`` (TLS when ``credentials`` is given) sized for ``chunk``-byte messages."""
-    options = message_options(chunk) + [
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None, chunk: int,
+                 window: int | None = DEFAULT_WINDOW) -> grpc.Channel:
+    """A channel to ``target`` (TLS when ``credentials`` is given) sized for ``chunk``-byte messages and
+    ``window`` bytes in flight per stream (``server.stream_window``)."""
+    options = message_options(chunk, window) + [
         ("grpc.keepalive_time_ms", 20000),
         ("grpc.keepalive_timeout_ms", 10000),
         ("grpc.keepalive_permit_without_calls", 1),
