@@ -76,15 +76,15 @@ def serve_engine(plan: Plan, cols: list[str], cols_path: Path, engine: Engine, o
                         clock=engine.clock, eligibility=Eligibility.from_settings(settings.eligibility),
                         secagg=engine.secagg, upload_digest=settings.audit_log)
     host = net.agg_addr if net.agg_addr in LOOPBACK else "[::]"
-    with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk,
-               window=stream_window(net.stream_window_mib, chunk), max_workers=2 * len(cols) + 8) as port:
+    window = stream_window(net.stream_window_mib, chunk)
+    with serve(generic_handler(servicer), f"{host}:{int(net.agg_port)}", credentials, chunk=chunk, window=window,
+               max_workers=2 * len(cols) + 8) as port:
         on_ready(f"{net.agg_addr}:{port}")
-        window = stream_window(net.stream_window_mib, chunk)
-        log.info("streams: chunks of %s; %s (network.settings.stream_window_mib)", _size(chunk),
-                 f"at most {_size(window)} in flight per stream" if window else "gRPC sizes each stream's window")
         log.info("aggregator of %s listening on %s:%d (%s); round %d/%d; collaborators: %s", plan.federation_id,
                  host, port, "mutual TLS" if tls_identity else ("TLS" if credentials else "PLAIN TCP"),
                  min(coord.model.round + 1, coord.rounds_to_train), coord.rounds_to_train, ", ".join(cols))
+        log.info("streams: chunks of %s; %s (network.settings.stream_window_mib)", _size(chunk),
+                 f"at most {_size(window)} in flight per stream" if window else "gRPC sizes each stream's window")
         try:
             reports = engine.drive(on_round)
         except FxError as err:
