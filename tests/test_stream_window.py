@@ -13,8 +13,11 @@ from typing import Iterator
 import grpc
 import pytest
 
+from fx_cli.collaborator.session import AggregatorClient
+from fx_cli.plan import load_plan
 from fx_cli.transport.client import open_channel
 from fx_cli.transport.server import DEFAULT_WINDOW, message_options, serve, stream_window
+from tests.runtime_helpers import make_workspace
 
 MIB = 2**20
 CHUNK = 1 * MIB
@@ -70,3 +73,11 @@ def test_a_stalled_stream_holds_about_twice_the_window(window_mib: int) -> None:
     assert sent <= 3 * window_mib, sent
     if window_mib == 32:
         assert sent >= 40, sent  # the window is what let that much through: the setting reaches gRPC
+
+
+@pytest.mark.parametrize("window_mib, expected", [(0.001, 2 * 4192), (16, 16 * MIB), (0, None)])
+def test_a_collaborators_channel_takes_the_plans_window(tmp_path, window_mib: float, expected: int | None) -> None:
+    ws = make_workspace(tmp_path, ["one"], rounds=1, num_params=1000, num_tensors=1,
+                        network={"chunk_size_mib": 0.004, "stream_window_mib": window_mib})
+    with AggregatorClient(load_plan(ws / "plan" / "plan.yaml"), "one", None) as client:
+        assert client.chunk == 4192 and client.window == expected

@@ -73,8 +73,8 @@ class AggregatorClient:
             suspect = functools.partial(_tls_expected, self.target)
         self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target,
                                suspect=suspect)
-        self.channel = open_channel(self.target, credentials, self.chunk,
-                                    stream_window(net.stream_window_mib, self.chunk))
+        self.window = stream_window(net.stream_window_mib, self.chunk)  # bytes in flight per stream; None: gRPC's
+        self.channel = open_channel(self.target, credentials, self.chunk, self.window)
         self.stub = FederationStub(self.channel)
         self.batches = False  # whether the aggregator takes batched upload frames (it said so when we joined)
         self.results_with_requests = False  # whether a task request may carry metrics-only results (protocol 3)
