@@ -31,6 +31,7 @@ from fx_cli.tensors.pbuf import DTYPE
 from fx_cli.transport import codec
 from fx_cli.transport.chunks import PayloadCheck, StreamError, TensorAssembler, check_meta, trailer_of
 from fx_cli.transport.serde import Frame, MetricsResult, TensorMeta, Trailer
+from fx_cli.writeback import Writeback
 
 MAX_METRICS = 256
 MAX_RESULTS = 16  # metrics-only results one task request may carry
@@ -109,6 +110,7 @@ class UpdateIntake:
         # False (the plan's audit_log is off): no digest pass, the one reader of this digest is the audit log.
         # BLAKE3, not SHA-256: as strong, and 3x faster here (SHA-256 was an eighth of the aggregator's CPU).
         self.digest = blake3.blake3() if digest else None
+        self.writeback: Writeback | None = None  # the spill's write-out, started as it is written (power_safe)
 
     def receive(self, frames: Iterator[Frame | None]) -> Spilled:
         """Consume the stream after its header; raises ``StreamError`` on any problem (nothing is kept)."""
@@ -120,6 +122,8 @@ class UpdateIntake:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._open_part() as fh:
+                if self.power_safe:  # its fsync then waits for the last few MiB only
+                    self.writeback = Writeback(fh.fileno())
                 metas = self._tensors(frames, fh)
                 if not metas:
                     self.part.unlink()
@@ -185,7 +189,8 @@ class UpdateIntake:
     def _tensor(self, meta: TensorMeta, frames: Iterator[Frame | None], fh: BinaryIO) -> Frame | None:
         """Receive one tensor's payload; returns the first frame after it."""
         entry = self._entry(meta)
-        fh.seek(self.offsets[meta.name])
+        at = self.offsets[meta.name]
+        fh.seek(at)
         direct = meta.pipeline == codec.RAW and not meta.delta
         check = PayloadCheck(meta) if direct else TensorAssembler(meta)
         finite = _Finite(meta.name)
@@ -200,6 +205,8 @@ class UpdateIntake:
             if direct:
                 finite.feed(frame)
                 fh.write(frame)
+                self._written(at, len(frame))
+                at += len(frame)
             frame = next(frames, None)
         check.finish()
         self.received += meta.nbytes
@@ -217,7 +224,12 @@ class UpdateIntake:
         check_finite(meta.name, array)
         view = array.reshape(-1).data.cast("B")
         fh.write(view)
+        self._written(self.offsets[meta.name], view.nbytes)
         return crc32(view)
+
+    def _written(self, offset: int, nbytes: int) -> None:
+        if self.writeback is not None:
+            self.writeback.written(offset, nbytes)
 
     def _check_complete(self, metas: list[TensorMeta]) -> None:
         missing = [e.name for e in self.model.entries if e.name not in self.crcs]

@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol, cast
 
 from fx_cli.tensors import varint
 from fx_cli.tensors.hashbehind import BLOCK, FileHasher
+from fx_cli.writeback import Writeback
 
 TRAILER_FIELD = 50
 TRAILER_KEY = (TRAILER_FIELD << 3) | 2
@@ -77,8 +78,8 @@ class ChecksumSink:
     """Passes writes to ``fh`` while hashing them; ``finish`` appends the trailer.
 
     ``behind``: ``fh`` is a file (with ``name`` and ``flush``) whose bytes are hashed by a thread reading them
-    back after each large write (``hashbehind``), so the caller's next work overlaps the hashing; call
-    ``close`` when the write fails.
+    back after each large write (``hashbehind``), so the caller's next work overlaps the hashing, and whose
+    write-out to disk starts as it is written (``writeback``); call ``close`` when the write fails.
     """
 
     def __init__(self, fh: Sink, spec: str = "", behind: bool = False) -> None:
@@ -89,10 +90,12 @@ class ChecksumSink:
         self.count = 0
         self.start = 0
         self.hasher: FileHasher | None = None
+        self.writeback: Writeback | None = None
         if behind:
             file = cast(BinaryIO, fh)
             self.start = file.tell()
             self.hasher = FileHasher(file.name, self.start, self.sha)
+            self.writeback = Writeback(file.fileno())
 
     def write(self, data: bytes | memoryview, /) -> int:
         self.length += len(data)
@@ -103,6 +106,8 @@ class ChecksumSink:
         if len(data) >= BLOCK:
             cast(BinaryIO, self.fh).flush()
             self.hasher.upto(self.start + self.length)
+            assert self.writeback is not None
+            self.writeback.written(self.start + self.length - len(data), len(data))
         return written
 
     def close(self) -> None:
