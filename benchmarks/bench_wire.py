@@ -256,6 +256,8 @@ class Run:
     wall: float
     closed_at: list[float] = field(default_factory=list)  # when each record appeared (this process's clock)
     cpu_at: list[list[float]] = field(default_factory=list)  # then: CPU-seconds of each process (aggregator first)
+    # round -> seconds the collaborators' runners spent in that round's tasks, summed over tasks and collaborators
+    task_seconds: dict[int, float] = field(default_factory=dict)
     model_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -308,7 +310,20 @@ def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors:
         raise SystemExit(f"{name}: run failed (exit codes {[u.code for u in usage]}); see {logs}")
     records = [json.loads(x) for x in metrics.read_text().splitlines()]
     return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall,
-               closed_at if len(closed_at) == len(records) else [], cpu_at if len(cpu_at) == len(records) else [])
+               closed_at if len(closed_at) == len(records) else [], cpu_at if len(cpu_at) == len(records) else [],
+               task_seconds(logs, n))
+
+
+def task_seconds(logs: Path, n: int) -> dict[int, float]:
+    """Seconds the collaborators' runners spent in each round's tasks (their metrics files), all added up."""
+    spent: dict[int, float] = {}
+    for i in range(1, n + 1):
+        path = logs / f"col-{i}_metrics.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            rec = json.loads(line)
+            if not rec.get("final"):
+                spent[rec["round"]] = spent.get(rec["round"], 0.0) + float(rec.get("seconds", 0.0))
+    return spent
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -371,6 +386,12 @@ def report_round_speed(run: Run, wire: Wire) -> None:
     if closing:
         print(f"{run.name}: of which {sum(closing) / len(closing):.2f} s closing the round (aggregating, writing the "
               "next model); the rest is downloads, the collaborators' tasks and uploads")
+    tasks = [run.task_seconds[r["round"]] for r, _ in steady if r["round"] in run.task_seconds]
+    if tasks:
+        per_round = sum(tasks) / len(tasks)
+        print(f"{run.name}: the collaborators' tasks (the synthetic runner's own work: validating, training; not "
+              f"transport) took {per_round:.2f} s per round, all collaborators added up "
+              f"({per_round / run.collaborators:.2f} s each, run side by side)")
 
 
 def report_cpu_floor(run: Run, wire: Wire, limit: float, moved: float) -> None:
