@@ -41,9 +41,10 @@ def available() -> bool:
 class Writeback:
     """Starts the write-out of a file's bytes in steps of ``step`` as the writer reports them written.
 
-    The writer calls ``written(offset, nbytes)`` after each write that reached the file (not a user-space
-    buffer); ranges that follow each other are gathered into one step. A write-out that cannot be started is
-    left to the fsync, which also reports any error: this never raises.
+    The writer calls ``written(offset, nbytes)`` after each write; ranges that follow each other are gathered
+    into one step. Bytes still in a user-space buffer when their step starts (small writes through a buffered
+    file) are simply left to the fsync, as is a write-out that cannot be started; the fsync also reports any
+    error, so this never raises.
     """
 
     def __init__(self, fd: int, step: int = STEP) -> None:

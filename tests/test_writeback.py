@@ -1,5 +1,6 @@
 """Spills and round models start their write-out to disk while they are written, so the fsync before their
-rename waits for the last few MiB only; files that are not fsynced (``power_safe: false``) are left alone."""
+rename waits for the last few MiB only; files that are not fsynced (``power_safe: false``) are left alone.
+Where the kernel call does not exist (not Linux/glibc), nothing is started and nothing fails."""
 from __future__ import annotations
 
 import functools
@@ -23,11 +24,15 @@ from tests.test_runtime_intake import upload_frames
 STEP = 4096
 
 
+def started(nbytes: int) -> int:
+    """What a Writeback reports started for ``nbytes`` of write-outs asked for on this system."""
+    return nbytes if writeback.available() else 0
+
+
 def test_the_call_exists_on_linux() -> None:
     assert writeback.available() == sys.platform.startswith("linux")
 
 
-@pytest.mark.skipif(not writeback.available(), reason="sync_file_range is Linux's")
 def test_written_ranges_are_gathered_and_started_a_step_at_a_time(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -41,14 +46,16 @@ def test_written_ranges_are_gathered_and_started_a_step_at_a_time(tmp_path: Path
         os.pwrite(fd, b"y" * 2000, at)
         wb.written(at, 2000)  # 5000 >= 4096: started
         at += 2000
-        assert (wb.started, wb.start, wb.end) == (5000, 5000, 5000)
+        assert wb.started == started(5000)
         os.pwrite(fd, b"z" * 100, at)
         wb.written(at, 100)
         os.pwrite(fd, b"w" * 100, 20_000)
         wb.written(20_000, 100)  # elsewhere: what was gathered is started, gathering begins again there
-        assert (wb.started, wb.start, wb.end) == (5100, 20_000, 20_100)
+        assert wb.started == started(5100)
+        if writeback.available():
+            assert (wb.start, wb.end) == (20_000, 20_100)
         wb.written(20_100, 0)
-        assert wb.started == 5100
+        assert wb.started == started(5100)
     finally:
         os.close(fd)
 
@@ -58,14 +65,16 @@ def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(intake, "Writeback", functools.partial(Writeback, step=STEP))
 
 
-@pytest.mark.skipif(not writeback.available(), reason="sync_file_range is Linux's")
 def test_a_spill_starts_its_write_out_as_it_arrives(small_steps: None, tmp_path: Path) -> None:
     tensors = {"a": np.arange(6000, dtype=np.float32), "b": np.linspace(0, 1, 10_000, dtype=np.float32)}
     model = write_round_model(tmp_path / "round_1.pbuf", tensors.items(), 1)
     taker = UpdateIntake(model, tmp_path / "updates" / "one.train.f32", set())
     spilled = taker.receive(iter(upload_frames(tensors, chunk=1024)))
     assert taker.writeback is not None
-    assert model.nbytes - STEP < taker.writeback.started <= model.nbytes  # all but the tail, left to the fsync
+    if writeback.available():  # all but the tail, which is left to the fsync
+        assert model.nbytes - STEP < taker.writeback.started <= model.nbytes
+    else:
+        assert taker.writeback.started == 0
     for name, array in tensors.items():
         np.testing.assert_array_equal(load_spilled(spilled.path, model, name, spilled.crcs[list(tensors).index(name)]),
                                       array)
@@ -79,7 +88,6 @@ def test_a_spill_that_is_not_fsynced_is_not_written_out_early(small_steps: None,
     assert taker.writeback is None
 
 
-@pytest.mark.skipif(not writeback.available(), reason="sync_file_range is Linux's")
 def test_a_round_model_starts_its_write_out_tensor_by_tensor(tmp_path: Path) -> None:
     path = tmp_path / "m.bin"
     with open(path, "wb") as fh:
@@ -89,7 +97,7 @@ def test_a_round_model_starts_its_write_out_tensor_by_tensor(tmp_path: Path) -> 
         sink.write(b"small writes are left to the fsync")
         sink.finish()
         sink.close()
-    assert sink.writeback is not None and sink.writeback.started == writeback.STEP
+    assert sink.writeback is not None and sink.writeback.started == started(writeback.STEP)
     tensors = [(f"t{i}", np.full(BLOCK // 4 + i, i, np.float32)) for i in range(3)]
     model = write_round_model(tmp_path / "round_2.pbuf", tensors, 2)
     back = read_model(model.path)  # checks the trailer's SHA-256
