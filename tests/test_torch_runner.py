@@ -114,3 +114,89 @@ def test_validating_a_torch_plan_imports_no_torch(ws):
               "import fx_cli.runners.torch_runner\nassert 'torch' not in sys.modules\nprint('clean')\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr[-2000:]
+
+
+def variant(ws: Path, **settings):
+    """The template's runner built with other task_runner settings (e.g. weight decay, SGD)."""
+    plan = load_plan(ws / "plan" / "plan.yaml")
+    base = build_runner(plan, "1")
+    return type(base)(data_loader=base.data_loader, **{**plan.settings("task_runner"), **settings})
+
+
+def test_a_download_into_the_tensor_buffers_writes_the_model_itself(ws):
+    import torch
+
+    r = runner(ws)
+    buffers = r.tensor_buffers()
+    assert sorted(buffers) == sorted(r.model.state_dict())  # every entry of this model is float32
+    for name, array in buffers.items():
+        assert array.flags.writeable and array.flags.c_contiguous and array.dtype == np.float32
+        array[...] = 0.25  # what a download does: write the next global model into the arrays
+    assert all(bool((p == 0.25).all()) for p in r.model.parameters())
+    r.set_tensors(buffers)  # its own arrays back: nothing to copy, and accepted
+    assert all(bool((p == 0.25).all()) for p in r.model.parameters())
+    others = {name: np.full_like(a, 0.5) for name, a in buffers.items()}
+    r.set_tensors(others)  # new arrays are still copied in, and stay independent of the model
+    others["fc1.weight"][...] = 7.0
+    assert bool((r.model.fc1.weight == 0.5).all())
+    with torch.no_grad():
+        r.model.fc2.bias.add_(1.0)
+    assert bool((torch.as_tensor(r.tensor_buffers()["fc2.bias"]) == 1.5).all())  # always the live memory
+
+
+def test_a_tensor_buffer_leaves_out_entries_that_are_not_float32(ws):
+    import torch
+
+    r = runner(ws, None)
+    r.model.register_buffer("seen", torch.zeros(3, dtype=torch.int64))  # as batch norm's step counter
+    buffers = r.tensor_buffers()
+    assert "seen" not in buffers and "fc1.weight" in buffers
+    tensors = r.get_tensors()
+    tensors["seen"] = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    r.set_tensors({**tensors, **buffers})  # the buffers as they are, the counter cast back to int64
+    assert r.model.seen.dtype == torch.int64 and r.model.seen.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01}, {"optimizer": "sgd", "momentum": 0.9},
+                                      {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.01}],
+                         ids=["adam", "adam-decay", "sgd-momentum", "sgd-momentum-decay"])
+def test_reset_puts_back_the_primed_state_in_place_without_holding_a_copy_of_zeros(ws, settings):
+    import torch
+
+    r = variant(ws, **settings)
+    torch.manual_seed(r.seed)
+    unprimed = type(r.model)(**load_plan(ws / "plan" / "plan.yaml").settings("task_runner")["model_settings"])
+    for name, value in unprimed.state_dict().items():  # priming the optimizer moved no weight
+        assert torch.equal(value, r.model.state_dict()[name]), name
+    fresh = r.get_tensors(with_opt_vars=True)
+    before = {k: v for k, v in fresh.items() if k.startswith("optimizer/")}
+    assert before  # primed: the state exists before the first round
+    r.train_task(0, epochs=1, batch_size=BATCH)
+    trained = r.get_tensors(with_opt_vars=True)
+    assert any(not np.array_equal(trained[k], v) for k, v in before.items())  # training moved the state
+    pointers = {id(p): {k: v.data_ptr() for k, v in s.items() if torch.is_tensor(v)} for p, s in r.optimizer.state.items()}
+    r.reset_optimizer()
+    after = r.get_tensors(with_opt_vars=True)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert {id(p): {k: v.data_ptr() for k, v in s.items() if torch.is_tensor(v)}
+            for p, s in r.optimizer.state.items()} == pointers  # zeroed or copied where they lie
+    held = sum(v.numel() * v.element_size() for v in r._fresh.values.values() if torch.is_tensor(v))
+    moments = sum(v.nbytes for k, v in before.items() if not k.endswith("/step"))
+    if settings.get("weight_decay"):
+        assert 0 < held <= moments  # a primed step with weight decay leaves moments that are not zero: kept
+    else:
+        assert held == 0  # all zeros: remembered by shape, not copied
+
+
+def test_training_after_a_reset_matches_training_a_fresh_runner(ws):
+    a, b = variant(ws, weight_decay=0.01), variant(ws, weight_decay=0.01)
+    start = a.get_tensors()
+    a.train_task(0, epochs=1, batch_size=BATCH)
+    a.set_tensors(start)
+    a.reset_optimizer()
+    out_a = a.train_task(0, epochs=1, batch_size=BATCH).tensors
+    out_b = b.train_task(0, epochs=1, batch_size=BATCH).tensors
+    for name in start:
+        np.testing.assert_array_equal(out_a[name], out_b[name], err_msg=name)
+    assert all(p.grad is None for p in a.model.parameters())  # gradients are let go after training

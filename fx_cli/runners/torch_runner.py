@@ -74,7 +74,7 @@ class PyTorchRunner(TaskRunner):
         self.optimizer = (torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
                           if optimizer == "adam" else
                           torch.optim.SGD(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay))
-        self._opt_initial = ts.prime_optimizer(self.model, self.optimizer)
+        self._fresh = ts.prime_optimizer(self.model, self.optimizer)
 
     # -- tensors ---------------------------------------------------------
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
@@ -85,8 +85,8 @@ class PyTorchRunner(TaskRunner):
 
     def set_tensors(self, tensors: Mapping[str, np.ndarray], with_opt_vars: bool = False) -> None:
         """Load model tensors; optimizer tensors too when asked and present (all or none)."""
-        opt = ts.array_shapes(ts.optimizer_arrays(self.model, self.optimizer))
-        problems = fit_problems(ts.array_shapes(ts.model_arrays(self.model)), opt, tensors)
+        opt = ts.optimizer_shapes(self.model, self.optimizer)
+        problems = fit_problems(ts.model_shapes(self.model), opt, tensors)
         given = [name for name in opt if name in tensors]
         if with_opt_vars and given and len(given) != len(opt):
             problems += [f"tensor '{name}': missing (optimizer state is loaded all or nothing)"
@@ -98,14 +98,17 @@ class PyTorchRunner(TaskRunner):
         if with_opt_vars and given:
             ts.load_optimizer_arrays(self.model, self.optimizer, tensors)
 
+    def tensor_buffers(self) -> dict[str, np.ndarray]:
+        """The model's own float32 tensors as numpy arrays: a download writes the next global model straight into
+        the model, so the collaborator does not hold a second copy of it."""
+        return ts.model_views(self.model)
+
     def optimizer_tensor_names(self) -> list[str]:
-        return list(ts.optimizer_arrays(self.model, self.optimizer))
+        return list(ts.optimizer_shapes(self.model, self.optimizer))
 
     def reset_optimizer(self) -> None:
         """Back to the optimizer's fresh state: step counters and moments as before the first round."""
-        import copy
-
-        self.optimizer.load_state_dict(copy.deepcopy(self._opt_initial))
+        ts.reset_optimizer(self.optimizer, self._fresh)
 
     # -- tasks -----------------------------------------------------------
     def train_task(self, round_num: int, epochs: int = 1, batch_size: int = 32,
@@ -129,6 +132,7 @@ class PyTorchRunner(TaskRunner):
                 loss.backward()
                 self.optimizer.step()
                 losses.append(float(loss.detach()) * len(chosen))
+        self.optimizer.zero_grad(set_to_none=True)  # the gradients (a model's worth) are not needed past training
         values = {"loss": sum(losses) / len(x) if losses else 0.0}
         return TaskResult({name: values[key] for name, key in keys.items() if key in values},
                           self.get_tensors(with_opt_vars=with_opt_vars))

@@ -10,6 +10,7 @@ first training round, as the aggregator needs the full list from the start.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,13 +23,44 @@ def model_arrays(module: Any) -> dict[str, np.ndarray]:
     return {name: t.detach().cpu().numpy().astype(np.float32, copy=True) for name, t in module.state_dict().items()}
 
 
+def model_shapes(module: Any) -> dict[str, tuple[int, ...]]:
+    """``{state_dict key: shape}``, without copying a tensor."""
+    return {name: tuple(int(d) for d in t.shape) for name, t in module.state_dict().items()}
+
+
+def model_views(module: Any) -> dict[str, np.ndarray]:
+    """``{state_dict key: writable float32 array}`` sharing memory with the model: the float32, C-contiguous
+    entries on the CPU (the others, such as a batch-norm step counter, are left out)."""
+    import torch
+
+    views: dict[str, np.ndarray] = {}
+    for name, t in module.state_dict().items():
+        if t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() and not t.is_sparse:
+            views[name] = t.detach().numpy()
+    return views
+
+
 def load_model_arrays(module: Any, arrays: Mapping[str, np.ndarray]) -> None:
-    """Load every ``state_dict`` entry from ``arrays``, each cast to the entry's own dtype."""
+    """Load every ``state_dict`` entry from ``arrays``, each cast to the entry's own dtype.
+
+    An array that already is the entry's memory (one of ``model_views``, written in place by a download) is
+    left as it is: nothing is copied for it.
+    """
     import torch
 
     state = module.state_dict()
-    new = {name: torch.as_tensor(np.asarray(arrays[name])).to(dtype=t.dtype) for name, t in state.items()}
-    module.load_state_dict(new)
+    new = {name: torch.as_tensor(np.asarray(arrays[name])).to(dtype=t.dtype) for name, t in state.items()
+           if not _is_memory_of(arrays[name], t)}
+    if new:
+        module.load_state_dict(new, strict=False)
+
+
+def _is_memory_of(array: Any, tensor: Any) -> bool:
+    """``array`` is exactly ``tensor``'s memory: same start, dtype and shape, both contiguous."""
+    if not isinstance(array, np.ndarray) or tensor.device.type != "cpu" or not tensor.is_contiguous():
+        return False
+    return (array.flags.c_contiguous and array.ctypes.data == tensor.data_ptr() and array.shape == tuple(tensor.shape)
+            and array.dtype.itemsize == tensor.element_size() and str(array.dtype) == str(tensor.dtype).split(".")[-1])
 
 
 def parameter_names(module: Any, optimizer: Any) -> dict[int, str]:
@@ -43,23 +75,96 @@ def parameter_names(module: Any, optimizer: Any) -> dict[int, str]:
     return names
 
 
-def prime_optimizer(module: Any, optimizer: Any) -> Any:
-    """Create the optimizer's state without moving the weights; returns a copy of that fresh state."""
+@dataclass(frozen=True)
+class Zero:
+    """A state tensor that was all zeros when the optimizer was primed: its shape and dtype, not a copy."""
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+@dataclass
+class FreshState:
+    """An optimizer's state right after ``prime_optimizer``, kept small enough to hold for the whole run.
+
+    ``values``: (parameter position, state key) -> ``Zero`` for a tensor that was all zeros (Adam's moments and
+    step counters, SGD's momentum buffers), a copy for any other tensor (the moments after a primed step with
+    weight decay), or the number itself. ``groups``: each parameter group's settings, without its parameters.
+    A plain copy of the state would hold one to two more models' worth of memory (Adam: two) for the whole run.
+    """
+    values: dict[tuple[int, str], Any]
+    groups: list[dict[str, Any]]
+
+
+def _parameters(optimizer: Any) -> list[Any]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def prime_optimizer(module: Any, optimizer: Any) -> FreshState:
+    """Create the optimizer's state without moving the weights; returns that fresh state (see ``FreshState``)."""
     import torch
 
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = _parameters(optimizer)
+    decays = {id(p) for group in optimizer.param_groups if group.get("weight_decay") for p in group["params"]}
+    # One parameter at a time (a step skips parameters without a gradient), so the zero gradient, the step's
+    # temporaries and the copy below exist for one tensor at once, not the whole model.
     for p in params:
         p.grad = torch.zeros_like(p)
-    before = {id(p): p.detach().clone() for p in params}
-    optimizer.step()
-    with torch.no_grad():  # a zero gradient moves nothing for SGD/Adam, but weight decay would
-        for p in params:
-            p.copy_(before[id(p)])
+        # A zero gradient moves nothing for SGD/Adam (the update is an exact zero), but weight decay would.
+        before = p.detach().clone() if id(p) in decays else None
+        optimizer.step()
+        with torch.no_grad():
+            if before is not None:
+                p.copy_(before)
             p.grad = None
+        del before
     for state in optimizer.state.values():
         if "step" in state:
             state["step"] = torch.zeros_like(state["step"]) if torch.is_tensor(state["step"]) else 0
-    return copy.deepcopy(optimizer.state_dict())
+    values: dict[tuple[int, str], Any] = {}
+    for index, p in enumerate(params):
+        for key, value in optimizer.state.get(p, {}).items():
+            if not torch.is_tensor(value):
+                values[(index, key)] = copy.deepcopy(value)
+            elif bool(value.any()):
+                values[(index, key)] = value.detach().clone()
+            else:
+                values[(index, key)] = Zero(tuple(value.shape), value.dtype)
+    groups = [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    return FreshState(values, groups)
+
+
+def reset_optimizer(optimizer: Any, fresh: FreshState) -> None:
+    """Put the optimizer back to ``fresh``, in place: zeroed tensors are zeroed where they lie, nothing is copied
+    for them, and state the fresh optimizer did not have is dropped."""
+    import torch
+
+    params = _parameters(optimizer)
+    with torch.no_grad():
+        for index, p in enumerate(params):
+            state = optimizer.state.get(p)
+            wanted = {key: saved for (i, key), saved in fresh.values.items() if i == index}
+            if state is None:
+                if not wanted:
+                    continue
+                state = optimizer.state[p] = {}
+            for key in [k for k in state if k not in wanted]:
+                del state[key]
+            for key, saved in wanted.items():
+                current = state.get(key)
+                if isinstance(saved, Zero):
+                    if torch.is_tensor(current) and tuple(current.shape) == saved.shape and current.dtype == saved.dtype:
+                        current.zero_()
+                    else:
+                        state[key] = torch.zeros(saved.shape, dtype=saved.dtype, device=p.device)
+                elif torch.is_tensor(saved):
+                    if torch.is_tensor(current) and current.shape == saved.shape and current.dtype == saved.dtype:
+                        current.copy_(saved)
+                    else:
+                        state[key] = saved.clone()
+                else:
+                    state[key] = copy.deepcopy(saved)
+    for group, saved_group in zip(optimizer.param_groups, fresh.groups):
+        group.update(copy.deepcopy(saved_group))
 
 
 def optimizer_arrays(module: Any, optimizer: Any) -> dict[str, np.ndarray]:
@@ -75,6 +180,19 @@ def optimizer_arrays(module: Any, optimizer: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def optimizer_shapes(module: Any, optimizer: Any) -> dict[str, tuple[int, ...]]:
+    """The names ``optimizer_arrays`` gives, with their shapes, without copying a tensor."""
+    import torch
+
+    names = parameter_names(module, optimizer)
+    out: dict[str, tuple[int, ...]] = {}
+    for index, state in sorted(optimizer.state_dict()["state"].items()):
+        for key, value in sorted(state.items()):
+            shape = value.shape if torch.is_tensor(value) else np.shape(value)
+            out[f"{OPT_PREFIX}{names[index]}/{key}"] = tuple(int(d) for d in shape)
+    return out
+
+
 def load_optimizer_arrays(module: Any, optimizer: Any, arrays: Mapping[str, np.ndarray]) -> None:
     """Put the named optimizer arrays back into the optimizer's state (names as ``optimizer_arrays`` gives)."""
     import torch
@@ -86,7 +204,3 @@ def load_optimizer_arrays(module: Any, optimizer: Any, arrays: Mapping[str, np.n
             array = np.asarray(arrays[f"{OPT_PREFIX}{names[index]}/{key}"])
             state[key] = torch.as_tensor(array).to(dtype=value.dtype) if torch.is_tensor(value) else type(value)(array)
     optimizer.load_state_dict(state_dict)
-
-
-def array_shapes(arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(int(d) for d in np.shape(a)) for name, a in arrays.items()}
