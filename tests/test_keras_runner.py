@@ -104,6 +104,21 @@ def test_set_tensors_lists_every_missing_and_unknown_tensor(fresh: KerasRunner) 
     assert "tensor 'dense_7/kernel': unknown to the model (found shape (3,))" in message
 
 
+def test_reset_puts_back_every_start_value_and_holds_no_copy_of_zeros(plan: Plan) -> None:
+    runner: KerasRunner = build_runner(plan, data_path="1")  # type: ignore[assignment]
+    start = opt_state(runner)
+    runner.train_task(0, epochs=1, batch_size=32)
+    assert any(not np.array_equal(opt_state(runner)[k], v) for k, v in start.items())
+    runner.reset_optimizer()
+    after = opt_state(runner)
+    for name, value in start.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    kept = {name: v for name, v in runner._opt_initial.items() if v is not None}
+    assert all(np.any(v) for v in kept.values())  # only start values that are not all zeros are copied
+    moments = [name for name in start if name.endswith(("_momentum", "_velocity"))]
+    assert moments and not any(name in kept for name in moments)
+
+
 def test_reset_optimizer_really_forgets_the_optimizer_state(plan: Plan, shard_runners: list[KerasRunner]) -> None:
     runner = shard_runners[0]
     start = runner.get_tensors()

@@ -72,6 +72,12 @@ def _shapes(variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(int(d) for d in v.shape) for name, v in variables.items()}
 
 
+def _start_value(variable: Any) -> np.ndarray | None:
+    """None when ``variable`` holds only zeros, else a copy of its value."""
+    value = np.asarray(variable.numpy())
+    return None if not value.any() else value
+
+
 class KerasRunner(TaskRunner):
     """A Keras CNN trained with Adam; ``.model`` is the native ``keras.Model``.
 
@@ -98,7 +104,9 @@ class KerasRunner(TaskRunner):
         optimizer.build(self.model.trainable_variables)  # slots exist before the first fit
         self._weights = named_weights(self.model)
         self._opt_vars = {OPT_PREFIX + v.name: v for v in optimizer.variables}
-        self._opt_initial = {name: v.numpy() for name, v in self._opt_vars.items()}
+        # The optimizer's start values, for reset_optimizer: None for a variable that starts all zeros (Adam's
+        # moments: two models' worth that would otherwise be held for the whole run), a copy for the others.
+        self._opt_initial = {name: _start_value(v) for name, v in self._opt_vars.items()}
 
     # -- tensors ---------------------------------------------------------
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:
@@ -122,15 +130,19 @@ class KerasRunner(TaskRunner):
     @staticmethod
     def _assign(variables: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> None:
         for name, variable in variables.items():
-            # pbuf tensors are float32; Adam's step counter is int64
-            variable.assign(np.asarray(tensors[name]).astype(variable.dtype))
+            # pbuf tensors are float32 (taken as they are, not copied first); Adam's step counter is int64
+            variable.assign(np.asarray(tensors[name], dtype=variable.dtype))
 
     def optimizer_tensor_names(self) -> list[str]:
         return list(self._opt_vars)
 
     def reset_optimizer(self) -> None:
         """Really forget the optimizer state: step counter and moments back to their start values."""
-        self._assign(self._opt_vars, self._opt_initial)
+        keras = import_keras()
+        for name, variable in self._opt_vars.items():
+            start = self._opt_initial[name]
+            variable.assign(keras.ops.zeros(variable.shape, dtype=variable.dtype) if start is None
+                            else np.asarray(start, dtype=variable.dtype))
 
     # -- tasks -----------------------------------------------------------
     def train_task(self, round_num: int, epochs: int = 1, batch_size: int = 32,
