@@ -10,6 +10,7 @@ BENCHMARKS = [
     ("model files above 2 GiB", ["bench_pbuf_large.py"]),
     ("federation speed and memory", ["bench_federation.py"]),
     ("every figure against the loopback TLS limit", ["bench_wire.py"]),
+    ("collaborator memory with PyTorch and Keras against the framework alone", ["bench_framework_memory.py"]),
     ("aggregator memory over 20 rounds", ["bench_leak.py"]),
     ("secure aggregation overhead and the DP accountant", ["bench_privacy.py"]),
     ("bytes across the top level of a hierarchy", ["bench_topology.py"]),

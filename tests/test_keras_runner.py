@@ -104,6 +104,23 @@ def test_set_tensors_lists_every_missing_and_unknown_tensor(fresh: KerasRunner) 
     assert "tensor 'dense_7/kernel': unknown to the model (found shape (3,))" in message
 
 
+def test_tensors_assigned_in_row_steps_land_exactly(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fx_cli.runners import keras_runner
+
+    runner: KerasRunner = build_runner(plan, data_path="1")  # type: ignore[assignment]
+    rng = np.random.default_rng(7)
+    tensors = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in runner.get_tensors(True).items()}
+    tensors["optimizer/iteration"] = np.asarray(41.0, dtype=np.float32)
+    steps: list[int] = []
+    real = keras_runner.assign_in_steps
+    monkeypatch.setattr(keras_runner, "ASSIGN_STEP_BYTES", 96)  # a few rows per step: every 2-D weight in steps
+    monkeypatch.setattr(keras_runner, "assign_in_steps", lambda v, a: (steps.append(a.nbytes), real(v, a))[1])
+    runner.set_tensors(tensors, with_opt_vars=True)
+    assert any(n > 96 for n in steps)
+    for name, value in runner.get_tensors(True).items():
+        np.testing.assert_array_equal(value, tensors[name], err_msg=name)
+
+
 def test_reset_puts_back_every_start_value_and_holds_no_copy_of_zeros(plan: Plan) -> None:
     runner: KerasRunner = build_runner(plan, data_path="1")  # type: ignore[assignment]
     start = opt_state(runner)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 OPT_PREFIX = "optimizer/"
 # Keras reports these; "acc" is the name PyTorch-style OpenFL plans use.
 METRIC_KEYS = {"accuracy": "accuracy", "acc": "accuracy", "loss": "loss"}
+ASSIGN_STEP_BYTES = 16 << 20  # see assign_in_steps
 FIT_HINT = ("the model file was made for another plan or model; check task_runner.settings "
             "(conv_filters, dense_units) and the data loader (input shape) in plan/plan.yaml")
 
@@ -70,6 +71,23 @@ def named_weights(model: Any) -> dict[str, Any]:
 
 def _shapes(variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(int(d) for d in v.shape) for name, v in variables.items()}
+
+
+def assign_in_steps(variable: Any, value: np.ndarray) -> None:
+    """``variable.assign(value)``, a block of rows of about ``ASSIGN_STEP_BYTES`` at a time on TensorFlow.
+
+    TensorFlow first copies a numpy array it is given into a tensor of its own, so assigning a large tensor
+    whole holds one more copy of it for a moment: a model's worth at the peak of a collaborator's round,
+    every time the global model is loaded. In steps, that copy is one block.
+    """
+    rows = value.shape[0] if value.ndim else 0
+    if value.nbytes <= ASSIGN_STEP_BYTES or rows < 2 or import_keras().backend.backend() != "tensorflow":
+        variable.assign(value)
+        return
+    target = variable.value  # the tf.Variable behind the Keras variable: its slices can be assigned
+    step = max(1, ASSIGN_STEP_BYTES // (value.nbytes // rows))
+    for start in range(0, rows, step):
+        target[start:start + step].assign(value[start:start + step])
 
 
 def _start_value(variable: Any) -> np.ndarray | None:
@@ -131,7 +149,7 @@ class KerasRunner(TaskRunner):
     def _assign(variables: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> None:
         for name, variable in variables.items():
             # pbuf tensors are float32 (taken as they are, not copied first); Adam's step counter is int64
-            variable.assign(np.asarray(tensors[name], dtype=variable.dtype))
+            assign_in_steps(variable, np.asarray(tensors[name], dtype=variable.dtype))
 
     def optimizer_tensor_names(self) -> list[str]:
         return list(self._opt_vars)
