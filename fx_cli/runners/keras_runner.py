@@ -90,7 +90,7 @@ def assign_in_steps(variable: Any, value: np.ndarray) -> None:
         target[start:start + step].assign(value[start:start + step])
 
 
-def _start_value(variable: Any) -> np.ndarray | None:
+def start_value(variable: Any) -> np.ndarray | None:
     """None when ``variable`` holds only zeros, else a copy of its value."""
     value = np.asarray(variable.numpy())
     return None if not value.any() else value
@@ -124,7 +124,7 @@ class KerasRunner(TaskRunner):
         self._opt_vars = {OPT_PREFIX + v.name: v for v in optimizer.variables}
         # The optimizer's start values, for reset_optimizer: None for a variable that starts all zeros (Adam's
         # moments: two models' worth that would otherwise be held for the whole run), a copy for the others.
-        self._opt_initial = {name: _start_value(v) for name, v in self._opt_vars.items()}
+        self._opt_initial = {name: start_value(v) for name, v in self._opt_vars.items()}
 
     # -- tensors ---------------------------------------------------------
     def get_tensors(self, with_opt_vars: bool = False) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fx_cli.runners.keras_runner import import_keras
+from fx_cli.runners.keras_runner import assign_in_steps, import_keras, start_value
 
 from ...utilities.types import Metric
 from .runner import TaskRunner, TensorDict
@@ -98,8 +98,8 @@ class KerasTaskRunner(TaskRunner):
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         variables = {v.name: v for v in optimizer.variables}
-        if self._opt_initial is None:
-            self._opt_initial = {name: v.numpy() for name, v in variables.items()}
+        if self._opt_initial is None:  # None for a variable that starts all zeros (Adam's moments): no copy
+            self._opt_initial = {name: start_value(v) for name, v in variables.items()}
         return variables
 
     def get_tensor_dict(self, with_opt_vars: bool = False) -> dict[str, Any]:
@@ -112,12 +112,14 @@ class KerasTaskRunner(TaskRunner):
         if missing:
             raise KeyError(f"tensors missing for the Keras model: {missing}")
         for name, variable in chosen.items():
-            variable.assign(np.asarray(tensor_dict[name]).astype(variable.dtype))
+            assign_in_steps(variable, np.asarray(tensor_dict[name], dtype=variable.dtype))
 
     def reset_opt_vars(self) -> None:
+        keras = import_keras()
         variables = self._optimizer_variables()
         for name, variable in variables.items():
-            variable.assign((self._opt_initial or {})[name])
+            start = (self._opt_initial or {})[name]
+            variable.assign(keras.ops.zeros(variable.shape, dtype=variable.dtype) if start is None else start)
 
     # -- native files ----------------------------------------------------
     def save_native(self, filepath: str, **kwargs: Any) -> None:
