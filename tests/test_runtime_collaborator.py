@@ -174,6 +174,18 @@ def test_the_global_model_is_released_after_its_last_load_so_only_the_runner_hol
     np.testing.assert_array_equal(train.tensors["w"], np.full(3, 12.0))
 
 
+@pytest.mark.parametrize(("order", "keeps"), [
+    (["aggregated_model_validation", "train", "locally_tuned_model_validation"], False),  # OpenFL's order
+    (["train", "locally_tuned_model_validation"], False),
+    (["train", "aggregated_model_validation"], True),  # a global task after training: the runner is trained
+    (["locally_tuned_model_validation", "aggregated_model_validation", "train"], True),  # the local model first
+    (["locally_tuned_model_validation"], True),  # nothing loads the global model: the local one must stay
+])
+def test_the_download_goes_into_the_runner_only_where_no_task_needs_another_model(order: list[str],
+                                                                                   keeps: bool) -> None:
+    assert TaskExecutor(Recorder(), TASKS, "RESET").keeps_global(order) is keeps
+
+
 def test_the_synthetic_runner_trains_in_its_own_arrays_and_takes_them_back_without_a_copy() -> None:
     from fx_cli.runners.synthetic import SyntheticData, SyntheticRunner
 

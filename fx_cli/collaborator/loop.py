@@ -148,12 +148,11 @@ class CollaboratorLoop:
         todo = [t for t in reply.tasks
                 if t not in received or (is_training(self.executor.spec(t)) and needs_local)]
         loads = [i for i, t in enumerate(todo) if self.executor.loads_global(t)]
-        trained = next((i for i, t in enumerate(todo) if is_training(self.executor.spec(t))), len(todo))
-        # The global model outlives its loads into the runner only for deltas, local privacy, secure aggregation
-        # (all subtract it from the update) or a global task after training; otherwise it is downloaded straight
-        # into the runner's own arrays when the runner offers them.
+        # The global model outlives its loads into the runner for deltas, local privacy, secure aggregation
+        # (all subtract it from the update) and where the task order needs it (see ``keeps_global``); otherwise
+        # it is downloaded straight into the runner's own arrays when the runner offers them.
         keep = (self.settings.use_delta_updates or self.executor.privacy is not None or self.secagg is not None
-                or any(i > trained for i in loads))
+                or self.executor.keeps_global(todo))
         if not self.downloaded:
             log.info("downloading the %s model", "final" if r >= reply.rounds_to_train else f"round {r + 1}")
         try:

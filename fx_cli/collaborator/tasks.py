@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -81,6 +81,15 @@ class TaskExecutor:
         """Whether ``task`` starts from the global model (training always does)."""
         spec = self.spec(task)
         return is_training(spec) or spec.kwargs.get("apply") != "local"
+
+    def keeps_global(self, tasks: Sequence[str]) -> bool:
+        """Whether a round running ``tasks`` in this order needs the global model apart from the runner's weights:
+        a task that loads it after training (the runner's weights are then the trained ones), or a task on the
+        local model before the first load (a download into the runner's arrays would overwrite that model)."""
+        loads = [i for i, t in enumerate(tasks) if self.loads_global(t)]
+        trained = next((i for i, t in enumerate(tasks) if is_training(self.spec(t))), len(tasks))
+        first = loads[0] if loads else len(tasks)
+        return any(i > trained for i in loads) or first > 0
 
     def run(self, task: str, round_num: int, global_model: Mapping[str, np.ndarray],
             release_global: bool = False) -> TaskOutput:
