@@ -121,6 +121,18 @@ def test_tensors_assigned_in_row_steps_land_exactly(plan: Plan, monkeypatch: pyt
         np.testing.assert_array_equal(value, tensors[name], err_msg=name)
 
 
+def test_a_tensor_of_the_wrong_shape_is_refused_whole_even_where_it_would_go_in_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fx_cli.runners import keras_runner
+
+    keras = keras_runner.import_keras()
+    monkeypatch.setattr(keras_runner, "ASSIGN_STEP_BYTES", 16)
+    variable = keras.Variable(np.zeros((6, 2), np.float32))
+    with pytest.raises(ValueError):
+        keras_runner.assign_in_steps(variable, np.ones((4, 2), np.float32))  # whole blocks, but rows missing
+    assert not np.asarray(variable.numpy()).any()  # nothing was written
+
+
 def test_reset_puts_back_every_start_value_and_holds_no_copy_of_zeros(plan: Plan) -> None:
     runner: KerasRunner = build_runner(plan, data_path="1")  # type: ignore[assignment]
     start = opt_state(runner)

@@ -181,7 +181,8 @@ def test_reset_puts_back_the_primed_state_in_place_without_holding_a_copy_of_zer
         np.testing.assert_array_equal(after[name], value, err_msg=name)
     assert {id(p): {k: v.data_ptr() for k, v in s.items() if torch.is_tensor(v)}
             for p, s in r.optimizer.state.items()} == pointers  # zeroed or copied where they lie
-    held = sum(v.numel() * v.element_size() for v in r._fresh.values.values() if torch.is_tensor(v))
+    held = sum(v.numel() * v.element_size() for per in r._fresh.values.values() for v in per.values()
+               if torch.is_tensor(v))
     moments = sum(v.nbytes for k, v in before.items() if not k.endswith("/step"))
     if settings.get("weight_decay"):
         assert 0 < held <= moments  # a primed step with weight decay leaves moments that are not zero: kept
@@ -200,3 +201,26 @@ def test_training_after_a_reset_matches_training_a_fresh_runner(ws):
     for name in start:
         np.testing.assert_array_equal(out_a[name], out_b[name], err_msg=name)
     assert all(p.grad is None for p in a.model.parameters())  # gradients are let go after training
+
+
+def test_priming_puts_back_the_weights_an_optimizer_moves_on_a_zero_gradient():
+    import torch
+
+    from fx_cli.runners import torch_state as ts
+
+    for make in (lambda ps: torch.optim.ASGD(ps, lr=0.1), lambda ps: torch.optim.AdamW(ps, lr=0.1)):
+        torch.manual_seed(0)
+        module = torch.nn.Linear(4, 3)
+        weights = {k: v.clone() for k, v in module.state_dict().items()}
+        ts.prime_optimizer(module, make(module.parameters()))  # ASGD decays weights, AdamW decays by default
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, weights[name]), name
+
+
+def test_continue_global_training_leaves_the_global_models_optimizer_arrays_as_they_were(ws):
+    ex = executor(ws, "CONTINUE_GLOBAL")
+    model = ex.runner.get_tensors(with_opt_vars=True)
+    kept = {k: v.copy() for k, v in model.items()}
+    ex.run("train", 0, model)
+    for name, value in model.items():  # deltas, local privacy and fx simulate's next collaborator read them
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)

@@ -81,7 +81,8 @@ def assign_in_steps(variable: Any, value: np.ndarray) -> None:
     every time the global model is loaded. In steps, that copy is one block.
     """
     rows = value.shape[0] if value.ndim else 0
-    if value.nbytes <= ASSIGN_STEP_BYTES or rows < 2 or import_keras().backend.backend() != "tensorflow":
+    if (value.nbytes <= ASSIGN_STEP_BYTES or rows < 2 or value.shape != tuple(variable.shape)
+            or import_keras().backend.backend() != "tensorflow"):  # a wrong shape: assign's own error
         variable.assign(value)
         return
     target = variable.value  # the tf.Variable behind the Keras variable: its slices can be assigned

@@ -86,12 +86,12 @@ class Zero:
 class FreshState:
     """An optimizer's state right after ``prime_optimizer``, kept small enough to hold for the whole run.
 
-    ``values``: (parameter position, state key) -> ``Zero`` for a tensor that was all zeros (Adam's moments and
+    ``values``: parameter position -> {state key: ``Zero`` for a tensor that was all zeros (Adam's moments and
     step counters, SGD's momentum buffers), a copy for any other tensor (the moments after a primed step with
-    weight decay), or the number itself. ``groups``: each parameter group's settings, without its parameters.
+    weight decay), or the number itself}. ``groups``: each parameter group's settings, without its parameters.
     A plain copy of the state would hold one to two more models' worth of memory (Adam: two) for the whole run.
     """
-    values: dict[tuple[int, str], Any]
+    values: dict[int, dict[str, Any]]
     groups: list[dict[str, Any]]
 
 
@@ -104,13 +104,16 @@ def prime_optimizer(module: Any, optimizer: Any) -> FreshState:
     import torch
 
     params = _parameters(optimizer)
-    decays = {id(p) for group in optimizer.param_groups if group.get("weight_decay") for p in group["params"]}
+    # A zero gradient moves nothing for SGD, Adam and AdamW (the update is an exact zero) unless weight decay is
+    # set; any other optimizer may move the weights (ASGD decays them), so those are always put back.
+    exact = type(optimizer) in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+    moved = {id(p) for group in optimizer.param_groups if not exact or group.get("weight_decay")
+             for p in group["params"]}
     # One parameter at a time (a step skips parameters without a gradient), so the zero gradient, the step's
     # temporaries and the copy below exist for one tensor at once, not the whole model.
     for p in params:
         p.grad = torch.zeros_like(p)
-        # A zero gradient moves nothing for SGD/Adam (the update is an exact zero), but weight decay would.
-        before = p.detach().clone() if id(p) in decays else None
+        before = p.detach().clone() if id(p) in moved else None
         optimizer.step()
         with torch.no_grad():
             if before is not None:
@@ -120,15 +123,16 @@ def prime_optimizer(module: Any, optimizer: Any) -> FreshState:
     for state in optimizer.state.values():
         if "step" in state:
             state["step"] = torch.zeros_like(state["step"]) if torch.is_tensor(state["step"]) else 0
-    values: dict[tuple[int, str], Any] = {}
+    values: dict[int, dict[str, Any]] = {}
     for index, p in enumerate(params):
         for key, value in optimizer.state.get(p, {}).items():
             if not torch.is_tensor(value):
-                values[(index, key)] = copy.deepcopy(value)
+                saved = copy.deepcopy(value)
             elif bool(value.any()):
-                values[(index, key)] = value.detach().clone()
+                saved = value.detach().clone()
             else:
-                values[(index, key)] = Zero(tuple(value.shape), value.dtype)
+                saved = Zero(tuple(value.shape), value.dtype)
+            values.setdefault(index, {})[key] = saved
     groups = [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     return FreshState(values, groups)
 
@@ -142,7 +146,7 @@ def reset_optimizer(optimizer: Any, fresh: FreshState) -> None:
     with torch.no_grad():
         for index, p in enumerate(params):
             state = optimizer.state.get(p)
-            wanted = {key: saved for (i, key), saved in fresh.values.items() if i == index}
+            wanted = fresh.values.get(index, {})
             if state is None:
                 if not wanted:
                     continue
@@ -194,13 +198,22 @@ def optimizer_shapes(module: Any, optimizer: Any) -> dict[str, tuple[int, ...]]:
 
 
 def load_optimizer_arrays(module: Any, optimizer: Any, arrays: Mapping[str, np.ndarray]) -> None:
-    """Put the named optimizer arrays back into the optimizer's state (names as ``optimizer_arrays`` gives)."""
+    """Put the named optimizer arrays into the optimizer's state (names as ``optimizer_arrays`` gives).
+
+    Values are copied into the state's own tensors, so training never writes into the caller's arrays (the
+    global model, which deltas, local privacy and ``fx simulate``'s next collaborator still read).
+    """
     import torch
 
     names = parameter_names(module, optimizer)
-    state_dict = optimizer.state_dict()
-    for index, state in state_dict["state"].items():
-        for key, value in list(state.items()):
-            array = np.asarray(arrays[f"{OPT_PREFIX}{names[index]}/{key}"])
-            state[key] = torch.as_tensor(array).to(dtype=value.dtype) if torch.is_tensor(value) else type(value)(array)
-    optimizer.load_state_dict(state_dict)
+    with torch.no_grad():
+        for index, p in enumerate(_parameters(optimizer)):
+            state = optimizer.state.get(p) or {}
+            for key, value in list(state.items()):
+                array = np.asarray(arrays[f"{OPT_PREFIX}{names[index]}/{key}"])
+                if not torch.is_tensor(value):
+                    state[key] = type(value)(array)
+                elif tuple(value.shape) == array.shape:
+                    value.copy_(torch.as_tensor(array))  # cast to the state's dtype, into its own memory
+                else:
+                    state[key] = torch.tensor(array, dtype=value.dtype, device=value.device)
