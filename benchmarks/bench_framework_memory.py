@@ -10,10 +10,10 @@ benchmark measures both, in the same run:
   collaborator's three tasks: evaluate, train one epoch, evaluate. Then the final evaluation.
 * **fx**: the same plan as a real federation: an aggregator and one collaborator, as processes, over mutual TLS.
 
-It prints both peaks (``VmHWM``, see ``high_water``) and what fx adds, in models: the median of ``--repeats`` runs of each,
-alternating, since the framework's own peak moves between runs (plain Keras: 1,824-1,999 MiB over four runs).
-One model added is the model in flight (a download must land somewhere while the framework's memory is in use),
-which is the issue's budget.
+It prints both peaks (``VmHWM``, see ``bench_wire.high_water``) and what fx adds, in models: the median of
+``--repeats`` runs of each, alternating, since the framework's own peak moves between runs (plain Keras:
+1,824-1,999 MiB over four runs). One model added is the model in flight (a download must land somewhere while
+the framework's memory is in use), which is the issue's budget.
 
 Usage: python -m benchmarks.bench_framework_memory [--frameworks torch,keras] [--hidden N] [--rounds N]
        [--repeats N]
@@ -21,7 +21,6 @@ Usage: python -m benchmarks.bench_framework_memory [--frameworks torch,keras] [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -29,14 +28,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script (make bench) or with -m
-from benchmarks.bench_wire import fx_in, free_port, mib, reap, start  # noqa: E402
+from benchmarks.bench_wire import free_port, fx_in, high_water, mib, reap, start  # noqa: E402
 
 TEMPLATES = {"torch": "torch/digits", "keras": "keras/digits"}
 FILTERS = 64  # the convolution's filters: the hidden layer's input is FILTERS * 4 * 4 = 1024 values
@@ -78,40 +75,16 @@ def make_workspace(root: Path, framework: str, hidden: int, rounds: int) -> Path
     return ws
 
 
-def high_water(pid: int | str = "self") -> int:
-    """``VmHWM`` of a process in bytes: the peak RSS of its own address space since its ``exec``.
-
-    Not ``wait4``'s ``ru_maxrss``: Linux folds the address space a child was forked (or vforked) from into
-    that figure at ``exec``, so every child of this process would read at least this process's own peak,
-    which is large here (``fx plan initialize`` runs in this process and builds the framework's model).
-    """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
-
-
 def federation_peak(ws: Path) -> int:
     """The collaborator's peak RSS in bytes over a whole federation (the aggregator runs beside it)."""
     logs = ws / "logs"
     logs.mkdir(exist_ok=True)
     agg = start(["-m", "fx_cli", "aggregator", "start"], ws, logs / "bench_agg.log")
     col = start(["-m", "fx_cli", "collaborator", "start", "-n", "col-1"], ws, logs / "bench_col.log")
-    peak = [0]
-
-    def watch() -> None:  # the high-water mark only grows; the last reading before the exit is the peak
-        while col.poll() is None:
-            with contextlib.suppress(OSError, RuntimeError):
-                peak[0] = max(peak[0], high_water(col.pid))
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    usage = reap([agg, col], 1800)
-    watcher.join()
+    usage = reap([agg, col], 1800)  # peaks from each process's own high-water mark (see bench_wire.high_water)
     if any(u.code for u in usage):
         raise SystemExit(f"the federation failed (exit codes {[u.code for u in usage]}); see {logs}")
-    return peak[0]
+    return usage[1].maxrss
 
 
 def plain_peak(ws: Path, framework: str, rounds: int) -> int:
@@ -176,7 +149,7 @@ def run_plain(framework: str, ws: Path, rounds: int) -> None:
             model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
             model.evaluate(xv, yv, batch_size=32, verbose=0)
         model.evaluate(xv, yv, batch_size=32, verbose=0)
-    print(high_water())
+    print(high_water())  # this process's own peak (not ru_maxrss: see bench_wire.high_water)
 
 
 def main() -> None:
