@@ -10,7 +10,7 @@ benchmark measures both, in the same run:
   collaborator's three tasks: evaluate, train one epoch, evaluate. Then the final evaluation.
 * **fx**: the same plan as a real federation: an aggregator and one collaborator, as processes, over mutual TLS.
 
-It prints both peaks (``VmHWM``, see ``bench_wire.high_water``) and what fx adds, in models: the median of
+It prints both peaks (``VmHWM``, see ``fx_cli.aggregator.memory.high_water``) and what fx adds, in models: the median of
 ``--repeats`` runs of each, alternating, since the framework's own peak moves between runs (plain Keras:
 1,824-1,999 MiB over four runs). One model added is the model in flight (a download must land somewhere while
 the framework's memory is in use), which is the issue's budget.
@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script (make bench) or with -m
-from benchmarks.bench_wire import free_port, fx_in, high_water, mib, reap, start  # noqa: E402
+from benchmarks.bench_wire import free_port, fx_in, mib, reap, start  # noqa: E402
 
 TEMPLATES = {"torch": "torch/digits", "keras": "keras/digits"}
 FILTERS = 64  # the convolution's filters: the hidden layer's input is FILTERS * 4 * 4 = 1024 values
@@ -81,7 +81,7 @@ def federation_peak(ws: Path) -> int:
     logs.mkdir(exist_ok=True)
     agg = start(["-m", "fx_cli", "aggregator", "start"], ws, logs / "bench_agg.log")
     col = start(["-m", "fx_cli", "collaborator", "start", "-n", "col-1"], ws, logs / "bench_col.log")
-    usage = reap([agg, col], 1800)  # peaks from each process's own high-water mark (see bench_wire.high_water)
+    usage = reap([agg, col], 1800)  # peaks: each process's own high-water mark (see bench_wire.reap)
     if any(u.code for u in usage):
         raise SystemExit(f"the federation failed (exit codes {[u.code for u in usage]}); see {logs}")
     return usage[1].maxrss
@@ -149,7 +149,9 @@ def run_plain(framework: str, ws: Path, rounds: int) -> None:
             model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
             model.evaluate(xv, yv, batch_size=32, verbose=0)
         model.evaluate(xv, yv, batch_size=32, verbose=0)
-    print(high_water())  # this process's own peak (not ru_maxrss: see bench_wire.high_water)
+    from fx_cli.aggregator.memory import high_water
+
+    print(high_water())  # this process's own peak (not ru_maxrss, see high_water)
 
 
 def main() -> None:

@@ -15,18 +15,13 @@ import tempfile
 import time
 
 CHILD = r"""
-import json, os, resource, sys, time, zlib
+import json, os, sys, time, zlib
 import numpy as np
+from fx_cli.aggregator.memory import rss_bytes
+from fx_cli.tensors.pbuf import iter_model, write_model
 
 def peak_rss():
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-from fx_cli.tensors.pbuf import iter_model, write_model
+    return rss_bytes()[1]
 
 path, total, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 count = -(-total // per)

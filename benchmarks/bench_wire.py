@@ -130,29 +130,16 @@ def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
                             stderr=subprocess.STDOUT)
 
 
-def high_water(pid: int | str = "self") -> int | None:
-    """``VmHWM`` in bytes: the peak RSS of a process's own address space since its ``exec``; None without /proc.
-
-    Peaks are read this way, not from ``wait4``'s ``ru_maxrss``: Linux folds the address space a child was
-    (v)forked from into that figure at ``exec``, so every process started from here would read at least this
-    process's own peak (237 MiB after ``make_workspace`` at 5e7, above some of the aggregator's true peaks).
-    """
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> list[Usage]:
     """Wait for every process (killing all after ``timeout``); exit code, CPU and peak RSS of each.
 
     The peak is each process's ``high_water``, read every 10 ms while it runs (the mark only grows, so the
-    last reading is the peak up to its last 10 ms); ``ru_maxrss`` only where /proc cannot be read.
+    last reading is the peak up to its last 10 ms); ``ru_maxrss`` only where /proc cannot be read. Not
+    ``ru_maxrss`` first: it would read at least this process's own peak (237 MiB after ``make_workspace``
+    at 5e7, above some of the aggregator's true peaks), see ``high_water``.
     """
+    from fx_cli.aggregator.memory import high_water
+
     usage: dict[int, Usage] = {}
     peaks: dict[int, int] = {}
     done = threading.Event()

@@ -60,13 +60,24 @@ def rss_bytes() -> tuple[int, int]:
 
 
 def _peak_bytes() -> int:
-    """This process's peak RSS: ``VmHWM`` where /proc has it, since Linux's ``ru_maxrss`` also counts the peak of
-    the process that started this one (it is folded in at ``exec``); ``ru_maxrss`` elsewhere."""
+    """This process's peak RSS: ``high_water`` where /proc has it, ``ru_maxrss`` elsewhere."""
+    mark = high_water()
+    if mark is not None:
+        return mark
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def high_water(pid: int | str = "self") -> int | None:
+    """``VmHWM`` in bytes: the peak RSS of a process's own address space since its ``exec``; None without /proc.
+
+    Not ``ru_maxrss``: on Linux that also counts the peak of the process a child was (v)forked from (it is
+    folded in at ``exec``), so a small process started by a large one reads the large one's peak.
+    """
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return None
