@@ -13,7 +13,8 @@ benchmark measures both, in the same run:
 It prints both peaks (``VmHWM``, see ``fx_cli.aggregator.memory.high_water``) and what fx adds, in models: the median of
 ``--repeats`` runs of each, alternating, since the framework's own peak moves between runs (plain Keras:
 1,824-1,999 MiB over four runs). One model added is the model in flight (a download must land somewhere while
-the framework's memory is in use), which is the issue's budget.
+the framework's memory is in use), which is the issue's budget. fx's own fixed cost (gRPC and its modules, about
+25 MiB) is in the figure too, so a small model reads as more models: at 4e6 parameters (16 MiB), +1.5.
 
 Usage: python -m benchmarks.bench_framework_memory [--frameworks torch,keras] [--hidden N] [--rounds N]
        [--repeats N]
