@@ -83,8 +83,9 @@ class RoundModel:
         """The download stream: model header, each tensor's header and chunks, trailer.
 
         Chunks are views of the file mapped read-only: the message serializer copies each one once, from
-        the page cache into the message (a ``read`` would copy it twice). Pages already sent are dropped
-        from the mapping as it goes, so the process holds about one chunk of it, not the model.
+        the page cache into the message (a ``read`` would copy it twice). A chunk's pages are dropped from the
+        mapping when the next one is asked for (gRPC has serialized it by then; were a view still read, its
+        pages would come back from the page cache), so the process maps at most one chunk of the model.
         """
         yield ModelMeta(self.round, len(self.entries), self.nbytes)
         with open(self.path, "rb") as fh:
@@ -99,8 +100,9 @@ class RoundModel:
             for e in self.entries:
                 yield e.meta()
                 for start in range(e.offset, e.offset + e.nbytes, chunk):
-                    yield view[start:min(start + chunk, e.offset + e.nbytes)]
-                    done = _drop_pages(mapped, done, start)
+                    end = min(start + chunk, e.offset + e.nbytes)
+                    yield view[start:end]
+                    done = _drop_pages(mapped, done, end)
             yield Trailer(len(self.entries), self.nbytes)
         finally:
             view.release()

@@ -224,7 +224,7 @@ class CollaboratorLoop:
         tensors = lambda: iter_update(out, model, self.pipeline, delta)  # noqa: E731
         meta = UploadMeta(self.client.caller, r, out.task, out.data_size, out.metrics, len(out.tensors))
         try:
-            reply = self.client.upload(meta, tensors)
+            reply = self.client.upload(meta, tensors, nbytes=sum(t.nbytes for t in out.tensors.values()))
         finally:
             release_free_memory()
         if reply.outcome is Outcome.LATE:

@@ -1,6 +1,7 @@
 """The collaborator's connection to the aggregator: one channel, every RPC, retries and readable errors."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -74,7 +75,9 @@ class AggregatorClient:
         self.retrier = Retrier(RetryPolicy(net.client_reconnect_interval, net.reconnect_deadline), self.target,
                                suspect=suspect)
         self.window = stream_window(net.stream_window_mib, self.chunk)  # bytes in flight per stream; None: gRPC's
+        self.credentials = credentials
         self.channel = open_channel(self.target, credentials, self.chunk, self.window)
+        self.upload_connection = int(net.upload_connection_mib * 2**20)  # 0: every upload on self.channel
         self.stub = FederationStub(self.channel)
         self.batches = False  # whether the aggregator takes batched upload frames (it said so when we joined)
         self.results_with_requests = False  # whether a task request may carry metrics-only results (protocol 3)
@@ -145,7 +148,8 @@ class AggregatorClient:
                 raise RoundGone(str(err.details())) from None
             raise
 
-    def upload(self, meta: UploadMeta, tensors: Sequence[Encoded] | Callable[[], Iterable[Encoded]]) -> UploadReply:
+    def upload(self, meta: UploadMeta, tensors: Sequence[Encoded] | Callable[[], Iterable[Encoded]],
+               nbytes: int | None = None) -> UploadReply:
         """Stream a task result; a result the server already holds counts as delivered.
 
         ``tensors``: each tensor's header and payload, or a function yielding them one at a time as they
@@ -153,10 +157,24 @@ class AggregatorClient:
         With tensors, only the header goes out until the server's initial metadata says a transfer
         slot is ours, so an upload waiting in the aggregator's queue holds no buffers there. A small one
         (protocol 2, within one batch) goes whole in one message, marked ``eager``: there is no go to wait for.
+        ``nbytes``: the tensors' size (counted from ``tensors`` when it is a sequence). An upload of at least
+        ``network.settings.upload_connection_mib`` streams over a connection of its own, closed when it is done:
+        the aggregator's gRPC keeps part of what a connection has received buffered for as long as the
+        connection lives, so uploads over the long-lived connections would leave it a few MiB per collaborator.
         """
         source = tensors if callable(tensors) else (lambda: tensors)
+        if nbytes is None:
+            nbytes = 0 if callable(tensors) else sum(payload.nbytes for _, payload in tensors)
+        own_connection = bool(meta.tensor_count) and 0 < self.upload_connection <= nbytes
 
         def attempt() -> UploadReply:
+            if not own_connection:
+                return stream(self.stub)
+            with contextlib.closing(open_channel(self.target, self.credentials, self.chunk, self.window,
+                                                 own_connection=True)) as channel:
+                return stream(FederationStub(channel))
+
+        def stream(stub: FederationStub) -> UploadReply:
             go = threading.Event()
             failed: list[BaseException] = []
 
@@ -190,7 +208,7 @@ class AggregatorClient:
                 go.wait()
                 yield from batched(itertools.chain(first, rest))
 
-            call = self.stub.upload_results.future(frames())
+            call = stub.upload_results.future(frames())
             try:
                 if meta.tensor_count:
                     call.initial_metadata()  # returns when the server says go, or the call ended

@@ -81,6 +81,7 @@ CORE_RANGES: dict[str, dict[str, Range]] = {
         "chunk_size_mib": Range(0, 256, low_open=True, what="MiB"),
         "max_concurrent_transfers": count(1_024),
         "stream_window_mib": Range(0, 4_096, what="MiB"),
+        "upload_connection_mib": Range(0, 2**30, what="MiB"),
     },
 }
 TASK_KWARG_RANGES: dict[str, Range] = {

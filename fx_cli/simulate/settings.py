@@ -13,7 +13,7 @@ REAL_FEDERATION_KEYS = ("agg_addr", "agg_port", "use_tls", "require_client_auth"
                         "certificates", "cert", "key", "ca", "tls_ciphers", "hash_salt", "client_reconnect_interval",
                         "reconnect_deadline", "heartbeat_interval", "heartbeat_timeout", "join_deadline",
                         "single_col_cert_common_name", "max_concurrent_transfers", "chunk_size_mib",
-                        "stream_window_mib")
+                        "stream_window_mib", "upload_connection_mib")
 
 
 @dataclass(frozen=True)

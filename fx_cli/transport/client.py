@@ -46,9 +46,13 @@ class RetryPolicy:
 
 
 def open_channel(target: str, credentials: grpc.ChannelCredentials | None, chunk: int,
-                 window: int | None = DEFAULT_WINDOW) -> grpc.Channel:
+                 window: int | None = DEFAULT_WINDOW, own_connection: bool = False) -> grpc.Channel:
     """A channel to ``target`` (TLS when ``credentials`` is given) sized for ``chunk``-byte messages and
-    ``window`` bytes in flight per stream (``server.stream_window``)."""
+    ``window`` bytes in flight per stream (``server.stream_window``).
+
+    ``own_connection``: never share a connection with this process's other channels to ``target`` (gRPC reuses
+    one connection for channels with the same settings), so closing the channel closes its connection.
+    """
     options = message_options(chunk, window) + [
         ("grpc.keepalive_time_ms", 20000),
         ("grpc.keepalive_timeout_ms", 10000),
@@ -57,6 +61,8 @@ def open_channel(target: str, credentials: grpc.ChannelCredentials | None, chunk
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2000),
     ]
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     if credentials is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, credentials, options=options)

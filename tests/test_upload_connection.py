@@ -1,0 +1,153 @@
+"""``network.settings.upload_connection_mib``: a large upload streams over a connection of its own, closed after it.
+
+The aggregator's gRPC keeps part of what a connection has received buffered until that connection closes (about
+3-4 MiB each with the default 8 MiB window, measured), so large uploads over the collaborators' long-lived
+connections grew the aggregator's memory with their number (``benchmarks/bench_wire.py`` prints the growth from
+2 to 8 collaborators). Here: which connection each call arrives on, seen by a real gRPC server, and a real
+mutual-TLS federation that uploads this way.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from fx_cli.aggregator.servicer import READY_KEY
+from fx_cli.collaborator.session import AggregatorClient
+from fx_cli.plan import load_plan
+from fx_cli.transport import codec
+from fx_cli.transport.chunks import chunk_bytes
+from fx_cli.transport.methods import generic_handler
+from fx_cli.transport.serde import (DATA, Caller, Frame, Outcome, PingReply, PingRequest, UploadMeta, UploadReply)
+from fx_cli.transport.server import serve
+from tests.runtime_helpers import final_model, make_workspace, reference_fedavg, run_in_process
+
+MIB = 2**20
+
+
+class Recorder:
+    """A server that answers pings and takes uploads, noting the client address each call came from."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def _note(self, what: str, context: Any) -> None:
+        with self.lock:
+            self.calls.append((what, context.peer()))
+
+    def ping(self, request: PingRequest, context: Any) -> PingReply:
+        self._note("ping", context)
+        return PingReply("fed", "hash", True, (), 0, 1, False)
+
+    def upload_results(self, frames: Iterator[Frame | None], context: Any) -> UploadReply:
+        header = next(frames)
+        assert isinstance(header, UploadMeta)
+        if header.tensor_count and not header.eager:
+            context.send_initial_metadata(((READY_KEY, "go"),))
+        received = sum(memoryview(f).nbytes for f in frames if isinstance(f, DATA))
+        self._note("upload", context)
+        return UploadReply(Outcome.ACCEPTED, received)
+
+    def _unused(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of this test")
+
+    join = get_tasks = download_model = heartbeat = _unused
+
+    def secagg(self, stage: str, request: Any, context: Any) -> Any:
+        return self._unused(request, context)
+
+    def peer(self, what: str, index: int = -1) -> str:
+        with self.lock:
+            return [p for w, p in self.calls if w == what][index]
+
+
+def port_of(peer: str) -> int:
+    """The client's port in a gRPC peer string (``ipv4:127.0.0.1:5555``, ``ipv6:[::1]:5555``)."""
+    match = re.search(r":(\d+)$", peer)
+    assert match, peer
+    return int(match.group(1))
+
+
+def connected(port: int) -> bool:
+    """Whether a TCP connection with ``port`` at either end is established on this host (loopback only here)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, remote, state = line.split()[1:4]
+            if state == "01" and port in (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)):
+                return True
+    return False
+
+
+def wait_closed(port: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while connected(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def encoded(n: int) -> list[tuple[Any, memoryview]]:
+    values = np.arange(n, dtype=np.float32)
+    return [codec.encode("w", values, None)]
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the host's TCP table (Linux /proc)")
+def test_a_large_upload_goes_over_a_connection_of_its_own_which_is_closed_after_it(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one"], tls=False, network={"upload_connection_mib": 1, "chunk_size_mib": 0.25})
+    plan = load_plan(ws / "plan" / "plan.yaml")
+    recorder = Recorder()
+    with serve(generic_handler(recorder), f"localhost:{plan.network.agg_port}", None,
+               chunk=chunk_bytes(0.25)) as _, AggregatorClient(plan, "one", None) as client:
+        client.ping()
+        shared = recorder.peer("ping")
+
+        big = encoded(MIB // 4 + 1)  # just over 1 MiB of float32
+        assert client.upload(UploadMeta(Caller("one", "h"), 0, "train", 10, {}, 1), big).bytes_received > MIB
+        first = recorder.peer("upload")
+        assert first != shared
+        assert wait_closed(port_of(first)), f"the upload's connection {first} is still open"
+
+        client.upload(UploadMeta(Caller("one", "h"), 1, "train", 10, {}, 1), big)
+        assert recorder.peer("upload") not in (first, shared)  # a new connection each time
+
+        small = encoded(1000)  # 4 kB: over the shared connection, which stays open throughout
+        client.upload(UploadMeta(Caller("one", "h"), 2, "train", 10, {}, 1), small)
+        assert recorder.peer("upload") == shared
+        client.upload(UploadMeta(Caller("one", "h"), 3, "validate", 10, {"acc": 0.5}, 0), [])
+        assert recorder.peer("upload") == shared
+        client.ping()
+        assert recorder.peer("ping") == shared and connected(port_of(shared))
+
+
+def test_with_zero_every_upload_shares_the_one_connection(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ["one"], tls=False, network={"upload_connection_mib": 0, "chunk_size_mib": 0.25})
+    plan = load_plan(ws / "plan" / "plan.yaml")
+    recorder = Recorder()
+    with serve(generic_handler(recorder), f"localhost:{plan.network.agg_port}", None,
+               chunk=chunk_bytes(0.25)) as _, AggregatorClient(plan, "one", None) as client:
+        client.ping()
+        client.upload(UploadMeta(Caller("one", "h"), 0, "train", 10, {}, 1), encoded(MIB))
+        assert recorder.peer("upload") == recorder.peer("ping")
+
+
+def test_a_mutual_tls_federation_uploading_over_connections_of_their_own_gives_fedavg(tmp_path: Path) -> None:
+    names = ["one", "two"]
+    ws = make_workspace(tmp_path, names, rounds=2, num_params=100_000,
+                        network={"upload_connection_mib": 0.1, "chunk_size_mib": 0.05})
+    out = run_in_process(ws, names)
+    assert not out.errors, out.errors
+    expected = reference_fedavg(ws, {"one": 1, "two": 2}, 2)
+    for name, array in final_model(ws).items():
+        np.testing.assert_allclose(array, expected[name], rtol=1e-6, atol=1e-6)
