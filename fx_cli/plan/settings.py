@@ -96,7 +96,7 @@ class NetworkSettings:
     # A collaborator's upload of at least this many MiB goes over a connection of its own, closed after it: the
     # aggregator's gRPC keeps a few MiB of what each connection received until it closes, which would grow its
     # memory with the number of collaborators. 0: every upload over the collaborator's one connection.
-    upload_connection_mib: float = 64.0
+    upload_connection_mib: float = 16.0
     transport_protocol: Literal["grpc"] = "grpc"
     hash_salt: Any = "auto"
     enable_atomic_connections: bool = False
