@@ -8,6 +8,7 @@ mutual-TLS federation that uploads this way.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -103,42 +104,47 @@ def encoded(n: int) -> list[tuple[Any, memoryview]]:
     return [codec.encode("w", values, None)]
 
 
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the host's TCP table (Linux /proc)")
-def test_a_large_upload_goes_over_a_connection_of_its_own_which_is_closed_after_it(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, ["one"], tls=False, network={"upload_connection_mib": 1, "chunk_size_mib": 0.25})
+def meta(round_num: int, tensors: int = 1, task: str = "train") -> UploadMeta:
+    return UploadMeta(Caller("one", "h"), round_num, task, 10, {} if tensors else {"acc": 0.5}, tensors)
+
+
+@contextlib.contextmanager
+def recorded_client(root: Path, upload_connection_mib: float) -> Iterator[tuple[Recorder, AggregatorClient]]:
+    """A collaborator's client of a plan with ``upload_connection_mib``, and the recording server it calls."""
+    ws = make_workspace(root, ["one"], tls=False,
+                        network={"upload_connection_mib": upload_connection_mib, "chunk_size_mib": 0.25})
     plan = load_plan(ws / "plan" / "plan.yaml")
     recorder = Recorder()
-    with serve(generic_handler(recorder), f"localhost:{plan.network.agg_port}", None,
-               chunk=chunk_bytes(0.25)) as _, AggregatorClient(plan, "one", None) as client:
+    with serve(generic_handler(recorder), f"localhost:{plan.network.agg_port}", None, chunk=chunk_bytes(0.25)), \
+            AggregatorClient(plan, "one", None) as client:
         client.ping()
-        shared = recorder.peer("ping")
+        yield recorder, client
 
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the host's TCP table (Linux /proc)")
+def test_a_large_upload_goes_over_a_connection_of_its_own_which_is_closed_after_it(tmp_path: Path) -> None:
+    with recorded_client(tmp_path, 1) as (recorder, client):
+        shared = recorder.peer("ping")
         big = encoded(MIB // 4 + 1)  # just over 1 MiB of float32
-        assert client.upload(UploadMeta(Caller("one", "h"), 0, "train", 10, {}, 1), big).bytes_received > MIB
+        assert client.upload(meta(0), big).bytes_received > MIB
         first = recorder.peer("upload")
         assert first != shared
         assert wait_closed(port_of(first)), f"the upload's connection {first} is still open"
 
-        client.upload(UploadMeta(Caller("one", "h"), 1, "train", 10, {}, 1), big)
+        client.upload(meta(1), big)
         assert recorder.peer("upload") not in (first, shared)  # a new connection each time
 
-        small = encoded(1000)  # 4 kB: over the shared connection, which stays open throughout
-        client.upload(UploadMeta(Caller("one", "h"), 2, "train", 10, {}, 1), small)
+        client.upload(meta(2), encoded(1000))  # 4 kB: over the shared connection, which stays open throughout
         assert recorder.peer("upload") == shared
-        client.upload(UploadMeta(Caller("one", "h"), 3, "validate", 10, {"acc": 0.5}, 0), [])
+        client.upload(meta(3, tensors=0, task="validate"), [])
         assert recorder.peer("upload") == shared
         client.ping()
         assert recorder.peer("ping") == shared and connected(port_of(shared))
 
 
 def test_with_zero_every_upload_shares_the_one_connection(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, ["one"], tls=False, network={"upload_connection_mib": 0, "chunk_size_mib": 0.25})
-    plan = load_plan(ws / "plan" / "plan.yaml")
-    recorder = Recorder()
-    with serve(generic_handler(recorder), f"localhost:{plan.network.agg_port}", None,
-               chunk=chunk_bytes(0.25)) as _, AggregatorClient(plan, "one", None) as client:
-        client.ping()
-        client.upload(UploadMeta(Caller("one", "h"), 0, "train", 10, {}, 1), encoded(MIB))
+    with recorded_client(tmp_path, 0) as (recorder, client):
+        client.upload(meta(0), encoded(MIB))
         assert recorder.peer("upload") == recorder.peer("ping")
 
 
