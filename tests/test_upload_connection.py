@@ -27,6 +27,8 @@ from fx_cli.transport.chunks import chunk_bytes
 from fx_cli.transport.methods import generic_handler
 from fx_cli.transport.serde import (DATA, Caller, Frame, Outcome, PingReply, PingRequest, UploadMeta, UploadReply)
 from fx_cli.transport.server import serve
+from fx_cli.tensors.pbuf import read_model
+from tests.fault_helpers import TIMEOUT, assert_bit_identical, files, killed, processes, uninterrupted_model
 from tests.runtime_helpers import final_model, make_workspace, reference_fedavg, run_in_process
 
 MIB = 2**20
@@ -157,3 +159,22 @@ def test_a_mutual_tls_federation_uploading_over_connections_of_their_own_gives_f
     expected = reference_fedavg(ws, {"one": 1, "two": 2}, 2)
     for name, array in final_model(ws).items():
         np.testing.assert_allclose(array, expected[name], rtol=1e-6, atol=1e-6)
+
+
+def test_an_aggregator_killed_mid_upload_on_such_a_connection_resumes_and_ends_bit_identical(tmp_path: Path) -> None:
+    """kill -9 while an upload streams over its own connection: the collaborators retry over new connections."""
+    names = ["one", "two"]
+    settings: dict[str, Any] = dict(rounds=2, num_params=20_000, num_tensors=4,
+                                    network={"reconnect_deadline": 60, "upload_connection_mib": 0.01})
+    reference = uninterrupted_model(tmp_path / "reference", names, **settings)
+    ws = make_workspace(tmp_path / "run", names, **settings)
+    with processes(ws) as procs:
+        first = procs.aggregator(fault="aggregator:mid_upload#2")
+        cols = [procs.collaborator(n) for n in names]
+        killed(first)
+        assert files(ws / "local_state" / "updates", "*.part-*"), "the kill did not come mid-upload"
+        second = procs.aggregator()
+        assert second.wait(TIMEOUT) == 0, second.output()
+        for col in cols:
+            assert col.wait(TIMEOUT) == 0, col.output()
+    assert_bit_identical(read_model(ws / "save" / "last.pbuf").tensors, reference)
