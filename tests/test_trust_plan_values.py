@@ -51,6 +51,7 @@ BAD = {
     "network.settings.reconnect_deadline": [-1, 0, NAN, INF],
     "network.settings.max_concurrent_transfers": [0, -2, 10**6],
     "network.settings.stream_window_mib": [-1, 1e6, NAN, INF],
+    "network.settings.upload_connection_mib": [-1, NAN, INF, 2**31],
     "network.settings.agg_port": [0, 70000, -1],
     "tasks.train.kwargs.epochs": [-1, 0, 10**9],
     "tasks.train.kwargs.batch_size": [0, -32],
