@@ -1,4 +1,5 @@
-"""The collaborator's connection to the aggregator: one channel, every RPC, retries and readable errors."""
+"""The collaborator's connection to the aggregator: one channel for every RPC (a large upload gets a connection of
+its own), retries and readable errors."""
 from __future__ import annotations
 
 import contextlib
