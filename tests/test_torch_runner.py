@@ -128,7 +128,7 @@ def test_a_download_into_the_tensor_buffers_writes_the_model_itself(ws):
 
     r = runner(ws)
     buffers = r.tensor_buffers()
-    assert sorted(buffers) == sorted(r.model.state_dict())  # every entry of this model is float32
+    assert sorted(buffers) == sorted(r.model.state_dict())  # every entry of this model is a float32 parameter
     for name, array in buffers.items():
         assert array.flags.writeable and array.flags.c_contiguous and array.dtype == np.float32
         array[...] = 0.25  # what a download does: write the next global model into the arrays
@@ -155,6 +155,47 @@ def test_a_tensor_buffer_leaves_out_entries_that_are_not_float32(ws):
     tensors["seen"] = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     r.set_tensors({**tensors, **buffers})  # the buffers as they are, the counter cast back to int64
     assert r.model.seen.dtype == torch.int64 and r.model.seen.tolist() == [1, 2, 3]
+
+
+BN_MODEL = """
+import torch
+
+
+class BatchNormNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 16)
+        self.bn = torch.nn.BatchNorm1d(16)
+        self.out = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.bn(self.fc(x.reshape(len(x), -1)))))
+"""
+
+
+def test_batch_norm_statistics_a_validation_changes_do_not_carry_into_the_training_after_it(ws):
+    """The download goes into the parameters themselves; buffers get arrays of their own and are loaded again at
+    every task, so each task starts from the global model's running statistics, as in OpenFL."""
+    import torch
+
+    (ws / "src" / "bn_model.py").write_text(BN_MODEL)
+    r = variant(ws, model="src.bn_model.BatchNormNet", model_settings={})
+    into = r.tensor_buffers()
+    assert {"fc.weight", "bn.weight", "bn.bias"} <= set(into)
+    assert not {"bn.running_mean", "bn.running_var", "bn.num_batches_tracked"} & set(into)
+    sent = {name: np.random.default_rng(1).random(a.shape).astype(np.float32) + 0.5
+            for name, a in r.get_tensors().items()}  # the global model, as the aggregator sends it
+    downloaded = {name: into.get(name, np.empty_like(a)) for name, a in sent.items()}
+    for name, array in downloaded.items():  # the download: parameters into the model, the rest into new arrays
+        array[...] = sent[name]
+    r.set_tensors(downloaded)  # the validation's load
+    r.model.train()
+    with torch.no_grad():
+        r.model(torch.randn(32, 64))  # a validation that runs the model in training mode moves the statistics
+    assert not np.allclose(r.model.bn.running_mean.numpy(), sent["bn.running_mean"])
+    r.set_tensors(downloaded)  # the training's load: back to the global model's statistics
+    for name in ("bn.running_mean", "bn.running_var", "fc.weight"):
+        np.testing.assert_array_equal(r.model.state_dict()[name].numpy(), sent[name])
 
 
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01}, {"optimizer": "sgd", "momentum": 0.9},

@@ -99,8 +99,9 @@ class PyTorchRunner(TaskRunner):
             ts.load_optimizer_arrays(self.model, self.optimizer, tensors)
 
     def tensor_buffers(self) -> dict[str, np.ndarray]:
-        """The model's own float32 tensors as numpy arrays: a download writes the next global model straight into
-        the model, so the collaborator does not hold a second copy of it."""
+        """The model's own float32 parameters as numpy arrays: a download writes the next global model straight
+        into the model, so the collaborator does not hold a second copy of it (buffers are loaded as before: see
+        ``torch_state.model_views``)."""
         return ts.model_views(self.model)
 
     def optimizer_tensor_names(self) -> list[str]:

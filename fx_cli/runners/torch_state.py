@@ -29,13 +29,21 @@ def model_shapes(module: Any) -> dict[str, tuple[int, ...]]:
 
 
 def model_views(module: Any) -> dict[str, np.ndarray]:
-    """``{state_dict key: writable float32 array}`` sharing memory with the model: the float32, C-contiguous
-    entries on the CPU (the others, such as a batch-norm step counter, are left out)."""
+    """``{state_dict key: writable float32 array}`` sharing memory with the model: its parameters that are
+    float32, C-contiguous and on the CPU.
+
+    Buffers are left out (batch norm's running statistics, its step counter): a forward pass in training mode
+    changes them, so a validation that runs one would otherwise carry its changes into the training that
+    follows. Left out, they are downloaded into arrays of their own and loaded again at every task that starts
+    from the global model, as the parameters were before they were shared. They are small.
+    """
     import torch
 
+    parameters = {name for name, _ in module.named_parameters()}
     views: dict[str, np.ndarray] = {}
     for name, t in module.state_dict().items():
-        if t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() and not t.is_sparse:
+        if (name in parameters and t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+                and not t.is_sparse):
             views[name] = t.detach().numpy()
     return views
 
