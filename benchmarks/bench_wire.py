@@ -18,8 +18,9 @@ one stream down and one up), then runs real federations
 * aggregator CPU per collaborator per round at 1e5 parameters with 32 collaborators (target <= 10 ms);
 * with ``--huge``: one tensor larger than 4 GiB through a federation of one collaborator.
 
-Peak RSS and CPU come from the kernel (``wait4`` rusage of each process); per-round CPU from the
-``cpu_s`` field of ``logs/aggregator_metrics.jsonl``. Steady rounds are rounds 3.. (``WARM_UP``): round 1
+Peak RSS is each process's own high-water mark (``VmHWM``, sampled every 10 ms while it runs: ``wait4``'s
+``ru_maxrss`` would also count the peak of the process that started it) and CPU comes from ``wait4``;
+per-round CPU from the ``cpu_s`` field of ``logs/aggregator_metrics.jsonl``. Steady rounds are rounds 3.. (``WARM_UP``): round 1
 includes start-up and connection set-up, and round 2 is the first to write its updates' spill files and a
 next model over an older one's pages (every later round reuses those pages; new ones cost about twice as
 much to write on this kind of VM). The final model's evaluation is not a training round. For comparison
