@@ -238,6 +238,7 @@ class Wire:
     up: float
     server_bytes_per_cpu: float  # whole server process, start-up included
     cpu_per_byte: float  # CPU-seconds per byte moved, server and client together, during the transfers only
+    repeats: dict[str, list[float]] = field(default_factory=dict)  # "down", "up": bytes/s of each repeat
 
     def seconds(self, bytes_out: int, bytes_in: int) -> float:
         return bytes_out / self.down + bytes_in / self.up
@@ -263,7 +264,7 @@ def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int =
     moved = 2 * nbytes * repeats
     in_calls = float(port_file.with_suffix(".cpu").read_text())
     return Wire(max(rates["down"]), max(rates["up"]), moved / max(usage.cpu, 1e-9),
-                (in_calls + sum(rates["cpu"])) / sum(rates["bytes"]))
+                (in_calls + sum(rates["cpu"])) / sum(rates["bytes"]), {k: rates[k] for k in ("down", "up")})
 
 
 # --- one federation ----------------------------------------------------------------------------
@@ -503,6 +504,8 @@ def main() -> None:
         print(f"loopback mutual-TLS gRPC limit: {wire.down / MB:,.0f} MB/s down, {wire.up / MB:,.0f} MB/s up; "
               f"bare server {wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second; server and client together, "
               f"during the transfers: {1 / wire.cpu_per_byte / MB:,.0f} MB per CPU-second", flush=True)
+        print("  (the fastest of its repeats, MB/s: down " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["down"])
+              + "; up " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["up"]) + ")", flush=True)
         runs: dict[str, Run] = {}
         for key in [c for c in args.cases.split(",") if c]:
             label, n, params, rounds = CASES[key]
