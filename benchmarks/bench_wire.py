@@ -4,8 +4,10 @@ Absolute times drift on a shared machine, so this first measures what plain
 gRPC over mutual TLS carries on loopback here and now (a server process and a
 client process, the federation's own certificates from its CA, messages of the
 plan's chunk size, gRPC's own flow-control window rather than fx's bounded one,
-one stream down and one up), then runs real federations
-(numpy/synthetic, aggregator and collaborators as processes) and prints:
+one stream down and one up; one warm-up pass, then five measured passes of 256 MiB each way, the fastest
+counting), then runs real federations (numpy/synthetic, aggregator and collaborators as processes), measures
+the limit again, and prints every ratio to the faster of the two measurements (each alone beside it, for
+round time: on a shared VM the probe's own passes ranged 0.7-2.4 GB/s in one run while fx's rounds did not move):
 
 * seconds per steady round (close to close, rounds 3..) / wire time of that round's bytes (5e7 x 2, 5e7 x 8;
   target <= 1.5), and beside it the round's CPU: every process's CPU-seconds per steady round (read from
@@ -54,6 +56,8 @@ TARGET_COL_RSS_X = 2.0
 TARGET_AGG_RSS_X = 1.5
 TARGET_MS_PER_COL = 10.0
 PROBE_BYTES = 256 * 2**20
+PROBE_REPEATS = 5  # measured passes after the warm-up; the limit is the fastest
+WARM_UP_PASSES = 1
 WARM_UP = 2  # rounds before the steady ones (see the module's docstring)
 
 
@@ -186,7 +190,7 @@ def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
     from fx_cli.transport.server import serve
 
     payload = os.urandom(chunk)
-    in_calls = [0.0]  # CPU-seconds of this process (all its threads) while a transfer ran
+    in_calls: list[float] = []  # CPU-seconds of this process (all its threads) during each transfer, in order
 
     def down(request: bytes, context: Any) -> Iterator[bytes]:
         started = time.process_time()
@@ -194,12 +198,12 @@ def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
             for _ in range(int.from_bytes(request, "little") // chunk):
                 yield payload
         finally:
-            in_calls[0] += time.process_time() - started
+            in_calls.append(time.process_time() - started)
 
     def up(requests: Iterator[bytes], context: Any) -> bytes:
         started = time.process_time()
         got = sum(len(r) for r in requests)
-        in_calls[0] += time.process_time() - started
+        in_calls.append(time.process_time() - started)
         return got.to_bytes(8, "little")
 
     handler = grpc.method_handlers_generic_handler("probe.Wire", {
@@ -208,7 +212,7 @@ def _probe_server(ws: Path, chunk: int, port_file: Path) -> None:
     with serve(handler, "localhost:0", server_credentials(ws, "localhost"), chunk=chunk, window=None) as port:
         port_file.write_text(str(port))
         sys.stdin.read()  # until the parent closes our stdin
-    port_file.with_suffix(".cpu").write_text(str(in_calls[0]))
+    port_file.with_suffix(".cpu").write_text(json.dumps(in_calls))
 
 
 def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) -> None:
@@ -219,7 +223,14 @@ def _probe_client(ws: Path, chunk: int, port: int, nbytes: int, repeats: int) ->
     down = channel.unary_stream("/probe.Wire/Down")
     upload = channel.stream_unary("/probe.Wire/Up")
     payload = os.urandom(chunk)
-    result: dict[str, list[float]] = {"down": [], "up": [], "cpu": [], "bytes": []}
+    result: dict[str, list[float]] = {"down": [], "up": [], "cpu": [], "bytes": [], "warm_up": []}
+    # One unmeasured pass first: gRPC grows a stream's flow-control window from what it measures (its BDP
+    # probe), so a new channel's first 256 MiB run slower (1.2 GB/s where later passes ran 1.7-2.2 here).
+    for _ in range(WARM_UP_PASSES):
+        t = time.perf_counter()
+        got = sum(len(m) for m in down(nbytes.to_bytes(8, "little")))
+        upload(iter([payload] * (nbytes // chunk)))
+        result["warm_up"].append(2 * got / (time.perf_counter() - t))
     for _ in range(repeats):
         t, cpu = time.perf_counter(), time.process_time()
         got = sum(len(m) for m in down(nbytes.to_bytes(8, "little")))
@@ -244,8 +255,26 @@ class Wire:
         return bytes_out / self.down + bytes_in / self.up
 
 
-def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int = 3) -> Wire:
+def faster(a: Wire, b: Wire) -> Wire:
+    """The higher limit of two probes, each direction on its own (the stricter denominator for every ratio)."""
+    return Wire(max(a.down, b.down), max(a.up, b.up), max(a.server_bytes_per_cpu, b.server_bytes_per_cpu),
+                min(a.cpu_per_byte, b.cpu_per_byte),
+                {k: a.repeats.get(k, []) + b.repeats.get(k, []) for k in ("down", "up", "warm_up")})
+
+
+def print_wire(what: str, wire: Wire) -> None:
+    print(f"{what}: {wire.down / MB:,.0f} MB/s down, {wire.up / MB:,.0f} MB/s up; bare server "
+          f"{wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second; server and client together, during the "
+          f"transfers: {1 / wire.cpu_per_byte / MB:,.0f} MB per CPU-second", flush=True)
+    print("  (the fastest of its passes after a warm-up pass of "
+          + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats.get("warm_up", []))
+          + " MB/s; MB/s down " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["down"])
+          + "; up " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["up"]) + ")", flush=True)
+
+
+def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int = PROBE_REPEATS) -> Wire:
     port_file = ws / "probe.port"
+    port_file.unlink(missing_ok=True)  # a previous probe's
     me = str(Path(__file__).resolve())
     server = subprocess.Popen([sys.executable, me, "--probe-server", str(ws), str(chunk), str(port_file)],
                               env=_env(), stdin=subprocess.PIPE)
@@ -261,10 +290,11 @@ def measure_wire(ws: Path, chunk: int, nbytes: int = PROBE_BYTES, repeats: int =
         server.stdin.close()
     usage = reap([server], 60)[0]
     rates = json.loads(out.stdout)
-    moved = 2 * nbytes * repeats
-    in_calls = float(port_file.with_suffix(".cpu").read_text())
+    moved = 2 * nbytes * (repeats + WARM_UP_PASSES)
+    in_calls = json.loads(port_file.with_suffix(".cpu").read_text())[2 * WARM_UP_PASSES:]  # the measured passes'
     return Wire(max(rates["down"]), max(rates["up"]), moved / max(usage.cpu, 1e-9),
-                (in_calls + sum(rates["cpu"])) / sum(rates["bytes"]), {k: rates[k] for k in ("down", "up")})
+                (sum(in_calls) + sum(rates["cpu"])) / sum(rates["bytes"]),
+                {k: rates[k] for k in ("down", "up", "warm_up")})
 
 
 # --- one federation ----------------------------------------------------------------------------
@@ -392,7 +422,7 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def report_round_speed(run: Run, wire: Wire) -> None:
+def report_round_speed(run: Run, wire: Wire, probes: tuple[Wire, ...] = ()) -> None:
     steady = run.steady()
     secs = run.cycle() or sum(r["seconds"] for r, _ in steady) / len(steady)
     out = sum(r["bytes_out"] for r, _ in steady) / len(steady)
@@ -401,6 +431,9 @@ def report_round_speed(run: Run, wire: Wire) -> None:
     x = secs / limit
     print(f"{run.name}: {secs:.2f} s per steady round for {(out + inn) / MB:,.0f} MB; wire time {limit:.2f} s "
           f"-> {x:.2f} x the wire (target <= {TARGET_ROUND_X})  [{verdict(x <= TARGET_ROUND_X)}]")
+    if len(probes) > 1:
+        print(f"{run.name}: against each probe alone (before, after): "
+              + ", ".join(f"{secs / p.seconds(int(out), int(inn)):.2f} x" for p in probes))
     with_round_2 = run.cycle(warm_up=1)
     if with_round_2 is not None:
         print(f"{run.name}: counting round 2 as well (as before the seventh session): {with_round_2:.2f} s, "
@@ -500,12 +533,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
         probe_ws = make_workspace(root, 1, 1000, 1)
-        wire = measure_wire(probe_ws, 4 << 20)
-        print(f"loopback mutual-TLS gRPC limit: {wire.down / MB:,.0f} MB/s down, {wire.up / MB:,.0f} MB/s up; "
-              f"bare server {wire.server_bytes_per_cpu / MB:,.0f} MB per CPU-second; server and client together, "
-              f"during the transfers: {1 / wire.cpu_per_byte / MB:,.0f} MB per CPU-second", flush=True)
-        print("  (the fastest of its repeats, MB/s: down " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["down"])
-              + "; up " + ", ".join(f"{r / MB:,.0f}" for r in wire.repeats["up"]) + ")", flush=True)
+        before = measure_wire(probe_ws, 4 << 20)
+        print_wire("loopback mutual-TLS gRPC limit, before the federations", before)
         runs: dict[str, Run] = {}
         for key in [c for c in args.cases.split(",") if c]:
             label, n, params, rounds = CASES[key]
@@ -514,7 +543,13 @@ def main() -> None:
             runs[key] = federation(root, label, n, params, rounds)
             print(f"  {runs[key].wall:.1f} s wall; rounds (s): "
                   + ", ".join(f"{r['seconds']:.2f}" for r in runs[key].rounds if not r["final"]), flush=True)
-            shutil.rmtree(root / f"ws_{n}_{params}_8", ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(root / f"ws_{n}_{params}_8", ignore_errors=True)
+        after = measure_wire(probe_ws, 4 << 20)
+        print_wire("and after them", after)
+        wire = faster(before, after)
+        print(f"every ratio below is to the faster of the two: {wire.down / MB:,.0f} MB/s down, "
+              f"{wire.up / MB:,.0f} MB/s up", flush=True)
         if args.huge:
             print(f"running one tensor of {args.huge_params:.2e} float32 ({args.huge_params * 4 / 2**30:.2f} GiB), "
                   "1 collaborator, 1 round ...", flush=True)
@@ -523,7 +558,7 @@ def main() -> None:
         print()
         for key in ("big2", "big8"):
             if key in runs:
-                report_round_speed(runs[key], wire)
+                report_round_speed(runs[key], wire, (before, after))
         for key in ("big2", "big8"):
             if key in runs:
                 report_memory(runs[key])
