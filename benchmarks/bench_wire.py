@@ -469,6 +469,12 @@ def report_cpu_floor(run: Run, wire: Wire, limit: float, moved: float) -> None:
           f"{total / cores:.2f} s = {total / cores / limit:.2f} x the wire. The probe spends {probe:.2f} CPU-s "
           f"on the same bytes ({probe / cores / limit:.2f} x over {cores} cores); everything fx does beyond "
           f"that costs {total - probe:.2f} CPU-s")
+    budget = TARGET_ROUND_X * limit * cores
+    tasks = [run.task_seconds[r["round"]] for r, _ in run.steady() if r["round"] in run.task_seconds]
+    runner = f"; the runner's own tasks alone took {sum(tasks) / len(tasks):.2f}" if tasks else ""
+    print(f"{run.name}: the target's {TARGET_ROUND_X} x leaves at most {budget:.2f} CPU-s per round on {cores} "
+          f"cores; the transport at the probe's cost takes {probe:.2f} of it, leaving {budget - probe:.2f} CPU-s "
+          f"for all else{runner}")
 
 
 def report_memory(run: Run) -> None:
