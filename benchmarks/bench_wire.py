@@ -312,6 +312,7 @@ class Run:
     cpu_at: list[list[float]] = field(default_factory=list)  # then: CPU-seconds of each process (aggregator first)
     # round -> seconds the collaborators' runners spent in that round's tasks, summed over tasks and collaborators
     task_seconds: dict[int, float] = field(default_factory=dict)
+    task_cpu: dict[int, float] = field(default_factory=dict)  # the same tasks' CPU-seconds (``cpu_s``)
     model_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -365,18 +366,19 @@ def federation(root: Path, name: str, n: int, params: int, rounds: int, tensors:
     records = [json.loads(x) for x in metrics.read_text().splitlines()]
     return Run(name, n, params, records, usage[0], max(u.maxrss for u in usage[1:]), wall,
                closed_at if len(closed_at) == len(records) else [], cpu_at if len(cpu_at) == len(records) else [],
-               task_seconds(logs, n))
+               task_seconds(logs, n), task_seconds(logs, n, "cpu_s"))
 
 
-def task_seconds(logs: Path, n: int) -> dict[int, float]:
-    """Seconds the collaborators' runners spent in each round's tasks (their metrics files), all added up."""
+def task_seconds(logs: Path, n: int, key: str = "seconds") -> dict[int, float]:
+    """Seconds (``key="cpu_s"``: CPU-seconds) the collaborators' runners spent in each round's tasks (their
+    metrics files), all added up."""
     spent: dict[int, float] = {}
     for i in range(1, n + 1):
         path = logs / f"col-{i}_metrics.jsonl"
         for line in path.read_text().splitlines() if path.exists() else []:
             rec = json.loads(line)
             if not rec.get("final"):
-                spent[rec["round"]] = spent.get(rec["round"], 0.0) + float(rec.get("seconds", 0.0))
+                spent[rec["round"]] = spent.get(rec["round"], 0.0) + float(rec.get(key, 0.0))
     return spent
 
 
@@ -446,9 +448,11 @@ def report_round_speed(run: Run, wire: Wire, probes: tuple[Wire, ...] = ()) -> N
     tasks = [run.task_seconds[r["round"]] for r, _ in steady if r["round"] in run.task_seconds]
     if tasks:
         per_round = sum(tasks) / len(tasks)
+        cpu = [run.task_cpu[r["round"]] for r, _ in steady if r["round"] in run.task_cpu]
+        cpu_text = f" and {sum(cpu) / len(cpu):.2f} CPU-s" if cpu else ""
         print(f"{run.name}: the collaborators' tasks (the synthetic runner's own work: validating, training; not "
-              f"transport) took {per_round:.2f} s per round, all collaborators added up "
-              f"({per_round / run.collaborators:.2f} s each, run side by side)")
+              f"transport) took {per_round:.2f} s{cpu_text} per round, all collaborators added up "
+              f"({per_round / run.collaborators:.2f} s each, run side by side, waiting for a core included)")
 
 
 def report_cpu_floor(run: Run, wire: Wire, limit: float, moved: float) -> None:
@@ -470,8 +474,8 @@ def report_cpu_floor(run: Run, wire: Wire, limit: float, moved: float) -> None:
           f"on the same bytes ({probe / cores / limit:.2f} x over {cores} cores); everything fx does beyond "
           f"that costs {total - probe:.2f} CPU-s")
     budget = TARGET_ROUND_X * limit * cores
-    tasks = [run.task_seconds[r["round"]] for r, _ in run.steady() if r["round"] in run.task_seconds]
-    runner = f"; the runner's own tasks alone took {sum(tasks) / len(tasks):.2f}" if tasks else ""
+    tasks = [run.task_cpu[r["round"]] for r, _ in run.steady() if r["round"] in run.task_cpu]
+    runner = f"; the runner's own tasks alone took {sum(tasks) / len(tasks):.2f} CPU-s" if tasks else ""
     print(f"{run.name}: the target's {TARGET_ROUND_X} x leaves at most {budget:.2f} CPU-s per round on {cores} "
           f"cores; the transport at the probe's cost takes {probe:.2f} of it, leaving {budget - probe:.2f} CPU-s "
           f"for all else{runner}")

@@ -1,6 +1,7 @@
 """The collaborator: running tasks through a runner (weights, optimizer treatment, metrics) and failing clearly."""
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +97,37 @@ def test_continue_global_loads_and_sends_optimizer_state_when_the_model_has_it()
     np.testing.assert_array_equal(out.tensors["optimizer/slot"], np.full(3, 6.0))
     plain = TaskExecutor(Recorder(), TASKS, "CONTINUE_GLOBAL").run("train", 1, GLOBAL)
     assert sorted(plain.tensors) == ["w"]  # the global model has no optimizer tensors: none are sent
+
+
+class Spender(Recorder):
+    """Training burns CPU in a thread of its own, as a framework's worker threads do; validation only waits."""
+
+    def __init__(self, cpu: float) -> None:
+        super().__init__()
+        self.cpu = cpu
+        self.waited = threading.Event()
+
+    def train_task(self, round_num: int, epochs: int = 1, **kwargs: Any) -> TaskResult:
+        def burn() -> None:
+            until = time.thread_time() + self.cpu
+            while time.thread_time() < until:
+                pass
+        worker = threading.Thread(target=burn)
+        worker.start()
+        worker.join()
+        return super().train_task(round_num, epochs, **kwargs)
+
+    def validate_task(self, round_num: int, **kwargs: Any) -> TaskResult:
+        self.waited.wait(0.3)  # never set: a task that takes wall time and no CPU
+        return super().validate_task(round_num, **kwargs)
+
+
+def test_a_task_reports_the_cpu_it_used_with_its_threads_and_not_the_time_it_waited() -> None:
+    executor = TaskExecutor(Spender(cpu=0.3), TASKS, "CONTINUE_LOCAL")
+    train = executor.run("train", 0, GLOBAL)
+    assert train.cpu_seconds >= 0.3 and train.seconds >= 0.3  # the worker thread's CPU is counted
+    validate = executor.run("aggregated_model_validation", 0, GLOBAL)
+    assert validate.seconds >= 0.3 and validate.cpu_seconds < validate.seconds - 0.15
 
 
 def test_task_problems_are_named() -> None:

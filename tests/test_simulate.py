@@ -62,9 +62,12 @@ def test_the_simulation_is_bit_identical_to_the_real_mtls_federation(twins: tupl
     assert rounds_logged(sim) == rounds_logged(real) == [(1, False), (2, False), (3, False), (3, True)]
     out = flat(res)
     assert "round 1/3" in out and "participants=4/4" in out and "final model" in out
-    for name in NAMES:  # the same per-collaborator metrics files as collaborators write
-        assert (sim / "logs" / f"{name}_metrics.jsonl").read_text().count('"task"') == \
-               (real / "logs" / f"{name}_metrics.jsonl").read_text().count('"task"')
+    for name in NAMES:  # the same per-collaborator metrics files as collaborators write, with the same fields
+        lines = {ws: [json.loads(x) for x in (ws / "logs" / f"{name}_metrics.jsonl").read_text().splitlines()]
+                 for ws in (sim, real)}
+        assert len(lines[sim]) == len(lines[real])
+        assert [sorted(x) for x in lines[sim]] == [sorted(x) for x in lines[real]]
+        assert all(x["cpu_s"] >= 0 and x["seconds"] >= 0 for x in lines[sim] + lines[real])
     again = simulate(sim)
     assert again.returncode == 0 and "already finished" in flat(again)
 

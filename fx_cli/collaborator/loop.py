@@ -239,4 +239,5 @@ class CollaboratorLoop:
         # The final model's evaluation is recorded as the aggregator records it: the last round's number, final.
         append_jsonl(self.metrics_path, {"round": r if final else r + 1, "final": final, "task": out.task,
                                          "metrics": out.metrics,
-                                         "data_size": out.data_size, "seconds": round(out.seconds, 4)})
+                                         "data_size": out.data_size, "seconds": round(out.seconds, 4),
+                                         "cpu_s": round(out.cpu_seconds, 4)})

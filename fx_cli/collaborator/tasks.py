@@ -25,6 +25,7 @@ class TaskOutput:
     tensors: dict[str, np.ndarray]  # the model update (empty for validation)
     data_size: int
     seconds: float
+    cpu_seconds: float = 0.0  # this process's CPU during the task (all its threads: a framework's own included)
 
 
 class GlobalModel(Mapping[str, np.ndarray]):
@@ -110,7 +111,7 @@ class TaskExecutor:
         if not callable(function):
             raise FxError(f"tasks.{task}.function: the task runner {type(self.runner).__name__} has no method "
                           f"'{spec.function}'", "fix the function name in plan/plan.yaml")
-        started = time.monotonic()
+        started, started_cpu = time.monotonic(), time.process_time()
         if training:
             fault("collaborator:mid_train")
         try:
@@ -124,13 +125,13 @@ class TaskExecutor:
         if not isinstance(result, TaskResult):
             raise FxError(f"{type(self.runner).__name__}.{spec.function} returned {type(result).__name__}, "
                           "not a TaskResult", "return fx_cli.runners.base.TaskResult(metrics, tensors)")
-        seconds = time.monotonic() - started
+        seconds, cpu_seconds = time.monotonic() - started, time.process_time() - started_cpu
         tensors = self._update(result, global_model, task) if (training or result.tensors) else {}
         if tensors and self.privacy is not None:
             tensors = self.privacy.apply(tensors, global_model)
         size = self.runner.train_data_size() if tensors else self.runner.valid_data_size()
         wanted = kwargs.get("metrics") if self.runner.metrics_follow_plan else None
-        return TaskOutput(task, _metrics(result, wanted, task), tensors, int(size), seconds)
+        return TaskOutput(task, _metrics(result, wanted, task), tensors, int(size), seconds, cpu_seconds)
 
     def _load_global(self, model: Mapping[str, np.ndarray], training: bool) -> None:
         opt_names = set(self.runner.optimizer_tensor_names())

@@ -149,7 +149,8 @@ class Worker:
                 continue
             out = executor.run(task, turn.round, model)
             lines.append({"round": turn.round + 1, "final": final, "task": out.task, "metrics": out.metrics,
-                          "data_size": out.data_size, "seconds": round(out.seconds, 4)})
+                          "data_size": out.data_size, "seconds": round(out.seconds, 4),
+                          "cpu_s": round(out.cpu_seconds, 4)})
             if task in turn.targets and self.secagg and is_training(spec) and not final:
                 done.append(_update_delta(out, model))
             elif task in turn.targets:  # under secure aggregation no plain update leaves: metrics only
