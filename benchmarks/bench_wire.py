@@ -377,8 +377,8 @@ def task_seconds(logs: Path, n: int, key: str = "seconds") -> dict[int, float]:
         path = logs / f"col-{i}_metrics.jsonl"
         for line in path.read_text().splitlines() if path.exists() else []:
             rec = json.loads(line)
-            if not rec.get("final"):
-                spent[rec["round"]] = spent.get(rec["round"], 0.0) + float(rec.get(key, 0.0))
+            if not rec.get("final") and key in rec:  # an older fx (``--tree``) records no cpu_s
+                spent[rec["round"]] = spent.get(rec["round"], 0.0) + float(rec[key])
     return spent
 
 
