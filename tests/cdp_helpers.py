@@ -76,19 +76,25 @@ class DevTools:
                 assert "error" not in reply, reply
                 return dict(reply["result"])
 
+    def _run(self, expression: str) -> dict[str, Any]:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+
     def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = self._run(expression)
         assert "exceptionDetails" not in result, result
         return result["result"].get("value")
 
     def wait_for(self, expression: str, what: str, timeout: float = 60.0) -> Any:
-        """Evaluate ``expression`` until it is truthy."""
+        """Evaluate ``expression`` until it is truthy. While the page is still loading the expression may throw
+        (``document.body`` is null before the body is parsed): that counts as not yet, and the last error is
+        shown if the deadline passes."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            result = self._run(expression)
+            value = None if "exceptionDetails" in result else result["result"].get("value")
             if value:
                 return value
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; the page last gave {result}"
             time.sleep(0.1)
 
     def screenshot(self, path: Path) -> None:
